@@ -1,0 +1,35 @@
+"""Pure, differentiable physics ops of PtychoPINN, one per file.
+
+Conventions: images ``(..., H, W)``; positions and shifts ``(..., 2)`` as ``(y, x)`` pixels;
+a patch's centre is its pixel ``(N//2, N//2)``; complex fields are complex64. Every op computes
+in float32/complex64 (float64/complex128 for double input), also under autocast. No op holds
+state or draws random numbers.
+"""
+
+from pinn.ops.crop import center_crop, center_pad
+from pinn.ops.diffract import diffract
+from pinn.ops.disk_mask import disk_mask
+from pinn.ops.extract_patches import extract_patches
+from pinn.ops.illuminate import illuminate
+from pinn.ops.likelihood import amplitude_mae, poisson_deviance, poisson_nll
+from pinn.ops.probe import default_probe, normalize_probe
+from pinn.ops.reassemble_patches import reassemble_patches
+from pinn.ops.stitch import stitch
+from pinn.ops.translate import translate
+
+__all__ = [
+    "amplitude_mae",
+    "center_crop",
+    "center_pad",
+    "default_probe",
+    "diffract",
+    "disk_mask",
+    "extract_patches",
+    "illuminate",
+    "normalize_probe",
+    "poisson_deviance",
+    "poisson_nll",
+    "reassemble_patches",
+    "stitch",
+    "translate",
+]

@@ -1,0 +1,43 @@
+"""Argument checks shared by the ops: run once at the public boundary, with messages that say
+what was found and what is expected. Value-dependent checks are skipped while compiling."""
+
+from __future__ import annotations
+
+import torch
+
+
+def compiling() -> bool:
+    """True while ``torch.compile`` traces the caller (value checks must not run then)."""
+    return torch.compiler.is_compiling()
+
+
+def check_tensor(name: str, x: object) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+def check_min_dims(name: str, x: torch.Tensor, n: int, layout: str) -> None:
+    if x.dim() < n:
+        raise ValueError(f"{name} has shape {tuple(x.shape)}; expected {layout}")
+
+
+def check_coordinates(name: str, x: torch.Tensor, layout: str) -> None:
+    """A real floating tensor whose last axis holds (y, x); finite values."""
+    if x.dim() < 1 or x.shape[-1] != 2:
+        raise ValueError(f"{name} has shape {tuple(x.shape)}; expected {layout} with (y, x) "
+                         "in the last axis")
+    if x.is_complex() or not x.is_floating_point():
+        raise TypeError(f"{name} must be a real floating tensor, got {x.dtype}")
+    if not compiling() and x.numel() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or inf; every position must be finite")
+
+
+def check_shape_pair(name: str, shape: object) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in shape)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (H, W) of positive ints, got {shape!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"{name} must be a pair (H, W) of positive ints, got {shape!r}")
+    return h, w

@@ -1,0 +1,80 @@
+"""Probes: the reference's default probe and its probe normalisation."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from pinn.ops._checks import check_min_dims, check_tensor
+from pinn.ops.disk_mask import disk_mask
+
+
+def _gaussian_smooth(image: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
+    """Separable Gaussian blur of a 2-D float64 image, edges mirrored including the edge pixel
+    (``scipy.ndimage.gaussian_filter`` with ``mode='reflect'``)."""
+    radius = int(truncate * sigma + 0.5)
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    for axis in (0, 1):
+        n = image.shape[axis]
+        index = torch.arange(-radius, n + radius)
+        index = torch.where(index < 0, -index - 1, index)
+        index = torch.where(index >= n, 2 * n - index - 1, index)
+        padded = image.index_select(axis, index)
+        image = sum(kernel[k] * padded.narrow(axis, k, n) for k in range(2 * radius + 1))
+    return image
+
+
+def default_probe(size: int) -> torch.Tensor:
+    """The TensorFlow reference's default probe (``probe.get_default_probe``), unnormalised.
+
+    A smoothed disk: the binary mask where the outer product of a Gaussian window
+    (``std = size / (0.7 * pi**2)``, peak 1) exceeds 0.5, blurred with a Gaussian of sigma
+    1 px (edges mirrored) plus 1e-9. Centred at ``((size-1)/2, (size-1)/2)``. For size 64 it
+    has 376 pixels above 0.5 and maximum 1.
+
+    Returns:
+        ``(size, size)`` complex64 with zero imaginary part.
+    """
+    if int(size) != size or size <= 0:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    size = int(size)
+    std = size / (0.7 * math.pi**2)
+    coord = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    window = torch.exp(-0.5 * (coord / std) ** 2)
+    window = window / window.max()
+    disk = (window[:, None] * window[None, :] > 0.5).to(torch.float64)
+    amplitude = _gaussian_smooth(disk, sigma=1.0) + 1e-9
+    return torch.complex(amplitude, torch.zeros_like(amplitude)).to(torch.complex64)
+
+
+def normalize_probe(probe: torch.Tensor, scale: float = 4.0) -> torch.Tensor:
+    """The reference's probe normalisation (``probe.set_probe``).
+
+    ``probe / (scale * mean(|probe * disk_mask(N)|))``, the mean taken over all ``N*N`` pixels,
+    so that afterwards ``mean(|probe * disk_mask|) == 1 / scale``. The reference's default
+    ``scale`` (``probe_scale``) is 4.0 (10.0 in its legacy configuration).
+
+    Args:
+        probe: ``(..., N, N)`` complex (each trailing ``N x N`` probe is normalised on its own).
+        scale: positive float.
+
+    Returns:
+        The normalised probe, same shape, complex64 (complex128 for double input).
+    """
+    check_tensor("probe", probe)
+    check_min_dims("probe", probe, 2, "(..., N, N)")
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+    if probe.shape[-1] != probe.shape[-2]:
+        raise ValueError(f"probe has shape {tuple(probe.shape)}; expected a square (..., N, N)")
+    if not probe.is_complex():
+        probe = torch.complex(probe.to(torch.float32), torch.zeros_like(probe, dtype=torch.float32))
+    mask = disk_mask(probe.shape[-1], device=probe.device).to(probe.real.dtype)
+    mean_abs = (probe * mask).abs().mean(dim=(-2, -1), keepdim=True)
+    if not torch.compiler.is_compiling() and bool((mean_abs == 0).any()):
+        raise ValueError("probe is zero inside the central disk of radius N/4, so it cannot be "
+                         "normalised; pass a probe that illuminates the centre of the window")
+    return probe / (scale * mean_abs)
