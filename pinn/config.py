@@ -1,0 +1,266 @@
+"""Configuration: frozen, flat, typed dataclasses, validated on construction, saved as JSON.
+
+Three groups, one per stage of the pipeline:
+
+- :class:`ModelConfig`: the network and the physics (patch size, gridsize, decoder options,
+  probe handling). It is stored in model archives.
+- :class:`DataConfig`: how a scan is read, grouped and normalised.
+- :class:`TrainingConfig`: optimiser, schedule, precision and checkpointing.
+
+:class:`Config` bundles the three. ``to_dict``/``from_dict`` round-trip through JSON; unknown
+keys are rejected with a clear message and :func:`upgrade` turns dictionaries written by older
+schema versions into the current one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pinn.errors import ConfigError
+
+SCHEMA_VERSION = 1
+
+SUPPORTED_SIZES = (64, 128, 256)
+AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
+PRECISIONS = ("off", "bf16", "fp16")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The PtychoPINN network and its physics.
+
+    Attributes:
+        size_px: patch side N in pixels (64, 128 or 256).
+        gridsize: groups hold ``gridsize**2`` neighbouring patterns (channels of the CNN).
+        n_filters_scale: multiplies every filter count of the CNN (reference default 2).
+        amp_activation: output activation of the amplitude's centre head.
+        object_big: decode one patch per group member and merge them on a group canvas
+            (else a single patch is decoded and shared by all members).
+        probe_big: add the decoder's border branch that fills the patch outside its centre.
+        pad_object: decode the centre N/2 window and zero-pad it (else decode the full patch).
+        probe_mask: multiply exit waves by the hard disk ``r < N/4``.
+        probe_scale: the reference's probe normalisation divisor (4.0).
+        offset_px, max_position_jitter_px: size the group canvas as the reference does:
+            ``N + (gridsize - 1) * offset_px + max_position_jitter_px``.
+        merge_eps: added to the merge coverage before dividing (the reference's 0.001).
+        probe_trainable: refine the probe during training (a parameter, not a buffer).
+        intensity_scale_trainable: train the intensity scale (a parameter, not a buffer).
+    """
+
+    size_px: int = 64
+    gridsize: int = 1
+    n_filters_scale: int = 2
+    amp_activation: str = "sigmoid"
+    object_big: bool = True
+    probe_big: bool = True
+    pad_object: bool = True
+    probe_mask: bool = False
+    probe_scale: float = 4.0
+    offset_px: int = 4
+    max_position_jitter_px: int = 10
+    merge_eps: float = 0.001
+    probe_trainable: bool = False
+    intensity_scale_trainable: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.size_px in SUPPORTED_SIZES,
+                 f"size_px is {self.size_px}; the network supports N in {SUPPORTED_SIZES} "
+                 "(crop or bin the diffraction patterns to one of these)")
+        _require(isinstance(self.gridsize, int) and 1 <= self.gridsize <= 4,
+                 f"gridsize is {self.gridsize!r}; use an int from 1 to 4")
+        _require(isinstance(self.n_filters_scale, int) and self.n_filters_scale >= 1,
+                 f"n_filters_scale is {self.n_filters_scale!r}; use a positive int")
+        _require(self.amp_activation in AMP_ACTIVATIONS,
+                 f"amp_activation is {self.amp_activation!r}; use one of {AMP_ACTIVATIONS}")
+        _require(self.probe_scale > 0, f"probe_scale is {self.probe_scale}; it must be > 0")
+        _require(self.offset_px >= 0 and self.max_position_jitter_px >= 0,
+                 "offset_px and max_position_jitter_px must be >= 0")
+        _require((self.padded_size_px - self.size_px) % 2 == 0,
+                 f"the group canvas ({self.padded_size_px} px) and the patch ({self.size_px} px) "
+                 "differ by an odd number of pixels; choose an even offset_px + "
+                 "max_position_jitter_px")
+        _require(self.merge_eps > 0, f"merge_eps is {self.merge_eps}; it must be > 0")
+
+    @property
+    def channels(self) -> int:
+        """Patterns per group, ``C = gridsize**2``."""
+        return self.gridsize**2
+
+    @property
+    def padded_size_px(self) -> int:
+        """Side of the group canvas on which a group's patches are merged."""
+        return self.size_px + (self.gridsize - 1) * self.offset_px + self.max_position_jitter_px
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How a scan is read, grouped and normalised.
+
+    Attributes:
+        values: the stored diffraction holds ``"amplitude"`` (sqrt of counts) or ``"counts"``.
+        zero_frequency: where the stored patterns have zero frequency, ``"center"`` or
+            ``"corner"`` (then ``fftshift`` is applied).
+        positions: the stored coordinates mark each window's ``"center"`` or ``"corner"``.
+        neighbors: candidate neighbours per scan point when grouping (gridsize > 1).
+        nphotons: mean total counts per pattern; ``None`` measures it from counts, or uses
+            the reference's 1e9 for amplitude data.
+        grouping_seed: seed of the grouping draw.
+    """
+
+    values: str = "amplitude"
+    zero_frequency: str = "center"
+    positions: str = "center"
+    neighbors: int = 4
+    nphotons: float | None = None
+    grouping_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.values in ("amplitude", "counts"),
+                 f"values is {self.values!r}; use 'amplitude' or 'counts'")
+        _require(self.zero_frequency in ("center", "corner"),
+                 f"zero_frequency is {self.zero_frequency!r}; use 'center' or 'corner'")
+        _require(self.positions in ("center", "corner"),
+                 f"positions is {self.positions!r}; use 'center' or 'corner'")
+        _require(isinstance(self.neighbors, int) and self.neighbors >= 1,
+                 f"neighbors is {self.neighbors!r}; use a positive int")
+        _require(self.nphotons is None or (math.isfinite(self.nphotons) and self.nphotons > 0),
+                 f"nphotons is {self.nphotons!r}; use a positive number or leave it unset")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The optimiser, schedule and precision of training (reference defaults where it has one).
+
+    Attributes:
+        epochs: passes over the training groups.
+        batch_size: groups per optimiser step (per process under DDP: the global batch is
+            ``batch_size * world_size``).
+        learning_rate: Adam's initial learning rate.
+        nll_weight, mae_weight: weights of the Poisson NLL and the amplitude MAE.
+        plateau_factor, plateau_patience, min_learning_rate: reduce-on-plateau on the
+            validation loss (the training loss when there is no validation split).
+        early_stopping_patience: stop after this many epochs without improvement of the
+            training loss (``0`` disables it).
+        validation_fraction: the last fraction of the groups held out for validation.
+        grad_clip_norm: clip the global gradient norm (``None``: no clipping).
+        grad_accumulation: micro-batches accumulated per optimiser step.
+        precision: ``"off"``, ``"bf16"`` (CPU and CUDA) or ``"fp16"`` (CUDA, with a grad scaler).
+        compile: run the model through ``torch.compile``.
+        seed: seeds initial weights, data order and every other draw.
+        deterministic: ask PyTorch for deterministic algorithms.
+        max_nonfinite_steps: abort after this many non-finite steps in a row.
+        log_images: write the reconstructed amplitude and phase to TensorBoard each epoch.
+    """
+
+    epochs: int = 50
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    nll_weight: float = 1.0
+    mae_weight: float = 0.0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    min_learning_rate: float = 1e-4
+    early_stopping_patience: int = 3
+    validation_fraction: float = 0.05
+    grad_clip_norm: float | None = None
+    grad_accumulation: int = 1
+    precision: str = "off"
+    compile: bool = False
+    seed: int = 0
+    deterministic: bool = True
+    max_nonfinite_steps: int = 10
+    log_images: bool = True
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.epochs, int) and self.epochs >= 1,
+                 f"epochs is {self.epochs!r}; use a positive int")
+        _require(isinstance(self.batch_size, int) and self.batch_size >= 1,
+                 f"batch_size is {self.batch_size!r}; use a positive int")
+        _require(self.learning_rate > 0, f"learning_rate is {self.learning_rate}; it must be > 0")
+        _require(self.nll_weight >= 0 and self.mae_weight >= 0
+                 and self.nll_weight + self.mae_weight > 0,
+                 "nll_weight and mae_weight must be >= 0 and not both 0")
+        _require(0 < self.plateau_factor < 1, "plateau_factor must be in (0, 1)")
+        _require(self.plateau_patience >= 0 and self.early_stopping_patience >= 0,
+                 "patience values must be >= 0")
+        _require(0 < self.min_learning_rate <= self.learning_rate,
+                 "min_learning_rate must be in (0, learning_rate]")
+        _require(0 <= self.validation_fraction < 1,
+                 f"validation_fraction is {self.validation_fraction}; use a value in [0, 1)")
+        _require(self.grad_clip_norm is None or self.grad_clip_norm > 0,
+                 "grad_clip_norm must be > 0 or unset")
+        _require(isinstance(self.grad_accumulation, int) and self.grad_accumulation >= 1,
+                 "grad_accumulation must be a positive int")
+        _require(self.precision in PRECISIONS,
+                 f"precision is {self.precision!r}; use one of {PRECISIONS}")
+        _require(isinstance(self.max_nonfinite_steps, int) and self.max_nonfinite_steps >= 1,
+                 "max_nonfinite_steps must be a positive int")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of a run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Config:
+        raw = upgrade(raw)
+        sections = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig}
+        unknown = set(raw) - set(sections) - {"schema_version"}
+        _require(not unknown, f"unknown configuration sections {sorted(unknown)}; "
+                 f"expected {sorted(sections)}")
+        return cls(**{name: section_from_dict(kind, raw.get(name, {}), name)
+                      for name, kind in sections.items()})
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"configuration is not valid JSON ({exc})") from None
+        _require(isinstance(raw, dict), "configuration JSON must be an object")
+        return cls.from_dict(raw)
+
+
+def section_from_dict(kind: type, raw: Any, name: str) -> Any:
+    """Build one config dataclass from a dict, rejecting unknown keys by name."""
+    _require(isinstance(raw, dict), f"configuration section {name!r} must be an object")
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = set(raw) - known
+    _require(not unknown, f"unknown keys {sorted(unknown)} in configuration section {name!r}; "
+             f"known keys are {sorted(known)}")
+    try:
+        return kind(**raw)
+    except TypeError as exc:
+        raise ConfigError(f"configuration section {name!r}: {exc}") from None
+
+
+def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
+    """Bring a configuration dict written by any earlier schema to the current schema.
+
+    Raises ConfigError for a dict from a newer pinn than this one.
+    """
+    version = raw.get("schema_version", SCHEMA_VERSION)
+    _require(isinstance(version, int), f"schema_version is {version!r}; expected an int")
+    _require(version <= SCHEMA_VERSION,
+             f"configuration schema version {version} is newer than this pinn supports "
+             f"({SCHEMA_VERSION}); upgrade pinn")
+    return dict(raw)

@@ -1,0 +1,180 @@
+"""The PtychoPINN module: the CNN generator followed by the differentiable physics.
+
+``amplitude (B, C, N, N)`` in photon units and the group members' ``offsets (B, C, 2)`` go in;
+the reconstructed object and the predicted diffraction come out. The chain
+(``UPSTREAM_SEMANTICS.md`` §4.8)::
+
+    x        = amplitude / scale                       # the network sees normalised data
+    amp, phi = generator(x)                            # (B, C_out, N, N) each
+    patches  = amp * exp(i phi)                        # complex64
+    canvas   = merge(patches, offsets)                 # (B, P, P) group canvas (object_big)
+    object   = center_crop(canvas, N)                  # (B, N, N)
+    waves    = illuminate(extract(canvas, offsets), probe[, disk])   # (B, C, N, N)
+    pred_amp = scale * diffract(waves)                 # (B, C, N, N)
+
+Member ``c`` sits on the group canvas with its centre pixel at ``P//2 + offsets[:, c]``
+(offsets are position - group centroid, (y, x) pixels). Deliberate deviations from the
+reference (``DESIGN.md``): the merge is per group at every batch size, its coverage counts the
+window the decoder actually fills, offsets are not re-centred by a batch mean, and the probe
+and intensity scale train when configured.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from pinn import ops
+from pinn.config import ModelConfig
+from pinn.model.generator import Generator, build_generator
+
+
+class ModelOutput(NamedTuple):
+    """What :class:`PtychoPINN` returns.
+
+    object: ``(B, N, N)`` complex64, the centre of each group canvas (the patch at gridsize 1).
+    amplitude: ``(B, C, N, N)`` float32 predicted diffraction amplitude, photon units.
+    intensity: ``(B, C, N, N)`` float32, ``amplitude**2`` (expected counts).
+    """
+
+    object: torch.Tensor
+    amplitude: torch.Tensor
+    intensity: torch.Tensor
+
+
+class PtychoPINN(nn.Module):
+    """Generator + physics. Build it with :func:`build_model`.
+
+    Args:
+        generator: maps normalised amplitudes to amplitude and phase patches.
+        probe: ``(N, N)`` complex, already normalised (see :func:`pinn.ops.normalize_probe`).
+        intensity_scale: photon units per normalised amplitude unit (> 0).
+        padded_size: side P of the group canvas.
+        object_big: merge one decoded patch per member (else share one patch).
+        coverage_window: ``(N, N)`` weights the merge counts per patch pixel.
+        merge_eps: added to the merge coverage.
+        probe_mask: optional ``(N, N)`` exit-wave mask.
+        probe_trainable, intensity_scale_trainable: make those parameters instead of buffers.
+    """
+
+    def __init__(self, generator: Generator, probe: torch.Tensor, intensity_scale: float,
+                 padded_size: int, object_big: bool, coverage_window: torch.Tensor,
+                 merge_eps: float, probe_mask: torch.Tensor | None = None,
+                 probe_trainable: bool = False, intensity_scale_trainable: bool = False) -> None:
+        super().__init__()
+        if not (math.isfinite(intensity_scale) and intensity_scale > 0):
+            raise ValueError(f"intensity_scale is {intensity_scale}; it must be finite and > 0")
+        self.generator = generator
+        self.size = probe.shape[-1]
+        self.padded_size = padded_size
+        self.object_big = object_big
+        self.merge_eps = merge_eps
+        # The probe is stored as real (N, N, 2) so that every optimiser, DDP and safetensors
+        # handle it; `probe` views it as complex.
+        probe_real = torch.view_as_real(probe.to(torch.complex64)).clone()
+        log_scale = torch.tensor(math.log(intensity_scale), dtype=torch.float32)
+        if probe_trainable:
+            self.probe_real = nn.Parameter(probe_real)
+        else:
+            self.register_buffer("probe_real", probe_real)
+        if intensity_scale_trainable:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+        self.register_buffer("coverage_window", coverage_window.to(torch.float32))
+        self.register_buffer("probe_mask", None if probe_mask is None
+                             else probe_mask.to(torch.float32))
+
+    @property
+    def probe(self) -> torch.Tensor:
+        """``(N, N)`` complex64 probe (a view of the stored real tensor)."""
+        return torch.view_as_complex(self.probe_real)
+
+    @property
+    def intensity_scale(self) -> torch.Tensor:
+        """Scalar float32 tensor: photon units per normalised amplitude unit."""
+        return self.log_scale.exp()
+
+    def canvas_positions(self, offsets: torch.Tensor) -> torch.Tensor:
+        """Group-canvas positions ``(B, C, 2)`` of the members' centre pixels."""
+        return offsets.to(torch.float32) + (self.padded_size // 2)
+
+    def decode(self, amplitude: torch.Tensor) -> torch.Tensor:
+        """Object patches ``(B, C_out, N, N)`` complex64 from amplitudes ``(B, C, N, N)``."""
+        amp, phase = self.generator(amplitude / self.intensity_scale)
+        amp, phase = amp.float(), phase.float()  # physics stays float32 under autocast
+        return torch.polar(amp, phase)  # amp * exp(i phase); also right for negative amp
+
+    def merge(self, patches: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Group canvases ``(B, P, P)`` from object patches and canvas positions."""
+        size = (self.padded_size, self.padded_size)
+        if not self.object_big:
+            return ops.center_pad(patches[:, 0], size)
+        canvas, _ = ops.stitch(patches, positions, size, eps=self.merge_eps,
+                               window=self.coverage_window)
+        return canvas
+
+    def forward(self, amplitude: torch.Tensor, offsets: torch.Tensor) -> ModelOutput:
+        """Reconstruct and predict.
+
+        Args:
+            amplitude: ``(B, C, N, N)`` measured diffraction amplitude in photon units
+                (zero frequency at the centre).
+            offsets: ``(B, C, 2)`` member position minus group centroid, (y, x) pixels.
+        """
+        positions = self.canvas_positions(offsets)  # (B, C, 2)
+        patches = self.decode(amplitude)  # (B, C_out, N, N)
+        canvas = self.merge(patches, positions)  # (B, P, P)
+        obj = ops.center_crop(canvas, self.size)  # (B, N, N)
+        waves = ops.illuminate(ops.extract_patches(canvas, positions, self.size),
+                               self.probe, self.probe_mask)  # (B, C, N, N)
+        pred_amp = self.intensity_scale * ops.diffract(waves)  # (B, C, N, N)
+        return ModelOutput(obj, pred_amp, pred_amp.square())
+
+
+def coverage_window(config: ModelConfig) -> torch.Tensor:
+    """The ``(N, N)`` window the decoder fills: its centre N/2 square, unless the border
+    branch (``probe_big``) or a full-patch decoder (``pad_object=False``) fills all of it."""
+    n = config.size_px
+    if config.pad_object and not config.probe_big:
+        window = torch.zeros(n, n)
+        window[n // 4:n - n // 4, n // 4:n - n // 4] = 1
+        return window
+    return torch.ones(n, n)
+
+
+def build_model(config: ModelConfig, probe: torch.Tensor | None = None,
+                intensity_scale: float = 1.0) -> PtychoPINN:
+    """A :class:`PtychoPINN` for ``config``.
+
+    Args:
+        config: the model configuration.
+        probe: ``(N, N)`` complex probe guess as measured (it is normalised here with
+            ``config.probe_scale``); ``None`` uses the reference's default probe.
+        intensity_scale: photon units per normalised amplitude unit
+            (:func:`pinn.data.intensity_scale`).
+
+    Raises:
+        ValueError: when the probe is not ``N x N``.
+    """
+    n = config.size_px
+    if probe is None:
+        probe = ops.default_probe(n)
+    if tuple(probe.shape) != (n, n):
+        raise ValueError(f"probe has shape {tuple(probe.shape)}; the model needs an {n} x {n} "
+                         "probe (the reference silently substitutes its default probe here)")
+    return PtychoPINN(
+        generator=build_generator(config),
+        probe=ops.normalize_probe(probe.to(torch.complex64), config.probe_scale),
+        intensity_scale=intensity_scale,
+        padded_size=config.padded_size_px,
+        object_big=config.object_big,
+        coverage_window=coverage_window(config),
+        merge_eps=config.merge_eps,
+        probe_mask=ops.disk_mask(n) if config.probe_mask else None,
+        probe_trainable=config.probe_trainable,
+        intensity_scale_trainable=config.intensity_scale_trainable,
+    )
