@@ -30,4 +30,10 @@ def diffract(field: torch.Tensor) -> torch.Tensor:
         height, width = field.shape[-2:]
         spectrum = torch.fft.fft2(field)
         intensity = (spectrum.real.square() + spectrum.imag.square()) / (height * width)
-        return torch.fft.fftshift(intensity, dim=(-2, -1)).sqrt()
+        intensity = torch.fft.fftshift(intensity, dim=(-2, -1))
+        # sqrt has an infinite derivative at 0, which times the zero derivative of the
+        # intensity gives NaN (e.g. for every input pixel of a constant field); use the
+        # subgradient 0 there instead. The forward value is unchanged.
+        positive = intensity > 0
+        safe = torch.where(positive, intensity, torch.ones_like(intensity))
+        return torch.where(positive, safe.sqrt(), torch.zeros_like(intensity))
