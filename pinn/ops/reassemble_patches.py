@@ -52,6 +52,7 @@ def reassemble_patches(
         owner = torch.arange(n_canvas, device=patches.device).repeat_interleave(n_pos)
         windows = _windows.make_windows(origin, owner, (n, m), (height, width),
                                         patches.real.dtype)
-        values = _windows.to_rows(stack).reshape(stack.shape[0], n, m, -1)  # (L*P, n, m, c)
+        values = _windows.to_rows(stack).reshape(  # (L*P, n, m, c); c explicit for L*P == 0
+            stack.shape[0], n, m, 2 if stack.is_complex() else 1)
         rows = _windows.scatter(values, windows, n_canvas * height * width)
         return _windows.from_rows(rows, patches.is_complex()).reshape(*lead, height, width)

@@ -61,7 +61,8 @@ def stitch(
         weights = (torch.ones((n, m), dtype=real_dtype, device=patches.device) if window is None
                    else window.to(device=patches.device, dtype=real_dtype))
         values = torch.cat(  # (K, n, m, c + 1): the patch channels, then the coverage weight
-            [_windows.to_rows(stack).reshape(k, n, m, -1), weights.expand(k, n, m)[..., None]],
+            [_windows.to_rows(stack).reshape(k, n, m, 2 if stack.is_complex() else 1),
+             weights.expand(k, n, m)[..., None]],
             dim=-1)
         origin = positions.reshape(-1, 2) - torch.tensor(
             [n // 2, m // 2], dtype=positions.dtype, device=positions.device)
