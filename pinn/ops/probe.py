@@ -7,6 +7,7 @@ import math
 import torch
 
 from pinn.ops._checks import check_min_dims, check_tensor
+from pinn.ops._precision import full_precision
 from pinn.ops.disk_mask import disk_mask
 
 
@@ -70,8 +71,9 @@ def normalize_probe(probe: torch.Tensor, scale: float = 4.0) -> torch.Tensor:
         raise ValueError(f"scale must be positive, got {scale!r}")
     if probe.shape[-1] != probe.shape[-2]:
         raise ValueError(f"probe has shape {tuple(probe.shape)}; expected a square (..., N, N)")
+    probe = full_precision(probe)
     if not probe.is_complex():
-        probe = torch.complex(probe.to(torch.float32), torch.zeros_like(probe, dtype=torch.float32))
+        probe = torch.complex(probe, torch.zeros_like(probe))
     mask = disk_mask(probe.shape[-1], device=probe.device).to(probe.real.dtype)
     mean_abs = (probe * mask).abs().mean(dim=(-2, -1), keepdim=True)
     if not torch.compiler.is_compiling() and bool((mean_abs == 0).any()):
