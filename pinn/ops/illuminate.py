@@ -29,6 +29,13 @@ def illuminate(
     if patches.shape[-2:] != probe.shape[-2:]:
         raise ValueError(f"probe has shape {tuple(probe.shape)} but the patches are "
                          f"{tuple(patches.shape[-2:])}; the probe must have the patch size")
+    try:
+        torch.broadcast_shapes(patches.shape, probe.shape)
+    except RuntimeError:
+        raise ValueError(f"probe has shape {tuple(probe.shape)}, which does not broadcast against "
+                         f"the patches {tuple(patches.shape)}") from None
+    if mask is not None:
+        check_tensor("mask", mask)
     with no_autocast(patches.device):
         wave = full_precision(patches) * full_precision(probe)
         if not wave.is_complex():

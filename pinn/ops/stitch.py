@@ -48,7 +48,7 @@ def stitch(
             "expected positions (..., P, 2) for patches (..., P, n, m)")
     height, width = check_shape_pair("canvas_shape", canvas_shape)
     n, m = patches.shape[-2:]
-    if window is not None and tuple(window.shape) != (n, m):
+    if window is not None and tuple(check_tensor("window", window).shape) != (n, m):
         raise ValueError(f"window has shape {tuple(window.shape)}; expected the patch shape {(n, m)}")
     with no_autocast(patches.device):
         patches = full_precision(patches)

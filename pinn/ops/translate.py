@@ -33,10 +33,15 @@ def translate(image: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     check_tensor("shift", shift)
     check_min_dims("image", image, 2, "(..., H, W)")
     check_coordinates("shift", shift, "(..., 2)")
+    try:
+        batch = torch.broadcast_shapes(image.shape[:-2], shift.shape[:-1])
+    except RuntimeError:
+        raise ValueError(
+            f"image has shape {tuple(image.shape)} and shift {tuple(shift.shape)}; the leading "
+            "dimensions of image (..., H, W) and shift (..., 2) must broadcast") from None
     with no_autocast(image.device):
         image = full_precision(image)
         height, width = image.shape[-2:]
-        batch = torch.broadcast_shapes(image.shape[:-2], shift.shape[:-1])
         stack = image.expand(*batch, height, width).reshape(-1, height, width)  # (K, H, W)
         origin = -shift.expand(*batch, 2).reshape(-1, 2)  # (K, 2) top-left sample
         k = stack.shape[0]
