@@ -76,7 +76,7 @@ def make_windows(
 def to_rows(stack: torch.Tensor) -> torch.Tensor:
     """(L, H, W) real or complex -> (L*H*W, c) real with c = 1 (real) or 2 (complex)."""
     if stack.is_complex():
-        return torch.view_as_real(stack.contiguous()).reshape(-1, 2)
+        return torch.view_as_real(stack.resolve_conj().contiguous()).reshape(-1, 2)
     return stack.reshape(-1, 1)
 
 

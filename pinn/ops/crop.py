@@ -40,6 +40,6 @@ def center_pad(image: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor
     top, bottom = _margins("center_pad", h, height)
     left, right = _margins("center_pad", w, width)
     if image.is_complex():
-        real = torch.view_as_real(image)
+        real = torch.view_as_real(image.resolve_conj())
         return torch.view_as_complex(F.pad(real, (0, 0, left, right, top, bottom)).contiguous())
     return F.pad(image, (left, right, top, bottom))
