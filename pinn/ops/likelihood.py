@@ -54,13 +54,21 @@ def poisson_deviance(pred_intensity: torch.Tensor, measured_intensity: torch.Ten
     """
     pred, measured = _pair(pred_intensity, measured_intensity)
     with no_autocast(pred.device):
-        # k*log(k/pred) as -k*log1p((pred - k)/k): the difference pred - k is exact when the two
-        # are close, so large counts do not lose the result to rounding of k*log(k) - k*log(pred)
-        # (in float32 that gave -8 at k = 3e6); the clamp removes the last-ulp negatives.
+        # k*log(pred/k) = k*log1p((pred - k)/k) when pred and k are close: the difference is
+        # exact there, so large counts do not lose the result to rounding of k*log(k) -
+        # k*log(pred) (in float32 that gave -8 at k = 3e6). Far apart (pred << k) log1p would
+        # round to log1p(-1) = -inf, so the direct form is used; the clamp removes last-ulp
+        # negatives.
         excess = pred - measured
         safe_measured = torch.where(measured == 0, torch.ones_like(measured), measured)
+        ratio = excess / safe_measured
+        close = ratio.abs() < 0.5
+        safe_pred = torch.where(pred > 0, pred, torch.ones_like(pred))
+        direct = torch.where(pred > 0, torch.log(safe_pred) - torch.log(safe_measured),
+                             torch.full_like(pred, -float("inf")))  # log(pred / k)
+        near = torch.log1p(torch.where(close, ratio, torch.zeros_like(ratio)))  # log(pred / k)
         log_term = torch.where(measured == 0, torch.zeros_like(excess),
-                               measured * torch.log1p(excess / safe_measured))
+                               measured * torch.where(close, near, direct))
         return (2 * (excess - log_term)).clamp_min(0)
 
 
