@@ -1,7 +1,8 @@
 """The PtychoPINN network: the CNN generator and the generator + physics module."""
 
 from pinn.model.generator import Generator, build_generator
+from pinn.model.loss import PtychoLoss
 from pinn.model.ptychopinn import ModelOutput, PtychoPINN, build_model, coverage_window
 
-__all__ = ["Generator", "ModelOutput", "PtychoPINN", "build_generator", "build_model",
+__all__ = ["Generator", "ModelOutput", "PtychoLoss", "PtychoPINN", "build_generator", "build_model",
            "coverage_window"]

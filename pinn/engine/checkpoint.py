@@ -1,0 +1,118 @@
+"""Training checkpoints: one safetensors file, written atomically, never pickled.
+
+A checkpoint holds everything an exact resume needs: the model's weights and buffers, the
+optimiser state (its tensors as tensors, the rest as JSON), the loop state (epoch, step within
+the epoch, running sums, schedule and early-stopping state, history) and the torch RNG state.
+Tensors go into the safetensors body; everything else is JSON in the file's metadata header.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from pinn.atomic import atomic_write_bytes
+from pinn.errors import ArchiveError
+
+FORMAT = "pinn-checkpoint"
+FORMAT_VERSION = 1
+_META_KEY = "pinn_checkpoint"
+
+
+def _tensor_copy(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu").contiguous().clone()
+
+
+def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for param_id, entries in state["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer/{param_id}/{key}"] = _tensor_copy(value)
+            else:
+                scalars.setdefault(str(param_id), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _join_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer/"):
+            _, param_id, key = name.split("/", 2)
+            state.setdefault(int(param_id), {})[key] = value
+    for param_id, entries in meta["scalars"].items():
+        state.setdefault(int(param_id), {}).update(entries)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, state: dict[str, Any],
+                    extra_tensors: dict[str, torch.Tensor] | None = None) -> None:
+    """Write a checkpoint atomically (temp file, fsync, rename).
+
+    Args:
+        path: destination file.
+        model: the unwrapped module (not the DDP or compiled wrapper).
+        optimizer: its optimiser.
+        state: JSON-able dict of the training loop's state (returned as ``meta["state"]``).
+        extra_tensors: further tensors to keep (e.g. RNG states), by name.
+    """
+    tensors = {f"model/{k}": _tensor_copy(v) for k, v in model.state_dict().items()}
+    optimizer_tensors, optimizer_meta = _split_optimizer(optimizer.state_dict())
+    tensors.update(optimizer_tensors)
+    tensors.update({f"extra/{k}": _tensor_copy(v) for k, v in (extra_tensors or {}).items()})
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "state": state,
+            "optimizer": optimizer_meta}
+    atomic_write_bytes(path, save_safetensors(tensors, metadata={_META_KEY: json.dumps(meta)}))
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint; returns ``(tensors, meta)``. Nothing is unpickled.
+
+    Raises:
+        ArchiveError: when the file is missing, truncated, corrupt or of another format.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ArchiveError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    try:
+        tensors = load_safetensors(data)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + header_len])
+        meta = json.loads(header["__metadata__"][_META_KEY])
+    except (SafetensorError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ArchiveError(f"checkpoint {path} is corrupt or not a pinn checkpoint ({exc}); "
+                           "delete it to start over, or resume from another copy") from None
+    if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ArchiveError(f"checkpoint {path} has format {meta.get('format')!r} version "
+                           f"{meta.get('format_version')!r}; this pinn reads {FORMAT} "
+                           f"up to version {FORMAT_VERSION}")
+    return tensors, meta
+
+
+def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: torch.nn.Module,
+            optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Load a checkpoint's weights and optimiser state in place (strictly); returns the extra
+    tensors by name.
+
+    Raises:
+        ArchiveError: when the checkpoint does not fit the model or the optimiser.
+    """
+    weights = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+    try:
+        model.load_state_dict(weights, strict=True)
+        optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizer"]))
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ArchiveError("the checkpoint does not match this model/optimizer (was it written "
+                           f"with another configuration?): {exc}") from None
+    return {k[len("extra/"):]: v for k, v in tensors.items() if k.startswith("extra/")}

@@ -1,0 +1,376 @@
+"""The training loop: one function, read top to bottom.
+
+Set-up in order (runtime and DDP, seed, model placement, compile, optimiser, resume), then the
+loop (data order, autocast, backward, non-finite guard, clip, step, log, checkpoint). The engine
+knows nothing about ptychography: it trains any module with a ``loss_fn(model, batch)``.
+
+Reproducibility: the data order of every epoch comes from ``(seed, epoch)`` alone, and a
+checkpoint stores the exact position inside the epoch, so a run that is killed and resumed
+ends with the same weights, bit for bit on CPU, as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from pinn.atomic import remove_stale_temporaries
+from pinn.config import TrainingConfig
+from pinn.engine import checkpoint as ckpt
+from pinn.engine.distributed import Runtime, all_reduce_sum, setup, teardown
+from pinn.engine.progress import ConsoleProgress, TensorBoard
+from pinn.engine.schedule import EarlyStopping, Plateau
+from pinn.engine.seed import epoch_generator, seed_everything
+from pinn.errors import ConfigError, PinnError, TrainingError
+
+#: ``loss_fn(model, batch) -> (loss, metrics)``: a scalar loss (mean over the batch's items)
+#: and scalar metrics averaged the same way.
+LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+CHECKPOINT_NAME = "last.safetensors"
+
+
+class TrainingInterrupted(PinnError):
+    """Training stopped on SIGINT/SIGTERM after saving a checkpoint; resume to continue."""
+
+
+@dataclass
+class TrainResult:
+    """``history``: one dict per finished epoch; ``stopped_early``: early stopping fired."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    train_set: Any,
+    val_set: Any | None,
+    config: TrainingConfig,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    log_dir: str | Path | None = None,
+    resume: bool = False,
+    device: str | torch.device | None = "cpu",
+    preview: Callable[[nn.Module], dict[str, torch.Tensor]] | None = None,
+    items_per_sample: int = 1,
+    run_info: dict[str, Any] | None = None,
+    verbose: bool = True,
+) -> TrainResult:
+    """Train ``model`` in place.
+
+    Args:
+        model: the module to train. Seed (:func:`seed_everything`) before building it so that
+            its initial weights are reproducible.
+        loss_fn: ``(model, batch) -> (loss, metrics)``.
+        train_set, val_set: datasets; ``get_batch(indices)`` is used when present, else items
+            (dicts of tensors) are stacked. ``val_set`` may be None or empty.
+        config: the training configuration.
+        checkpoint_dir: where ``last.safetensors`` is written every epoch and on SIGINT/SIGTERM.
+        log_dir: TensorBoard directory (None: no TensorBoard).
+        resume: continue from ``checkpoint_dir/last.safetensors`` when it exists.
+        device: "cpu", "cuda", "cuda:N" or "auto" (under DDP on CUDA: ``cuda:LOCAL_RANK``).
+        preview: returns ``(H, W)`` images of the current model for TensorBoard.
+        items_per_sample: patterns per dataset item (for patterns/s).
+        run_info: JSON-able facts that must match when resuming (e.g. the configuration).
+        verbose: print the progress line (main process only).
+
+    Returns:
+        The per-epoch history.
+
+    Raises:
+        TrainingInterrupted: after SIGINT/SIGTERM, once the checkpoint is written.
+        TrainingError: after ``config.max_nonfinite_steps`` non-finite steps in a row.
+        ConfigError: for fp16 on CPU or an incompatible checkpoint.
+    """
+    # --- set-up -------------------------------------------------------------------------------
+    runtime = setup(device)
+    seed_everything(config.seed, config.deterministic)
+    if config.precision == "fp16" and runtime.device.type != "cuda":
+        raise ConfigError("precision 'fp16' needs a CUDA device; use 'bf16' on CPU")
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    checkpoint_path = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir else None
+    if checkpoint_dir is not None and runtime.is_main:
+        remove_stale_temporaries(checkpoint_dir)
+
+    model.to(runtime.device)
+    wrapped: nn.Module = model
+    if runtime.distributed:
+        wrapped = DistributedDataParallel(
+            model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+    if config.compile:
+        wrapped = torch.compile(wrapped)
+    # Keras's Adam epsilon (1e-7) rather than torch's default 1e-8, as in the reference.
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, eps=1e-7)
+    plateau = Plateau(lr=config.learning_rate, factor=config.plateau_factor,
+                      patience=config.plateau_patience, min_lr=config.min_learning_rate)
+    stopper = EarlyStopping(patience=config.early_stopping_patience)
+    scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16")
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+
+    n_train = len(train_set)
+    world_batch = config.batch_size * runtime.world_size
+    steps = math.ceil(n_train / world_batch)  # micro-batches per epoch
+    if n_train < runtime.world_size:
+        raise ConfigError(f"only {n_train} training groups for {runtime.world_size} processes")
+    has_val = val_set is not None and len(val_set) > 0
+
+    loop: dict[str, Any] = {"epoch": 0, "step": 0, "sums": {}, "items": 0.0, "nonfinite": 0,
+                            "global_step": 0, "history": [], "stopped_early": False}
+    if resume and checkpoint_path is not None and checkpoint_path.exists():
+        tensors, meta = ckpt.load_checkpoint(checkpoint_path)
+        state = meta["state"]
+        if run_info is not None and state.get("run_info") != run_info:
+            raise ConfigError(f"checkpoint {checkpoint_path} was written by a run with a "
+                              "different configuration or data; start a new output directory "
+                              "or drop --resume")
+        extra = ckpt.restore(tensors, meta, model, optimizer)
+        loop.update(state["loop"])
+        plateau = Plateau(**state["plateau"])
+        stopper = EarlyStopping(**state["early_stopping"])
+        if "scaler" in state and config.precision == "fp16":
+            scaler.load_state_dict(state["scaler"])
+        if "torch_rng" in extra:
+            torch.set_rng_state(extra["torch_rng"])
+        if not runtime.is_main:  # running sums live on the main process only
+            loop["sums"], loop["items"] = {}, 0.0
+    for group in optimizer.param_groups:
+        group["lr"] = plateau.lr
+
+    progress = ConsoleProgress(config.epochs, enabled=verbose and runtime.is_main)
+    board = TensorBoard(Path(log_dir) if log_dir is not None and runtime.is_main else None)
+
+    def save(loop_state: dict[str, Any]) -> None:
+        if checkpoint_path is None or not runtime.is_main:
+            return
+        state = {"loop": loop_state, "run_info": run_info, "plateau": plateau.state_dict(),
+                 "early_stopping": stopper.state_dict()}
+        if config.precision == "fp16":
+            state["scaler"] = scaler.state_dict()
+        ckpt.save_checkpoint(checkpoint_path, model, optimizer, state,
+                             extra_tensors={"torch_rng": torch.get_rng_state()})
+
+    stop_requested = threading.Event()
+    restore_signals = _install_signal_handlers(stop_requested)
+    try:
+        # --- the loop -------------------------------------------------------------------------
+        for epoch in range(loop["epoch"], config.epochs):
+            if loop["stopped_early"]:
+                break
+            order = torch.randperm(n_train, generator=epoch_generator(config.seed, epoch))
+            wrapped.train()
+            epoch_start = time.perf_counter()
+            items_done = 0
+            optimizer.zero_grad(set_to_none=True)
+            window_bad = False
+            for step in range(loop["step"], steps):
+                window_start = step - step % config.grad_accumulation
+                window_end = min(window_start + config.grad_accumulation, steps)
+                window_items = min(window_end * world_batch, n_train) - window_start * world_batch
+                batch_idx = order[step * world_batch:(step + 1) * world_batch]
+                local_idx = _shard(batch_idx, runtime)
+                batch = _to_device(_collate(train_set, local_idx), runtime.device)
+                # Weight so that the DDP-averaged gradient is the mean over the whole window.
+                weight = len(local_idx) * runtime.world_size / window_items
+                last_in_window = step + 1 == window_end
+                sync = last_in_window or not runtime.distributed
+                context = wrapped.no_sync() if not sync else contextlib.nullcontext()
+                with context:
+                    with torch.autocast(runtime.device.type, dtype=autocast_dtype,
+                                        enabled=autocast_dtype is not None):
+                        loss, metrics = loss_fn(wrapped, batch)
+                    finite = _agree(bool(torch.isfinite(loss)), runtime)
+                    if finite:
+                        scaler.scale(loss * weight).backward()
+                    else:
+                        window_bad = True
+                n_local = len(local_idx)
+                if finite:
+                    for name, value in {"loss": loss, **metrics}.items():
+                        loop["sums"][name] = (loop["sums"].get(name, 0.0)
+                                              + float(value.detach()) * n_local)
+                    loop["items"] += n_local
+                items_done += len(batch_idx)
+                if not last_in_window:
+                    continue
+
+                # optimiser step at the end of each accumulation window
+                scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    model.parameters(), config.grad_clip_norm or math.inf)
+                if window_bad or not torch.isfinite(grad_norm):
+                    optimizer.zero_grad(set_to_none=True)
+                    if scaler.is_enabled():
+                        scaler.update()
+                    loop["nonfinite"] += 1
+                    progress.message(f"warning: non-finite loss or gradient at epoch {epoch + 1} "
+                                     f"step {step + 1}; step skipped "
+                                     f"({loop['nonfinite']} in a row)")
+                    if loop["nonfinite"] >= config.max_nonfinite_steps:
+                        raise TrainingError(
+                            f"{loop['nonfinite']} non-finite losses or gradients in a row; "
+                            "training stopped. Lower the learning rate, check the data for "
+                            "zeros/NaN, or use precision 'off'")
+                else:
+                    scaler.step(optimizer)
+                    scaler.update()
+                    loop["nonfinite"] = 0
+                optimizer.zero_grad(set_to_none=True)
+                window_bad = False
+                loop["global_step"] += 1
+
+                elapsed = time.perf_counter() - epoch_start
+                rate = items_done * items_per_sample / max(elapsed, 1e-9)
+                remaining = (steps - step - 1) * elapsed / max(step + 1 - loop["step"], 1)
+                remaining += (config.epochs - epoch - 1) * steps * elapsed / max(
+                    step + 1 - loop["step"], 1)
+                if runtime.is_main:
+                    board.scalars({"train/loss_step": float(loss.detach()), "train/grad_norm": float(grad_norm),
+                                   "train/patterns_per_s": rate,
+                                   "train/learning_rate": optimizer.param_groups[0]["lr"]},
+                                  loop["global_step"])
+                progress.step(epoch, step + 1, steps, float(loss.detach()), rate, remaining)
+
+                if _agree(stop_requested.is_set(), runtime, any_rank=True):
+                    totals = _reduce_sums(loop, runtime)
+                    save(dict(loop, epoch=epoch, step=step + 1, **totals))
+                    raise TrainingInterrupted(
+                        f"training interrupted at epoch {epoch + 1}, step {step + 1}; "
+                        + (f"checkpoint saved to {checkpoint_path}; resume to continue"
+                           if checkpoint_path else "no checkpoint directory was given"))
+
+            # --- end of epoch: validate, schedule, log, checkpoint ----------------------------
+            totals = _reduce_sums(loop, runtime)
+            items = max(totals["items"], 1.0)
+            summary = {f"train_{k}": v / items for k, v in totals["sums"].items()}
+            if has_val:
+                summary.update({f"val_{k}": v for k, v in
+                                _evaluate(wrapped, loss_fn, val_set, config, runtime,
+                                          autocast_dtype).items()})
+            monitored = summary.get("val_loss", summary.get("train_loss", math.inf))
+            summary["learning_rate"] = optimizer.param_groups[0]["lr"]
+            summary["seconds"] = time.perf_counter() - epoch_start
+            summary["epoch"] = epoch + 1
+            new_lr = plateau.update(monitored)
+            for group in optimizer.param_groups:
+                group["lr"] = new_lr
+            loop["stopped_early"] = stopper.update(summary.get("train_loss", math.inf))
+            loop["history"].append(summary)
+            loop.update(epoch=epoch + 1, step=0, sums={}, items=0.0)
+            if runtime.is_main:
+                board.scalars({f"epoch/{k}": v for k, v in summary.items() if k != "epoch"},
+                              epoch + 1)
+                if preview is not None and config.log_images:
+                    model.eval()
+                    with torch.no_grad():
+                        board.images(preview(model), epoch + 1)
+            progress.epoch(epoch, {k: v for k, v in summary.items()
+                                   if k in ("train_loss", "val_loss", "train_deviance",
+                                            "val_deviance", "learning_rate")},
+                           summary["seconds"])
+            save(loop)
+            if loop["stopped_early"]:
+                progress.message(f"early stopping: the training loss has not improved for "
+                                 f"{stopper.patience} epochs")
+    finally:
+        restore_signals()
+        board.close()
+        teardown(runtime)
+    return TrainResult(history=loop["history"], stopped_early=loop["stopped_early"])
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _shard(indices: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    """This rank's contiguous share of a global batch (as even as possible)."""
+    if not runtime.distributed:
+        return indices
+    return torch.tensor_split(indices, runtime.world_size)[runtime.rank]
+
+
+def _collate(dataset: Any, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+    if hasattr(dataset, "get_batch"):
+        return dataset.get_batch(indices)
+    items = [dataset[int(i)] for i in indices]
+    return {key: torch.stack([torch.as_tensor(item[key]) for item in items]) for key in items[0]}
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _agree(flag: bool, runtime: Runtime, any_rank: bool = False) -> bool:
+    """Make every rank take the same branch: all must be True (or, with ``any_rank``, one)."""
+    if not runtime.distributed:
+        return flag
+    value = torch.tensor([0.0 if flag else 1.0] if not any_rank else [1.0 if flag else 0.0])
+    total = all_reduce_sum(value.to(runtime.device), runtime).item()
+    return total > 0 if any_rank else total == 0
+
+
+def _reduce_sums(loop: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
+    """The epoch's running sums over all ranks (float64)."""
+    names = sorted(loop["sums"])
+    values = torch.tensor([loop["sums"][n] for n in names] + [loop["items"]], dtype=torch.float64)
+    if runtime.distributed:
+        values = all_reduce_sum(values.to(runtime.device), runtime).cpu()
+    return {"sums": dict(zip(names, values[:-1].tolist())), "items": float(values[-1])}
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, loss_fn: LossFn, dataset: Any, config: TrainingConfig,
+              runtime: Runtime, autocast_dtype: torch.dtype | None) -> dict[str, float]:
+    """Mean loss and metrics over a dataset, sharded over ranks."""
+    model.eval()
+    order = torch.arange(len(dataset))
+    sums: dict[str, float] = {}
+    items = 0
+    world_batch = config.batch_size * runtime.world_size
+    for start in range(0, len(dataset), world_batch):
+        local = _shard(order[start:start + world_batch], runtime)
+        if len(local) == 0:
+            continue
+        batch = _to_device(_collate(dataset, local), runtime.device)
+        with torch.autocast(runtime.device.type, dtype=autocast_dtype,
+                            enabled=autocast_dtype is not None):
+            loss, metrics = loss_fn(model, batch)
+        for name, value in {"loss": loss, **metrics}.items():
+            sums[name] = sums.get(name, 0.0) + float(value) * len(local)
+        items += len(local)
+    totals = _reduce_sums({"sums": sums, "items": float(items)}, runtime)
+    return {k: v / max(totals["items"], 1.0) for k, v in totals["sums"].items()}
+
+
+def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
+    """SIGINT/SIGTERM request a clean stop (checkpoint, then TrainingInterrupted); a second
+    SIGINT interrupts at once. Only possible from the main thread; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum, frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
