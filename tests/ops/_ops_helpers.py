@@ -1,0 +1,67 @@
+"""Helpers shared by the tests of :mod:`pinn.ops`: random inputs, inner products, positions
+whose fractional parts stay away from integers, compiled calls and hypothesis strategies.
+
+Positions for gradient checks keep their fractional parts in [0.2, 0.8]: bilinear sampling is
+piecewise linear in the position with kinks at integers, and ``gradcheck``'s finite
+differences (eps 1e-6) must not cross one.
+"""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import strategies as st
+
+REAL_DTYPES = (torch.float32, torch.float64)
+COMPLEX_DTYPES = (torch.complex64, torch.complex128)
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+FULL_OF = {torch.float32: torch.float32, torch.float64: torch.float64,
+           torch.complex64: torch.complex64, torch.complex128: torch.complex128,
+           torch.bfloat16: torch.float32, torch.float16: torch.float32}
+
+
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def rand(shape, dtype=torch.float32, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Standard normal values (complex: independent real and imaginary parts)."""
+    if dtype.is_complex:
+        real_dtype = torch.float64 if dtype == torch.complex128 else torch.float32
+        parts = torch.randn(*shape, 2, generator=gen, dtype=real_dtype)
+        return torch.view_as_complex(parts).to(dtype)
+    if dtype in HALF_DTYPES:
+        return torch.randn(*shape, generator=gen).to(dtype)
+    return torch.randn(*shape, generator=gen, dtype=dtype)
+
+
+def fractional_positions(shape, low: float, high: float, gen: torch.Generator | None = None,
+                         dtype=torch.float64) -> torch.Tensor:
+    """Positions ``shape + (2,)`` uniform over integers in [low, high) plus a fraction in
+    [0.2, 0.8]: floor() is locally constant, so gradients are smooth there."""
+    whole = torch.randint(int(low), int(high), (*shape, 2), generator=gen).to(dtype)
+    frac = 0.2 + 0.6 * torch.rand(*shape, 2, generator=gen, dtype=dtype)
+    return whole + frac
+
+
+def inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``<a, b> = sum(a * conj(b))`` in double precision."""
+    a = a.to(torch.complex128) if a.is_complex() else a.double()
+    b = b.to(torch.complex128) if b.is_complex() else b.double()
+    return (a * b.conj()).sum()
+
+
+def compiled(fn, backend: str = "aot_eager"):
+    """``fn`` compiled as one graph (a graph break fails the test)."""
+    torch._dynamo.reset()
+    return torch.compile(fn, backend=backend, fullgraph=True)
+
+
+@st.composite
+def positions_strategy(draw, n_positions: int, height: int, width: int, margin: int):
+    """``(n_positions, 2)`` float64 positions in ``[-margin, H + margin)`` x
+    ``[-margin, W + margin)``, so some patches lie partly or fully outside the canvas."""
+    values = draw(st.lists(
+        st.tuples(st.floats(-margin, height + margin - 1e-6),
+                  st.floats(-margin, width + margin - 1e-6)),
+        min_size=n_positions, max_size=n_positions))
+    return torch.tensor(values, dtype=torch.float64).reshape(n_positions, 2)
