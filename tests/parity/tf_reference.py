@@ -205,15 +205,15 @@ def _g_diffract(x):
     return _diffract(x)
 
 
-def _g_extract(canvas, offsets, *, n):
+def _g_extract(canvas, offsets, n):
     return _extract(canvas, offsets, n)
 
 
-def _g_merge(obj, offsets, *, size):
+def _g_merge(obj, offsets, size):
     return _merge(obj, offsets, size)
 
 
-def _g_reassemble_position(obj, offsets, *, m):
+def _g_reassemble_position(obj, offsets, m):
     n = tf.shape(obj)[1]
     crop = obj[:, n // 2 - m // 2:n // 2 + m // 2, n // 2 - m // 2:n // 2 + m // 2, :]
     g = tf.cast(tf.reshape(offsets, [-1, 2]), tf.float32)  # (n, 2) as (x, y)
@@ -238,7 +238,7 @@ def _g_negloglik(y_true, y_pred):
     return loss, tf.reduce_mean(loss), tf.reduce_sum(full, axis=[1, 2, 3])
 
 
-def _g_illuminate_and_diffract(y_i, y_phi, probe, nphotons, *, c):
+def _g_illuminate_and_diffract(y_i, y_phi, probe, nphotons, c):
     probe = tf.cast(probe, tf.complex64)
     p_amp = tf.abs(probe)[None, :, :, None]
     s = tf.sqrt(nphotons / tf.reduce_mean(tf.reduce_sum((y_i * p_amp) ** 2, axis=[1, 2, 3])))
@@ -249,7 +249,7 @@ def _g_illuminate_and_diffract(y_i, y_phi, probe, nphotons, *, c):
             _flat_to_channel(y_phi, c), s)
 
 
-def _g_physics_forward(obj, offsets, probe, scale, *, size, use_mask):
+def _g_physics_forward(obj, offsets, probe, scale, size, *, use_mask):
     n = tf.shape(obj)[1]
     c = tf.shape(obj)[3]
     canvas, norm = _merge(obj, offsets, size)
@@ -294,6 +294,10 @@ def _real(x):
     return tf.constant(np.asarray(x, dtype=np.float32))
 
 
+def _int(x):
+    return tf.constant(int(x), tf.int32)
+
+
 def _image(x):
     x = np.asarray(x)
     return _complex(x) if np.iscomplexobj(x) else _real(x)
@@ -315,20 +319,20 @@ def pad_and_diffract(x):
 
 def extract_patches_position(canvas, offsets_xy, n):
     """canvas (B, M, M, 1), offsets (B, 1, 2, C) -> flat patches (B*C, N, N, 1)."""
-    return _numpy(_compiled("extract", n=int(n))(_image(canvas), _real(offsets_xy)))
+    return _numpy(_compiled("extract")(_image(canvas), _real(offsets_xy), _int(n)))
 
 
 def reassemble_patches(obj, offsets_xy, padded_size):
     """Per-group merge: obj (B, N, N, C), offsets (B, 1, 2, C) -> (merged, norm), (B, P, P, 1)."""
-    return _numpy(_compiled("merge", size=int(padded_size))(_complex(obj), _real(offsets_xy)))
+    return _numpy(_compiled("merge")(_complex(obj), _real(offsets_xy), _int(padded_size)))
 
 
 def reassemble_position(obj, global_offsets, m):
     """Scan stitching: obj (n, N, N, 1) complex, float64 offsets (n, 1, 1, 2) -> (S, S, 1)."""
     global_offsets = np.asarray(global_offsets)
     assert global_offsets.dtype == np.float64, "the reference asserts float64 global offsets"
-    fn = _compiled("reassemble_position", m=int(m))
-    return _numpy(fn(_complex(obj), tf.constant(global_offsets)))
+    fn = _compiled("reassemble_position")
+    return _numpy(fn(_complex(obj), tf.constant(global_offsets), _int(m)))
 
 
 def probe_illumination(x, probe, use_mask):
@@ -345,17 +349,17 @@ def negloglik(y_true, y_pred):
 def illuminate_and_diffract(y_i, y_phi, probe, nphotons, gridsize):
     """Simulator without Poisson noise: flat (K, N, N, 1) inputs -> (X, Y_I, Y_phi) channel
     format (K/C, N, N, C) and the data-derived intensity scale."""
-    fn = _compiled("illuminate_and_diffract", c=int(gridsize) ** 2)
+    fn = _compiled("illuminate_and_diffract")
     x, yi, yp, s = _numpy(fn(_real(y_i), _real(y_phi), _complex(probe),
-                              tf.constant(float(nphotons), tf.float32)))
+                              tf.constant(float(nphotons), tf.float32), _int(int(gridsize) ** 2)))
     return x, yi, yp, float(s)
 
 
 def physics_forward(obj, offsets_xy, probe, intensity_scale, padded_size, use_mask):
     """merge -> trim -> extract -> illuminate -> diffract -> scale; returns every intermediate."""
-    fn = _compiled("physics_forward", size=int(padded_size), use_mask=bool(use_mask))
+    fn = _compiled("physics_forward", use_mask=bool(use_mask))
     return _numpy(fn(_complex(obj), _real(offsets_xy), _complex(probe),
-                     tf.constant(float(intensity_scale), tf.float32)))
+                     tf.constant(float(intensity_scale), tf.float32), _int(padded_size)))
 
 
 def center_mask(n):
