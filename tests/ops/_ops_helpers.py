@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 REAL_DTYPES = (torch.float32, torch.float64)
 COMPLEX_DTYPES = (torch.complex64, torch.complex128)
@@ -65,3 +67,33 @@ def positions_strategy(draw, n_positions: int, height: int, width: int, margin: 
                   st.floats(-margin, width + margin - 1e-6)),
         min_size=n_positions, max_size=n_positions))
     return torch.tensor(values, dtype=torch.float64).reshape(n_positions, 2)
+
+
+class _RecordOps(TorchDispatchMode):
+    """Records ``(op name, largest tensor numel among its inputs and outputs)`` per aten call."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[str, int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, torch.Tensor)]
+        self.calls.append((func.overloadpacket.__name__, max((t.numel() for t in tensors),
+                                                             default=0)))
+        return out
+
+
+def ops_touching(fn, *args, numel: int) -> list[str]:
+    """Names of the aten ops run by ``fn(*args)`` that read or write a tensor of at least
+    ``numel`` elements (used to show that an op never computes over a whole canvas)."""
+    with _RecordOps() as record:
+        fn(*args)
+    return [name for name, size in record.calls if size >= numel]
+
+
+# Ops that touch a canvas-sized tensor without computing over it: views, and the single
+# zero allocation plus index_add / index_select of a scatter or gather (O(touched rows)).
+VIEW_OPS = {"view", "_unsafe_view", "reshape", "view_as_real", "view_as_complex", "squeeze",
+            "unsqueeze", "alias", "expand", "slice", "select", "as_strided", "detach",
+            "_reshape_alias", "t", "permute", "transpose", "resolve_conj", "contiguous"}
