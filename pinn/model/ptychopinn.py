@@ -166,7 +166,7 @@ def build_model(config: ModelConfig, probe: torch.Tensor | None = None,
     if tuple(probe.shape) != (n, n):
         raise ValueError(f"probe has shape {tuple(probe.shape)}; the model needs an {n} x {n} "
                          "probe (the reference silently substitutes its default probe here)")
-    return PtychoPINN(
+    model = PtychoPINN(
         generator=build_generator(config),
         probe=ops.normalize_probe(probe.to(torch.complex64), config.probe_scale),
         intensity_scale=intensity_scale,
@@ -178,3 +178,5 @@ def build_model(config: ModelConfig, probe: torch.Tensor | None = None,
         probe_trainable=config.probe_trainable,
         intensity_scale_trainable=config.intensity_scale_trainable,
     )
+    model.config = config  # what archives record; the module itself never reads it
+    return model

@@ -1,0 +1,252 @@
+"""Model archives: ``config.json`` + ``model.safetensors``, as a directory or one ``.zip``.
+
+``config.json`` holds the schema version, the full configuration, the intensity scale, probe
+metadata, training provenance and the sha256 of the weights file. ``model.safetensors`` holds
+every weight and buffer, the probe included. Loading never unpickles anything: safetensors is a
+JSON header plus raw little-endian arrays, and the configuration is JSON. It checks the schema
+version and the checksum, rebuilds the model from the configuration and loads the weights
+strictly. Writes are atomic: a crash leaves the previous archive intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+import pinn
+from pinn.atomic import atomic_write_bytes
+from pinn.config import Config, ModelConfig
+from pinn.errors import ArchiveError, ConfigError
+from pinn.model import PtychoPINN, build_model
+
+__all__ = ["Archive", "describe", "load_archive", "read_manifest", "save_archive"]
+
+FORMAT = "pinn-model"
+SCHEMA_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+#: Refuse archive members larger than this (a guard against zip bombs).
+MAX_MEMBER_BYTES = 4 << 30
+
+
+@dataclass
+class Archive:
+    """A loaded archive: the ready ``model``, its full ``config`` and the ``manifest``
+    (everything in ``config.json``)."""
+
+    model: PtychoPINN
+    config: Config
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _weights_bytes(model: PtychoPINN) -> bytes:
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    return save_safetensors(tensors, metadata={"format": FORMAT})
+
+
+def save_archive(model: PtychoPINN, path: str | os.PathLike, *, config: Config | None = None,
+                 provenance: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` as an archive at ``path`` (a directory, or a single file if it ends in
+    ``.zip``). Returns the path.
+
+    Args:
+        model: a model from :func:`pinn.model.build_model` (its ``config`` attribute is the
+            model configuration); save the unwrapped module, not a DDP or compiled wrapper.
+        config: the full run configuration (data and training sections); defaults to the
+            model's configuration with default data and training sections.
+        provenance: JSON-able facts about training (data file hash, epochs, final losses...).
+    """
+    if not isinstance(model, PtychoPINN):
+        raise TypeError("save_archive expects the unwrapped PtychoPINN module "
+                        f"(got {type(model).__name__}); pass model.module or model._orig_mod")
+    model_config: ModelConfig = model.config
+    config = config or Config(model=model_config)
+    if config.model != model_config:
+        raise ConfigError("config.model differs from the model's own configuration")
+    weights = _weights_bytes(model)
+    manifest = {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "config": config.to_dict(),
+        "intensity_scale": float(model.intensity_scale),
+        "probe": {
+            "shape": list(model.probe.shape),
+            "dtype": "complex64",
+            "stored_as": "probe_real (N, N, 2) float32 in model.safetensors",
+            "normalized_with_probe_scale": model_config.probe_scale,
+            "trainable": model_config.probe_trainable,
+        },
+        "provenance": {"pinn_version": pinn.__version__, "torch_version": torch.__version__,
+                       **(provenance or {})},
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
+    }
+    config_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    path = Path(path)
+    if path.suffix == ".zip":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr(CONFIG_NAME, config_bytes)
+            archive.writestr(WEIGHTS_NAME, weights)
+        atomic_write_bytes(path, buffer.getvalue())
+    else:
+        _write_directory(path, {CONFIG_NAME: config_bytes, WEIGHTS_NAME: weights})
+    return path
+
+
+def _write_directory(path: Path, files: dict[str, bytes]) -> None:
+    """Write the files into a fresh temporary directory, then swap it in place of ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise ArchiveError(f"{path} exists and is not a directory; choose another archive path")
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        for name, data in files.items():
+            atomic_write_bytes(staging / name, data)
+        if path.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old",
+                                            dir=path.parent))
+            os.rmdir(retired)
+            os.replace(path, retired)
+            os.replace(staging, path)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _read_members(path: Path) -> tuple[bytes, bytes]:
+    """The raw ``config.json`` and ``model.safetensors`` of a directory or zip archive."""
+    if path.is_dir():
+        try:
+            return (path / CONFIG_NAME).read_bytes(), (path / WEIGHTS_NAME).read_bytes()
+        except FileNotFoundError as exc:
+            raise ArchiveError(f"archive {path} lacks {Path(exc.filename).name}; an archive "
+                               f"holds {CONFIG_NAME} and {WEIGHTS_NAME}") from None
+    if not path.exists():
+        raise ArchiveError(f"no archive at {path}; pass a directory written by `pinn train` "
+                           "(RUN/model) or a .zip archive")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            names = [info.filename for info in infos]
+            if sorted(names) != sorted([CONFIG_NAME, WEIGHTS_NAME]):
+                raise ArchiveError(f"zip archive {path} holds {names}; expected exactly "
+                                   f"{CONFIG_NAME} and {WEIGHTS_NAME} (extra, missing or "
+                                   "nested entries are refused)")
+            for info in infos:
+                if info.file_size > MAX_MEMBER_BYTES:
+                    raise ArchiveError(f"zip archive {path}: {info.filename} claims "
+                                       f"{info.file_size} bytes, more than allowed")
+            return archive.read(CONFIG_NAME), archive.read(WEIGHTS_NAME)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+        raise ArchiveError(f"{path} is not a readable zip archive ({exc}); it may be truncated "
+                           "or not an archive") from None
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``config.json`` of an archive, after checking format and schema version."""
+    config_bytes, _ = _read_members(Path(path))
+    return _parse_manifest(config_bytes, Path(path))
+
+
+def _parse_manifest(config_bytes: bytes, path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(config_bytes)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArchiveError(f"{path}: {CONFIG_NAME} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArchiveError(f"{path}: {CONFIG_NAME} is not a pinn model manifest")
+    version = manifest.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
+        raise ArchiveError(f"{path}: archive schema version {version!r} is not supported by "
+                           f"this pinn (reads 1 to {SCHEMA_VERSION}); upgrade pinn")
+    for key in ("config", "intensity_scale", "weights_sha256"):
+        if key not in manifest:
+            raise ArchiveError(f"{path}: {CONFIG_NAME} lacks the key {key!r}; the archive is "
+                               "incomplete, save it again")
+    return manifest
+
+
+def load_archive(path: str | os.PathLike, device: str | torch.device = "cpu") -> Archive:
+    """Load an archive and return the ready model (eval mode) on ``device``.
+
+    Raises:
+        ArchiveError: missing/extra files, bad JSON, newer schema, checksum mismatch, missing,
+            extra or misshapen tensors.
+    """
+    path = Path(path)
+    config_bytes, weights = _read_members(path)
+    manifest = _parse_manifest(config_bytes, path)
+    if hashlib.sha256(weights).hexdigest() != manifest["weights_sha256"]:
+        raise ArchiveError(f"{path}: {WEIGHTS_NAME} does not match the checksum in "
+                           f"{CONFIG_NAME}; the file is corrupt or was modified")
+    try:
+        if not isinstance(manifest["config"], dict) or "model" not in manifest["config"]:
+            raise ConfigError("the 'model' section is missing")
+        config = Config.from_dict(manifest["config"])
+    except ConfigError as exc:
+        raise ArchiveError(f"{path}: invalid configuration in {CONFIG_NAME}: {exc}") from None
+    try:
+        tensors = load_safetensors(weights)
+    except (SafetensorError, ValueError) as exc:
+        raise ArchiveError(f"{path}: {WEIGHTS_NAME} is not a valid safetensors file ({exc})"
+                           ) from None
+    scale = manifest["intensity_scale"]
+    if not isinstance(scale, (int, float)) or not scale > 0:
+        raise ArchiveError(f"{path}: intensity_scale is {scale!r}; expected a positive number")
+    model = build_model(config.model, intensity_scale=float(scale))
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise ArchiveError(f"{path}: the weights do not fit the configured model "
+                           f"(missing {missing[:5]}, unexpected {extra[:5]})")
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape or tensor.dtype != expected[name].dtype:
+            raise ArchiveError(f"{path}: tensor {name} has shape {tuple(tensor.shape)} "
+                               f"{tensor.dtype}; the model needs {tuple(expected[name].shape)} "
+                               f"{expected[name].dtype}")
+    model.load_state_dict(tensors, strict=True)
+    model.to(device).eval()
+    return Archive(model=model, config=config, manifest=manifest)
+
+
+def describe(path: str | os.PathLike) -> str:
+    """A human-readable summary of an archive (what ``pinn info`` prints)."""
+    archive = load_archive(path)
+    manifest, config = archive.manifest, archive.config
+    model = config.model
+    params = sum(p.numel() for p in archive.model.parameters())
+    lines = [
+        f"archive            {Path(path)}",
+        f"schema version     {manifest['schema_version']}",
+        f"patch size N       {model.size_px}",
+        f"gridsize           {model.gridsize} ({model.channels} patterns per group)",
+        f"parameters         {params:,}",
+        f"intensity scale    {manifest['intensity_scale']:.6g}",
+        f"probe              {manifest['probe']['shape']} complex64, "
+        f"{'trained' if model.probe_trainable else 'fixed'}",
+        f"amp activation     {model.amp_activation}; object_big {model.object_big}; "
+        f"probe_big {model.probe_big}; probe_mask {model.probe_mask}",
+        f"weights sha256     {manifest['weights_sha256']}",
+    ]
+    for key, value in sorted(manifest.get("provenance", {}).items()):
+        lines.append(f"{key:<18} {value}")
+    return "\n".join(lines)
+
+
