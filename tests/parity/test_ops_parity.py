@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import conventions
 import fixture_cases
 import tf_reference  # skips this module when TensorFlow is missing
-from pinn import ops
 
 pytestmark = pytest.mark.parity
 
@@ -339,18 +337,3 @@ def test_merge_then_extract_round_trip_only_in_pinn_for_non_zero_mean_offsets():
     target = obj / 1.001
     assert rel_error(pinn["patches"], target) <= TOL
     assert rel_error(reference["patches"], target) > 0.5
-
-
-def test_pinn_merge_matches_pinn_positions_directly():
-    """The conversion used throughout is pinn's stitch at P//2 - t (checked on pinn alone, so
-    a sign error in ``conventions.group_positions`` cannot hide behind a matching one in the
-    reference): a delta merged at t = (3, -2) sits at (row P//2 + 2, col P//2 - 3)."""
-    n, size = 16, 26
-    obj = torch.zeros(1, 1, n, n, dtype=torch.complex64)
-    obj[0, 0, n // 2, n // 2] = 1
-    pos = conventions.group_positions(np.asarray([3.0, -2.0], np.float32).reshape(1, 1, 2, 1),
-                                      size)
-    canvas, _ = ops.stitch(obj, pos, (size, size), eps=0.001,
-                           window=conventions.centre_window(n))
-    peak = np.unravel_index(int(torch.argmax(canvas[0].abs())), (size, size))
-    assert tuple(int(i) for i in peak) == (size // 2 + 2, size // 2 - 3)
