@@ -1,0 +1,145 @@
+"""PNG figures without a plotting library: an image, a colour bar and its value labels.
+
+pinn depends only on torch, numpy, safetensors and tensorboard, so this module carries a small
+PNG encoder (zlib + CRC chunks), two colour maps defined by a few anchor colours, and a 5x7
+bitmap font for the colour bar's numbers and the title.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from pinn.atomic import atomic_write_bytes
+
+# Anchor colours (position in [0, 1], RGB in [0, 1]) interpolated linearly.
+_CMAPS = {
+    "gray": [(0.0, (0.0, 0.0, 0.0)), (1.0, (1.0, 1.0, 1.0))],
+    # a perceptually ordered blue-green-yellow map
+    "viridis": [(0.0, (0.27, 0.00, 0.33)), (0.25, (0.23, 0.32, 0.55)),
+                (0.5, (0.13, 0.57, 0.55)), (0.75, (0.37, 0.79, 0.38)),
+                (1.0, (0.99, 0.91, 0.14))],
+    # a cyclic map for phase: the two ends meet in the same colour
+    "twilight": [(0.0, (0.88, 0.85, 0.89)), (0.25, (0.37, 0.47, 0.76)),
+                 (0.5, (0.19, 0.07, 0.23)), (0.75, (0.70, 0.30, 0.27)),
+                 (1.0, (0.88, 0.85, 0.89))],
+}
+
+# 5x7 glyphs, one string of 7 rows of 5 bits each.
+_FONT = {
+    "0": "01110100011001110101110011000101110", "1": "00100011000010000100001000010001110",
+    "2": "01110100010000100010001000100011111", "3": "11111000100010000010000011000101110",
+    "4": "00010001100101010010111110001000010", "5": "11111100001111000001000011000101110",
+    "6": "00110010001000011110100011000101110", "7": "11111000010001000100010000100001000",
+    "8": "01110100011000101110100011000101110", "9": "01110100011000101111000010001001100",
+    ".": "00000000000000000000000000110001100", "-": "00000000000000011111000000000000000",
+    "+": "00000001000010011111001000010000000", "e": "00000000000111010001111111000001110",
+    " ": "0" * 35, "(": "00010001000100001000010000010000010", ")": "01000001000001000010000100010001000",
+    "a": "00000000000111000001011111000101111", "d": "00001000010110110011100011000101111",
+    "i": "00100000000110000100001000010001110", "l": "01100001000010000100001000010001110",
+    "m": "00000000001101010101101011000110001", "n": "00000000001011011001100011000110001",
+    "o": "00000000000111010001100011000101110", "p": "00000000001111010001111101000010000",
+    "h": "10000100001011011001100011000110001", "r": "00000000001011011001100001000010000",
+    "s": "00000000000111010000011100000111110", "t": "01000010001110001000010000100100110",
+    "u": "00000000001000110001100011001101101", "c": "00000000000111010000100001000101110",
+}
+
+
+def colormap(values: np.ndarray, name: str) -> np.ndarray:
+    """Map values in [0, 1] ``(...)`` to RGB ``(..., 3)`` uint8 with colour map ``name``."""
+    anchors = _CMAPS[name]
+    points = np.array([a[0] for a in anchors])
+    colours = np.array([a[1] for a in anchors])
+    values = np.clip(values, 0.0, 1.0)
+    rgb = np.stack([np.interp(values, points, colours[:, k]) for k in range(3)], axis=-1)
+    return (rgb * 255 + 0.5).astype(np.uint8)
+
+
+def _text(canvas: np.ndarray, text: str, top: int, left: int, scale: int = 2) -> None:
+    """Draw ``text`` in black onto an RGB canvas (unknown characters are skipped)."""
+    x = left
+    for char in text:
+        glyph = _FONT.get(char)
+        if glyph is not None:
+            bits = np.array([int(b) for b in glyph], dtype=bool).reshape(7, 5)
+            block = np.kron(bits, np.ones((scale, scale), dtype=bool))
+            h, w = block.shape
+            region = canvas[top:top + h, x:x + w]
+            region[block[:region.shape[0], :region.shape[1]]] = 0
+        x += 6 * scale
+
+
+def _format(value: float) -> str:
+    return f"{value:.3g}".replace("e+0", "e").replace("e-0", "e-")
+
+
+def figure(image: np.ndarray, mask: np.ndarray | None = None, title: str = "",
+           cmap: str = "viridis") -> np.ndarray:
+    """An RGB figure ``(H', W', 3)`` uint8: the image (masked pixels white), a colour bar with
+    its minimum, middle and maximum values, and a title. Colour limits come from the unmasked
+    pixels."""
+    image = np.asarray(image, dtype=np.float64)
+    valid = np.isfinite(image) if mask is None else (np.asarray(mask, bool) & np.isfinite(image))
+    if not valid.any():
+        valid = np.isfinite(image)
+    low, high = (float(image[valid].min()), float(image[valid].max())) if valid.any() else (0, 1)
+    span = high - low if high > low else 1.0
+    # upscale small images so that labels stay legible
+    zoom = max(1, int(np.ceil(256 / max(image.shape))))
+    rgb = colormap((np.nan_to_num(image, nan=low) - low) / span, cmap)
+    rgb[~valid] = 255
+    rgb = np.kron(rgb, np.ones((zoom, zoom, 1), dtype=np.uint8))
+    h, w = rgb.shape[:2]
+    pad, bar_w, label_w, title_h = 10, 20, 110, 30
+    out = np.full((h + title_h + 2 * pad, w + 3 * pad + bar_w + label_w, 3), 255, np.uint8)
+    out[title_h + pad:title_h + pad + h, pad:pad + w] = rgb
+    ramp = colormap(np.linspace(1, 0, h)[:, None].repeat(bar_w, 1), cmap)
+    bar_left = 2 * pad + w
+    out[title_h + pad:title_h + pad + h, bar_left:bar_left + bar_w] = ramp
+    label_left = bar_left + bar_w + 5
+    for fraction in (0.0, 0.5, 1.0):
+        row = title_h + pad + int(round((1 - fraction) * (h - 14)))
+        value = low + fraction * span
+        _text(out, _format(0.0 if abs(value) < 1e-6 * span else value), row, label_left)
+    _text(out, title.lower(), 8, pad)
+    return out
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """Encode an ``(H, W, 3)`` uint8 array as PNG bytes (8-bit RGB, no interlace)."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    h, w = rgb.shape[:2]
+    raw = b"".join(b"\x00" + rgb[row].tobytes() for row in range(h))  # filter 0 per row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+def save_image(path: str | os.PathLike, image: np.ndarray, mask: np.ndarray | None = None,
+               title: str = "", cmap: str = "viridis") -> Path:
+    """Write :func:`figure` of ``image`` as a PNG at ``path`` (atomically)."""
+    path = Path(path)
+    atomic_write_bytes(path, encode_png(figure(image, mask, title, cmap)))
+    return path
+
+
+def save_side_by_side(path: str | os.PathLike, images: list[np.ndarray], titles: list[str],
+                      masks: list[np.ndarray | None] | None = None, cmap: str = "viridis") -> Path:
+    """Several figures next to each other in one PNG (e.g. reconstruction and reference)."""
+    masks = masks or [None] * len(images)
+    figures = [figure(im, m, t, cmap) for im, m, t in zip(images, masks, titles)]
+    height = max(f.shape[0] for f in figures)
+    padded = [np.pad(f, ((0, height - f.shape[0]), (0, 0), (0, 0)), constant_values=255)
+              for f in figures]
+    path = Path(path)
+    atomic_write_bytes(path, encode_png(np.concatenate(padded, axis=1)))
+    return path
