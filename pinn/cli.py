@@ -1,0 +1,294 @@
+"""The ``pinn`` command: simulate, train, reconstruct, evaluate, info, demo.
+
+This module only parses arguments and calls the library. Errors a user can fix are printed as
+one line (``pinn: error: ...``) with exit status 2; ``--debug`` shows the traceback instead.
+An interrupted training run exits with status 130 after saving its checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pinn import __version__
+from pinn.errors import PinnError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _add_read_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("how to read the scan file")
+    group.add_argument("--values", choices=("amplitude", "counts"), default=None,
+                       help="the stored diffraction holds amplitudes (sqrt of counts) or photon "
+                            "counts (default: amplitude; counts for measured tike files)")
+    group.add_argument("--zero-frequency", choices=("center", "corner"), default=None,
+                       help="where zero frequency sits in the stored patterns (default: center; "
+                            "corner for measured tike files)")
+    group.add_argument("--positions", choices=("center", "corner"), default=None,
+                       help="whether coordinates mark each window's centre or top-left corner "
+                            "(default: center; corner for measured tike files)")
+    group.add_argument("--crop-patterns", type=int, default=None, metavar="N",
+                       help="keep only the central N x N of every pattern (e.g. 64 to train "
+                            "quickly on 128 x 128 data)")
+    group.add_argument("--probe-file", type=Path, default=None, metavar="NPZ",
+                       help="take the probe from this NPZ (key probeGuess or probe) instead of "
+                            "the scan file's")
+
+
+def _read_scan(args: argparse.Namespace):
+    from pinn.data import load_scan
+
+    return load_scan(args.data, values=args.values, zero_frequency=args.zero_frequency,
+                     positions=args.positions, crop_px=args.crop_patterns,
+                     probe_path=args.probe_file)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from pinn.data import simulate, write_npz
+
+    scan = simulate(kind=args.object, n_scans=args.n_scans, size=args.size, photons=args.photons,
+                    seed=args.seed, scan=args.scan, probe=args.probe,
+                    object_size=args.object_size)
+    write_npz(args.out, scan)
+    print(f"wrote {args.out}: {scan.n_scans} patterns of {scan.N} x {scan.N}, object "
+          f"{tuple(scan.object.shape)}, {scan.measured_nphotons:.3g} photons per pattern")
+    return 0
+
+
+def _training_config(args: argparse.Namespace):
+    from pinn.config import Config, DataConfig, ModelConfig, TrainingConfig
+
+    base = Config.from_json(args.config.read_text()) if args.config else Config()
+    model = {**base.model.__dict__}
+    training = {**base.training.__dict__}
+    data = {**base.data.__dict__}
+    for key, value in (("size_px", args.size), ("gridsize", args.gridsize),
+                       ("n_filters_scale", args.n_filters_scale),
+                       ("probe_trainable", args.probe_trainable or None)):
+        if value is not None:
+            model[key] = value
+    for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size),
+                       ("seed", args.seed), ("learning_rate", args.lr),
+                       ("validation_fraction", args.validation_fraction),
+                       ("compile", args.compile or None)):
+        if value is not None:
+            training[key] = value
+    if args.amp:
+        training["precision"] = args.amp
+    if args.nphotons is not None:
+        data["nphotons"] = args.nphotons
+    return Config(model=ModelConfig(**model), data=DataConfig(**data),
+                  training=TrainingConfig(**training))
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pinn.fit import train_scan
+
+    scan = _read_scan(args)
+    config = _training_config(args)
+    if args.size is None and scan.N != config.model.size_px:
+        from dataclasses import replace
+
+        config = replace(config, model=replace(config.model, size_px=scan.N))
+    result = train_scan(scan, config, args.out, resume=args.resume, device=args.device,
+                        data_path=args.data, verbose=not args.quiet)
+    if result.archive is not None:
+        print(f"model saved to {result.archive}")
+    return 0
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from pinn.archive import load_archive
+    from pinn.reconstruct import reconstruct, save_reconstruction
+
+    archive = load_archive(args.model, device=args.device)
+    scan = _read_scan(args)
+    result = reconstruct(archive.model, scan, batch_size=args.batch_size, crop_px=args.crop_px,
+                         transpose=args.transpose, flip_x=args.flip_x, flip_y=args.flip_y,
+                         device=args.device, progress=not args.quiet)
+    paths = save_reconstruction(result, args.out)
+    print(f"wrote {paths['npz']}, {paths['amplitude']} and {paths['phase']} "
+          f"({result.n_positions} positions, canvas {tuple(result.object.shape)})")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pinn.evaluate import evaluate_files
+
+    metrics = evaluate_files(args.reconstruction, args.reference, register=not args.no_register,
+                             phase_ssim_compat=args.phase_ssim_compat)
+    width = max(len(k) for k in metrics)
+    for key, value in metrics.items():
+        print(f"{key:<{width}}  {value:.6g}" if isinstance(value, float) else
+              f"{key:<{width}}  {value}")
+    if args.json:
+        from pinn.atomic import atomic_write_bytes
+
+        atomic_write_bytes(args.json, (json.dumps(metrics, indent=2) + "\n").encode())
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from pinn.archive import describe
+
+    print(describe(args.model))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pinn.demo import run_demo
+
+    report = run_demo(args.out, device=args.device, quick=args.quick, verbose=not args.quiet)
+    print(f"report written to {report}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pinn", description="PtychoPINN in pure PyTorch: physics-informed neural "
+        "reconstruction of ptychographic scans.")
+    parser.add_argument("--version", action="version", version=f"pinn {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks instead of one-line errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("simulate", help="simulate a scan with ground truth into an NPZ file",
+                       description="Simulate a ptychographic scan (Poisson noise) of a synthetic "
+                       "object and write it in the NPZ data contract, with objectGuess.")
+    p.add_argument("out", type=Path, metavar="OUT.npz", help="the NPZ file to write")
+    p.add_argument("--object", choices=("lines", "grf", "siemens"), default="lines",
+                   help="the synthetic object (default: lines)")
+    p.add_argument("--n-scans", type=int, default=400, metavar="K",
+                   help="number of scan positions (default: 400)")
+    p.add_argument("--size", type=int, default=64, metavar="N",
+                   help="pattern and probe size N in pixels (default: 64)")
+    p.add_argument("--photons", type=float, default=1e6, metavar="P",
+                   help="expected total photon count per pattern (default: 1e6)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
+    p.add_argument("--scan", choices=("raster", "spiral", "random"), default="raster",
+                   help="scan pattern (default: raster with jitter)")
+    p.add_argument("--probe", choices=("default", "gaussian", "ring"), default="default",
+                   help="probe (default: the reference's default probe)")
+    p.add_argument("--object-size", type=int, default=None, metavar="PX",
+                   help="object side in pixels (default: just large enough for the scan)")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("train", help="train a model on a scan and save its archive",
+                       description="Train PtychoPINN on a scan (unsupervised). Writes the archive "
+                       "to RUN/model/, checkpoints to RUN/checkpoints/, TensorBoard logs to "
+                       "RUN/tb/.")
+    p.add_argument("data", type=Path, metavar="DATA.npz", help="the training scan")
+    p.add_argument("--out", type=Path, required=True, metavar="RUN", help="output directory")
+    p.add_argument("--epochs", type=int, default=None, metavar="E", help="epochs (default: 50)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="groups per step and process (default: 16)")
+    p.add_argument("--gridsize", type=int, default=None, metavar="G",
+                   help="patterns per group = G*G (default: 1)")
+    p.add_argument("--size", type=int, default=None, metavar="N",
+                   help="patch size N (64, 128 or 256; default: the pattern size)")
+    p.add_argument("--n-filters-scale", type=int, default=None, metavar="S",
+                   help="multiplies the CNN's filter counts (default: 2, the reference's)")
+    p.add_argument("--lr", type=float, default=None, help="initial learning rate (default: 1e-3)")
+    p.add_argument("--validation-fraction", type=float, default=None, metavar="F",
+                   help="fraction of groups held out for validation (default: 0.05)")
+    p.add_argument("--nphotons", type=float, default=None,
+                   help="mean photons per pattern (default: measured for counts, 1e9 otherwise)")
+    p.add_argument("--probe-trainable", action="store_true", help="refine the probe too")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (default: 0)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from RUN/checkpoints (same configuration and data)")
+    p.add_argument("--amp", nargs="?", const="bf16", choices=("bf16", "fp16"), default=None,
+                   help="mixed precision for the CNN: bf16 (CPU or CUDA, the default when the "
+                        "flag is given) or fp16 (CUDA)")
+    p.add_argument("--compile", action="store_true", help="use torch.compile")
+    p.add_argument("--device", default="cpu", metavar="D",
+                   help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--config", type=Path, default=None, metavar="JSON",
+                   help="a configuration JSON (as in an archive's config.json 'config'); "
+                        "command-line options override it")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_read_options(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("reconstruct", help="reconstruct a scan with a trained model",
+                       description="Run a trained model over every position of a scan and "
+                       "stitch the object. Writes DIR/reconstruction.npz, DIR/amplitude.png "
+                       "and DIR/phase.png.")
+    p.add_argument("model", type=Path, metavar="MODEL", help="archive directory or .zip")
+    p.add_argument("data", type=Path, metavar="DATA.npz", help="the scan to reconstruct")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    p.add_argument("--batch-size", type=int, default=64, metavar="B",
+                   help="groups per forward pass (default: 64)")
+    p.add_argument("--crop-px", type=int, default=None, metavar="M",
+                   help="central window of each object patch that is stitched (default: N/2)")
+    p.add_argument("--transpose", action="store_true", help="swap the axes of each patch")
+    p.add_argument("--flip-x", action="store_true", help="negate the x coordinates")
+    p.add_argument("--flip-y", action="store_true", help="negate the y coordinates")
+    p.add_argument("--device", default="cpu", metavar="D", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_read_options(p)
+    p.set_defaults(func=_cmd_reconstruct)
+
+    p = sub.add_parser("evaluate", help="compare a reconstruction with a ground truth",
+                       description="Register the reconstruction to the ground truth (objectGuess "
+                       "of the reference NPZ) and print SSIM, PSNR, MAE and FRC of amplitude and "
+                       "phase over the well-covered region.")
+    p.add_argument("reconstruction", type=Path, metavar="RECON.npz",
+                   help="reconstruction.npz written by `pinn reconstruct`")
+    p.add_argument("--reference", type=Path, required=True, metavar="GT.npz",
+                   help="NPZ with objectGuess (e.g. the simulated scan)")
+    p.add_argument("--json", type=Path, default=None, metavar="OUT.json",
+                   help="also write the metrics as JSON")
+    p.add_argument("--no-register", action="store_true", help="skip subpixel registration")
+    p.add_argument("--phase-ssim-compat", action="store_true",
+                   help="also report the reference implementation's phase SSIM "
+                        "((phase+pi)/2pi, data range 1; not a meaningful headline figure)")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("info", help="show what a model archive holds")
+    p.add_argument("model", type=Path, metavar="MODEL", help="archive directory or .zip")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("demo", help="simulate, train, reconstruct, evaluate and report",
+                       description="The end-to-end demo on built-in simulated data: writes "
+                       "DIR/report.md with figures and metrics (a few minutes on a laptop CPU).")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    p.add_argument("--device", default="cpu", metavar="D", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--quick", action="store_true",
+                   help="a much shorter run (seconds) that checks the pipeline, not quality")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("pinn: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the one place that turns errors into one line
+        if args.debug:
+            raise
+        from pinn.engine import TrainingInterrupted
+
+        if isinstance(exc, TrainingInterrupted):
+            print(f"pinn: {exc}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if isinstance(exc, PinnError):
+            message = str(exc)
+        elif isinstance(exc, OSError):
+            message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+        else:
+            raise
+        print(f"pinn: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Inference over a whole scan and stitching into one complex object.
+
+Every scan position is used. Positions are grouped as the model was trained (gridsize), the
+diffraction is normalised with the scan's own factor and scaled by the model's intensity scale,
+the network runs in batches, and the centre ``crop_px`` window of each group's object is added
+onto a canvas in the object's pixel frame with :func:`pinn.ops.reassemble_patches`, together
+with its coverage. The canvas sums are streamed: memory stays bounded by the batch and the
+canvas, whatever the number of positions. The result is the sum divided by the coverage.
+
+Canvas geometry: canvas pixel ``(i, j)`` is object pixel ``(i + origin_y, j + origin_x)``,
+where positions are the object pixels of each window's centre pixel ``N//2``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pinn import ops
+from pinn.data import Groups, ScanData, group_positions, normalization_factor
+from pinn.errors import ConfigError, DataError
+from pinn.model import PtychoPINN
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """A stitched object.
+
+    object: ``(H, W)`` complex64; 0 where no patch reached.
+    coverage: ``(H, W)`` float32 summed patch weight per pixel.
+    origin_px: ``(y, x)`` object-frame pixel of canvas pixel ``(0, 0)`` (integers).
+    crop_px: side of the central window kept from each group's object.
+    n_positions, n_groups: how many scan points and groups went in.
+    """
+
+    object: torch.Tensor
+    coverage: torch.Tensor
+    origin_px: tuple[int, int]
+    crop_px: int
+    n_positions: int
+    n_groups: int
+
+    @property
+    def amplitude(self) -> torch.Tensor:
+        return self.object.abs()
+
+    @property
+    def phase(self) -> torch.Tensor:
+        return self.object.angle()
+
+    def covered(self, fraction: float = 0.5) -> torch.Tensor:
+        """``(H, W)`` bool: pixels whose coverage is at least ``fraction`` of the median
+        coverage of covered pixels (the well-covered region to evaluate)."""
+        positive = self.coverage[self.coverage > 0]
+        if positive.numel() == 0:
+            return torch.zeros_like(self.coverage, dtype=torch.bool)
+        return self.coverage >= fraction * positive.median()
+
+    def object_window(self, image: torch.Tensor) -> torch.Tensor:
+        """The part of an object-frame image (e.g. the ground truth) under this canvas, zero
+        where the canvas extends past the image. ``(H_obj, W_obj)`` -> ``(H, W)``."""
+        out = torch.zeros(self.object.shape, dtype=image.dtype)
+        oy, ox = self.origin_px
+        h, w = out.shape
+        y0, x0 = max(oy, 0), max(ox, 0)
+        y1, x1 = min(oy + h, image.shape[0]), min(ox + w, image.shape[1])
+        if y1 > y0 and x1 > x0:
+            out[y0 - oy:y1 - oy, x0 - ox:x1 - ox] = image[y0:y1, x0:x1]
+        return out
+
+
+def canvas_geometry(centres: torch.Tensor, crop_px: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Origin and shape of a canvas holding ``crop_px`` windows centred at ``centres (G, 2)``."""
+    margin = crop_px // 2 + 2
+    low = torch.floor(centres.min(dim=0).values) - margin
+    high = torch.ceil(centres.max(dim=0).values) + margin + 1
+    origin = (int(low[0]), int(low[1]))
+    shape = (int(high[0] - low[0]), int(high[1] - low[1]))
+    return origin, shape
+
+
+def reconstruct(
+    model: PtychoPINN,
+    scan: ScanData,
+    *,
+    batch_size: int = 64,
+    crop_px: int | None = None,
+    neighbors: int = 4,
+    seed: int = 0,
+    transpose: bool = False,
+    flip_x: bool = False,
+    flip_y: bool = False,
+    eps: float = 1e-6,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    groups: Groups | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> Reconstruction:
+    """Reconstruct the whole scan with a trained model.
+
+    Args:
+        model: a trained :class:`PtychoPINN` (e.g. ``load_archive(path).model``).
+        scan: the scan; its patterns must be ``N x N`` for the model's N.
+        batch_size: groups per forward pass.
+        crop_px: side of each group object's central window that is stitched (default N/2,
+            the window the decoder fills without its border branch).
+        neighbors, seed: grouping options for gridsize > 1 (every position is a seed).
+        transpose, flip_x, flip_y: the reference's stitching options: swap the axes of each
+            object patch; negate the x / y coordinates of the positions.
+        eps: added to the coverage before dividing.
+        device: where the network runs.
+        progress: show a progress bar on stderr.
+        groups: precomputed groups (default: group the scan's positions).
+        on_batch: called as ``on_batch(done, total)`` after each batch.
+
+    Returns:
+        The stitched :class:`Reconstruction` (on the CPU).
+
+    Raises:
+        DataError: patterns of the wrong size; ConfigError: bad options.
+    """
+    n = model.size
+    if scan.N != n:
+        raise DataError(f"the scan's patterns are {scan.N} x {scan.N} but the model was trained "
+                        f"on {n} x {n}; crop or bin the patterns to {n} (e.g. --crop-px {n})")
+    crop_px = n // 2 if crop_px is None else int(crop_px)
+    if not 1 <= crop_px <= n:
+        raise ConfigError(f"crop_px is {crop_px}; use a value from 1 to the patch size {n}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size is {batch_size}; use a positive int")
+    gridsize = model.config.gridsize if hasattr(model, "config") else 1
+    positions = scan.positions.clone()
+    if flip_x:
+        positions[:, 1] = -positions[:, 1]
+    if flip_y:
+        positions[:, 0] = -positions[:, 0]
+    if groups is None:
+        groups = group_positions(positions, gridsize, neighbors=neighbors, seed=seed)
+    scale = float(normalization_factor(scan.diffraction, groups.indices)) * float(
+        model.intensity_scale)
+    origin, shape = canvas_geometry(groups.centroids, crop_px)
+    canvas_positions = (groups.centroids - torch.tensor(origin, dtype=torch.float64))
+
+    device = torch.device(device)
+    model = model.to(device).eval()
+    numerator = torch.zeros(shape, dtype=torch.complex64)
+    coverage = torch.zeros(shape, dtype=torch.float32)
+    ones = torch.ones(crop_px, crop_px)
+    total = len(groups)
+    bar = _ProgressBar(total, enabled=progress)
+    with torch.no_grad():
+        for start in range(0, total, batch_size):
+            stop = min(start + batch_size, total)
+            members = groups.indices[start:stop]  # (B, C)
+            amplitude = scan.diffraction[members].to(device) * scale  # (B, C, N, N)
+            offsets = groups.offsets[start:stop].to(device=device, dtype=torch.float32)
+            obj = model(amplitude, offsets).object  # (B, N, N)
+            obj = ops.center_crop(obj, crop_px).cpu()  # (B, M, M)
+            if transpose:
+                obj = obj.transpose(-2, -1)
+            pos = canvas_positions[start:stop].to(torch.float32)[None]  # (1, B, 2)
+            numerator += ops.reassemble_patches(obj[None], pos, shape)[0]
+            coverage += ops.reassemble_patches(ones.expand(stop - start, -1, -1)[None], pos,
+                                               shape)[0]
+            bar.update(stop)
+            if on_batch is not None:
+                on_batch(stop, total)
+    bar.close()
+    image = numerator / (coverage + eps)
+    return Reconstruction(object=image, coverage=coverage, origin_px=origin, crop_px=crop_px,
+                          n_positions=scan.n_scans, n_groups=total)
+
+
+def save_reconstruction(result: Reconstruction, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``reconstruction.npz`` (object, amplitude, phase, coverage, origin_px, crop_px) and
+    ``amplitude.png``/``phase.png`` with colour bars into ``out_dir``; returns the paths."""
+    from pinn.atomic import atomic_open
+    from pinn.plotting import save_image
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"npz": out_dir / "reconstruction.npz", "amplitude": out_dir / "amplitude.png",
+             "phase": out_dir / "phase.png"}
+    with atomic_open(paths["npz"]) as handle:
+        np.savez(handle, object=result.object.numpy(), amplitude=result.amplitude.numpy(),
+                 phase=result.phase.numpy(), coverage=result.coverage.numpy(),
+                 origin_px=np.asarray(result.origin_px, dtype=np.int64),
+                 crop_px=np.asarray(result.crop_px, dtype=np.int64))
+    mask = result.covered(0.05).numpy()
+    save_image(paths["amplitude"], result.amplitude.numpy(), mask=mask, title="amplitude",
+               cmap="gray")
+    save_image(paths["phase"], result.phase.numpy(), mask=mask, title="phase (rad)",
+               cmap="twilight")
+    return paths
+
+
+class _ProgressBar:
+    """A minimal progress bar on stderr (rewritten in place on a terminal)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self.tty = sys.stderr.isatty()
+        self.start = time.monotonic()
+        self.last = 0.0
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.5 and done < self.total):
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 else math.inf
+        width = 30
+        filled = int(width * done / max(self.total, 1))
+        line = (f"reconstruct [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} groups "
+                f"{rate:.0f}/s ETA {eta:.0f}s")
+        sys.stderr.write(("\r\033[K" + line) if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
