@@ -41,3 +41,14 @@ def check_shape_pair(name: str, shape: object) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise ValueError(f"{name} must be a pair (H, W) of positive ints, got {shape!r}")
     return h, w
+
+
+def check_size(name: str, size: object) -> int:
+    """A positive integer (an int, or an integral float or 0-d tensor), returned as int."""
+    try:
+        ok = int(size) == size and size > 0  # type: ignore[call-overload, operator]
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a positive int, got {size!r}")
+    return int(size)  # type: ignore[call-overload]

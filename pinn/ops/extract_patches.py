@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from pinn.ops import _windows
-from pinn.ops._checks import check_coordinates, check_min_dims, check_tensor
+from pinn.ops._checks import check_coordinates, check_min_dims, check_size, check_tensor
 from pinn.ops._precision import full_precision, no_autocast
 
 
@@ -34,9 +34,7 @@ def extract_patches(canvas: torch.Tensor, positions: torch.Tensor, size: int) ->
         raise ValueError(
             f"positions has shape {tuple(positions.shape)} and canvas {tuple(canvas.shape)}; "
             "expected positions (..., P, 2) with the same leading dimensions as canvas (..., H, W)")
-    if int(size) != size or size <= 0:
-        raise ValueError(f"size must be a positive int, got {size!r}")
-    size = int(size)
+    size = check_size("size", size)
     with no_autocast(canvas.device):
         canvas = full_precision(canvas)
         lead = canvas.shape[:-2]

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from pinn.ops._checks import check_min_dims, check_tensor
+from pinn.ops._checks import check_min_dims, check_size, check_tensor
 from pinn.ops._precision import full_precision
 from pinn.ops.disk_mask import disk_mask
 
@@ -39,9 +39,7 @@ def default_probe(size: int) -> torch.Tensor:
     Returns:
         ``(size, size)`` complex64 with zero imaginary part.
     """
-    if int(size) != size or size <= 0:
-        raise ValueError(f"size must be a positive int, got {size!r}")
-    size = int(size)
+    size = check_size("size", size)
     std = size / (0.7 * math.pi**2)
     coord = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     window = torch.exp(-0.5 * (coord / std) ** 2)
