@@ -106,6 +106,7 @@ def test_autocast_keeps_full_precision(dtype):
         (torch.zeros(8, 8), torch.zeros(1, 2), 0, ValueError, "size must be a positive int, got 0"),
         (torch.zeros(8, 8), torch.zeros(1, 2), -2, ValueError, "size must be a positive int"),
         (torch.zeros(8, 8), torch.zeros(1, 2), 2.5, ValueError, "size must be a positive int, got 2.5"),
+        (torch.zeros(8, 8), torch.zeros(1, 2), None, ValueError, "size must be a positive int, got None"),
     ],
 )
 def test_bad_arguments_raise(canvas, positions, size, error, match):
