@@ -3,11 +3,13 @@
 A checkpoint holds everything an exact resume needs: the model's weights and buffers, the
 optimiser state (its tensors as tensors, the rest as JSON), the loop state (epoch, step within
 the epoch, running sums, schedule and early-stopping state, history) and the torch RNG state.
-Tensors go into the safetensors body; everything else is JSON in the file's metadata header.
+Tensors go into the safetensors body; everything else is JSON in the file's metadata header,
+together with the sha256 of the body, so that a damaged file is refused rather than resumed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -71,7 +73,15 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
     tensors.update({f"extra/{k}": _tensor_copy(v) for k, v in (extra_tensors or {}).items()})
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "state": state,
             "optimizer": optimizer_meta}
+    # The body (everything after the header) does not depend on the metadata, so its digest
+    # can be taken from a first serialisation and stored in the header of the second.
+    meta["data_sha256"] = hashlib.sha256(_body(save_safetensors(tensors))).hexdigest()
     atomic_write_bytes(path, save_safetensors(tensors, metadata={_META_KEY: json.dumps(meta)}))
+
+
+def _body(data: bytes) -> bytes:
+    """The tensor data of a serialised safetensors file (after the length and the header)."""
+    return data[8 + int.from_bytes(data[:8], "little"):]
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -90,6 +100,11 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         header_len = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + header_len])
         meta = json.loads(header["__metadata__"][_META_KEY])
+        if not isinstance(meta, dict):
+            raise TypeError("its metadata is not a JSON object")
+        expected = meta.get("data_sha256")
+        if expected is not None and hashlib.sha256(_body(data)).hexdigest() != expected:
+            raise ValueError("the tensor data does not match its sha256")
     except (SafetensorError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
         raise ArchiveError(f"checkpoint {path} is corrupt or not a pinn checkpoint ({exc}); "
                            "delete it to start over, or resume from another copy") from None
