@@ -126,7 +126,13 @@ def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: torch
     weights = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     try:
         model.load_state_dict(weights, strict=True)
-        optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizer"]))
+        optimizer_state = _join_optimizer(tensors, meta["optimizer"])
+        # JSON turned tuples (Adam's betas) into lists; give them back the optimiser's types.
+        for saved, live in zip(optimizer_state["param_groups"], optimizer.param_groups):
+            for key, value in saved.items():
+                if isinstance(value, list) and isinstance(live.get(key), tuple):
+                    saved[key] = tuple(value)
+        optimizer.load_state_dict(optimizer_state)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise ArchiveError("the checkpoint does not match this model/optimizer (was it written "
                            f"with another configuration?): {exc}") from None
