@@ -1,0 +1,90 @@
+"""Value checks shared by the data modules.
+
+Each check names the field (or the NPZ key) it looks at, says what it found and what to do,
+and raises :class:`pinn.errors.DataError`. They run once, where data enters pinn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pinn.errors import ConfigError, DataError
+
+
+def as_tensor(name: str, value: object) -> torch.Tensor:
+    """``value`` (a tensor, a NumPy array or a nested sequence) as a CPU tensor, no copy if possible.
+
+    Raises DataError for object, string or otherwise non-numeric arrays.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    array = np.asarray(value)
+    if array.dtype.kind not in "biufc":
+        raise DataError(f"{name} has dtype {array.dtype}; expected a numeric array "
+                        "(convert it with numpy.asarray(..., dtype=float) first)")
+    if array.dtype.byteorder not in "=|":
+        array = array.astype(array.dtype.newbyteorder("="))
+    if array.dtype == np.uint16 or array.dtype == np.uint32:
+        array = array.astype(np.int64)  # torch has no arithmetic on these
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def check_real(name: str, x: torch.Tensor) -> None:
+    if x.is_complex():
+        raise DataError(f"{name} is complex ({x.dtype}); expected real numbers. Pass the "
+                        f"amplitude (abs) or intensity, not a complex field")
+    if x.dtype == torch.bool:
+        raise DataError(f"{name} is boolean; expected real numbers")
+
+
+def check_shape(name: str, x: torch.Tensor, shape: tuple, layout: str) -> None:
+    """``shape`` may hold None for 'any size'."""
+    ok = x.dim() == len(shape) and all(s is None or s == t for s, t in zip(shape, x.shape))
+    if not ok:
+        raise DataError(f"{name} has shape {tuple(x.shape)}; expected {layout}")
+
+
+def check_finite(name: str, x: torch.Tensor) -> None:
+    if x.is_floating_point() or x.is_complex():
+        bad = ~torch.isfinite(x)
+        if bool(bad.any()):
+            first = tuple(int(i) for i in bad.nonzero()[0])
+            raise DataError(f"{name} holds {int(bad.sum())} NaN or infinite value(s) (first at "
+                            f"index {first}); remove those scan points or fix the values")
+
+
+def check_nonnegative(name: str, x: torch.Tensor) -> None:
+    neg = x < 0
+    if bool(neg.any()):
+        first = tuple(int(i) for i in neg.nonzero()[0])
+        raise DataError(f"{name} holds {int(neg.sum())} negative value(s) (minimum "
+                        f"{float(x.min()):.6g} at index {first}); amplitudes and counts cannot "
+                        "be negative (background subtraction? clip them at 0)")
+
+
+def check_nonempty(name: str, x: torch.Tensor) -> None:
+    if x.numel() == 0:
+        raise DataError(f"{name} is empty (shape {tuple(x.shape)}); expected at least one scan "
+                        "point with a non-empty pattern")
+
+
+def check_integral(name: str, x: torch.Tensor) -> torch.Tensor:
+    """``x`` as int64 if every value is a whole number, else DataError."""
+    check_real(name, x)
+    if x.is_floating_point():
+        check_finite(name, x)
+        if bool((x != torch.round(x)).any()):
+            raise DataError(f"{name} holds non-integer values; expected integer indices")
+    return x.to(torch.int64)
+
+
+def positive_int(name: str, value: object) -> int:
+    """``value`` as an int >= 1, else ConfigError."""
+    try:
+        ok = not isinstance(value, bool) and int(value) == value and int(value) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{name} must be a positive int, got {value!r}")
+    return int(value)

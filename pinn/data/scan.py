@@ -1,0 +1,165 @@
+"""One ptychographic scan in pinn's internal conventions.
+
+:class:`ScanData` is what every reader and the simulator return and what grouping and the
+dataset consume. Its conventions are fixed: diffraction is float32 *amplitude* with zero
+frequency at the centre pixel ``(N//2, N//2)``; positions are float64 ``(y, x)`` object pixels
+of each window's centre pixel ``N//2``. Readers convert from file conventions (counts,
+corner zero frequency, corner positions, ``x``/``y`` coordinate vectors) before building one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from pinn.data import _checks
+from pinn.errors import DataError
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ScanData:
+    """One scan: M diffraction patterns of size N x N, their positions and a probe.
+
+    Fields (array-likes are converted to tensors of the stated dtype on construction):
+
+    - ``diffraction``: ``(M, N, N)`` float32, diffraction **amplitude** (``sqrt`` of the
+      intensity) with zero frequency at pixel ``(N//2, N//2)``; finite and >= 0.
+    - ``positions``: ``(M, 2)`` float64, ``(y, x)`` = (row, column) object pixel on which each
+      window's centre pixel ``(N//2, N//2)`` sits; finite.
+    - ``probe``: ``(N, N)`` complex64, the probe guess as given (not normalised).
+    - ``object``: ``(H, W)`` complex64 ground truth or guess, or None.
+    - ``scan_index``: ``(M,)`` int64 (which scan each pattern came from); zeros when None.
+    - ``positions_start``: ``(M, 2)`` float64 nominal (uncorrected) positions, or None.
+    - ``counts``: True when ``diffraction**2`` are photon counts (measured or simulated with
+      Poisson noise), so the dose can be measured (:attr:`measured_nphotons`).
+
+    Raises:
+        DataError: a field has the wrong rank, shape, dtype (complex or non-numeric
+        diffraction), non-finite values, negative amplitudes, or M == 0 / N == 0.
+    """
+
+    diffraction: torch.Tensor
+    positions: torch.Tensor
+    probe: torch.Tensor
+    object: torch.Tensor | None = None
+    scan_index: torch.Tensor | None = None
+    positions_start: torch.Tensor | None = None
+    counts: bool = field(default=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        diffraction = _checks.as_tensor("diffraction", self.diffraction)
+        _checks.check_real("diffraction", diffraction)
+        if diffraction.dim() != 3 or diffraction.shape[1] != diffraction.shape[2]:
+            raise DataError(f"diffraction has shape {tuple(diffraction.shape)}; expected "
+                            "(M, N, N): M square patterns")
+        _checks.check_nonempty("diffraction", diffraction)
+        diffraction = diffraction.to(torch.float32)
+        _checks.check_finite("diffraction", diffraction)
+        _checks.check_nonnegative("diffraction", diffraction)
+        m, n = diffraction.shape[0], diffraction.shape[1]
+        set_(self, "diffraction", diffraction)
+
+        set_(self, "positions", _coordinates("positions", self.positions, m))
+        if self.positions_start is not None:
+            set_(self, "positions_start", _coordinates("positions_start", self.positions_start, m))
+
+        probe = _checks.as_tensor("probe", self.probe)
+        _checks.check_shape("probe", probe, (n, n), f"(N, N) = ({n}, {n}), the pattern size; "
+                            "resample or crop the probe to the detector size")
+        probe = probe.to(torch.complex64)
+        _checks.check_finite("probe", probe)
+        set_(self, "probe", probe)
+
+        if self.object is not None:
+            obj = _checks.as_tensor("object", self.object)
+            if obj.dim() != 2 or obj.numel() == 0:
+                raise DataError(f"object has shape {tuple(obj.shape)}; expected a non-empty "
+                                "(H, W) image, or None")
+            obj = obj.to(torch.complex64)
+            _checks.check_finite("object", obj)
+            set_(self, "object", obj)
+
+        if self.scan_index is None:
+            set_(self, "scan_index", torch.zeros(m, dtype=torch.int64))
+        else:
+            index = _checks.as_tensor("scan_index", self.scan_index)
+            _checks.check_shape("scan_index", index, (m,), f"(M,) = ({m},), one per pattern")
+            set_(self, "scan_index", _checks.check_integral("scan_index", index))
+        if not isinstance(self.counts, bool):
+            raise DataError(f"counts must be True or False, got {self.counts!r}")
+
+    def __repr__(self) -> str:
+        obj = None if self.object is None else tuple(self.object.shape)
+        return (f"ScanData(M={self.n_scans}, N={self.N}, counts={self.counts}, object={obj}, "
+                f"positions_start={self.positions_start is not None})")
+
+    @property
+    def n_scans(self) -> int:
+        """M, the number of diffraction patterns (scan points)."""
+        return int(self.diffraction.shape[0])
+
+    @property
+    def N(self) -> int:  # noqa: N802 - the patch size is called N everywhere in ptychography
+        """N, the side of each pattern and of the probe, in pixels."""
+        return int(self.diffraction.shape[-1])
+
+    @property
+    def measured_nphotons(self) -> float | None:
+        """Mean total photon count per pattern, ``mean_m sum_xy diffraction**2`` (float64 sums).
+
+        None when ``counts`` is False: then the amplitudes have an unknown scale.
+        """
+        if not self.counts:
+            return None
+        return float(pattern_energy(self.diffraction).mean())
+
+    def select(self, indices: torch.Tensor | list[int]) -> ScanData:
+        """A new ScanData with the scan points ``indices`` ((K,) int64 or bool mask of length M).
+
+        The probe, the object and ``counts`` are shared. Raises DataError for an empty or
+        out-of-range selection.
+        """
+        index = torch.as_tensor(indices)
+        if index.dtype == torch.bool:
+            index = index.nonzero().flatten()
+        index = index.to(torch.int64).flatten()
+        if index.numel() == 0:
+            raise DataError("select got no indices; keep at least one scan point")
+        if bool((index < -self.n_scans).any() or (index >= self.n_scans).any()):
+            raise DataError(f"select got indices outside [0, {self.n_scans}); "
+                            "pass indices of existing scan points")
+        return ScanData(
+            diffraction=self.diffraction[index],
+            positions=self.positions[index],
+            probe=self.probe,
+            object=self.object,
+            scan_index=self.scan_index[index],
+            positions_start=None if self.positions_start is None else self.positions_start[index],
+            counts=self.counts,
+        )
+
+
+def pattern_energy(diffraction: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """``sum_xy diffraction**2`` per pattern, in float64, without a float64 copy of the stack.
+
+    Args:
+        diffraction: ``(M, N, N)`` real amplitudes.
+        chunk: patterns per float64 block (bounds the temporary memory).
+
+    Returns:
+        ``(M,)`` float64 (total counts per pattern when the amplitudes are ``sqrt(counts)``).
+    """
+    parts = [block.to(torch.float64).square().sum(dim=(-2, -1))
+             for block in diffraction.split(chunk)]
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+
+
+def _coordinates(name: str, value: object, m: int) -> torch.Tensor:
+    coords = _checks.as_tensor(name, value)
+    _checks.check_real(name, coords)
+    _checks.check_shape(name, coords, (m, 2), f"(M, 2) = ({m}, 2): one (y, x) per pattern")
+    coords = coords.to(torch.float64)
+    _checks.check_finite(name, coords)
+    return coords
