@@ -34,13 +34,17 @@ def check_coordinates(name: str, x: torch.Tensor, layout: str) -> None:
 
 
 def check_shape_pair(name: str, shape: object) -> tuple[int, int]:
+    """Two positive integers (ints, integral floats or 0-d tensors; not a string like "48")."""
     try:
-        h, w = (int(v) for v in shape)  # type: ignore[union-attr]
+        if isinstance(shape, (str, bytes)):
+            raise TypeError
+        h, w = shape  # type: ignore[misc]
+        ok = all(int(v) == v and v > 0 for v in (h, w))
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a pair (H, W) of positive ints, got {shape!r}") from None
-    if h <= 0 or w <= 0:
+        ok = False
+    if not ok:
         raise ValueError(f"{name} must be a pair (H, W) of positive ints, got {shape!r}")
-    return h, w
+    return int(h), int(w)
 
 
 def check_size(name: str, size: object) -> int:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 
-from pinn.ops._checks import check_min_dims, check_tensor
+from pinn.ops._checks import check_min_dims, check_shape_pair, check_tensor
+
+
+def _size_pair(size: object) -> tuple[int, int]:
+    """``size`` as an int ``s`` (meaning ``(s, s)``) or a pair ``(h, w)`` of positive ints."""
+    if isinstance(size, numbers.Integral):
+        size = (size, size)
+    return check_shape_pair("size", size)
 
 
 def _margins(name: str, big: int, small: int) -> tuple[int, int]:
@@ -20,7 +29,7 @@ def center_crop(image: torch.Tensor, size: int | tuple[int, int]) -> torch.Tenso
     output's pixel ``(h//2, w//2)``. Sizes must have the parity of the image's."""
     check_tensor("image", image)
     check_min_dims("image", image, 2, "(..., H, W)")
-    h, w = (size, size) if isinstance(size, int) else size
+    h, w = _size_pair(size)
     height, width = image.shape[-2:]
     if h > height or w > width or h <= 0 or w <= 0:
         raise ValueError(f"cannot crop {(h, w)} out of an image of {(height, width)}")
@@ -33,7 +42,7 @@ def center_pad(image: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor
     """Zero-pad ``image (..., h, w)`` evenly to ``size``, keeping the centre pixel aligned."""
     check_tensor("image", image)
     check_min_dims("image", image, 2, "(..., H, W)")
-    h, w = (size, size) if isinstance(size, int) else size
+    h, w = _size_pair(size)
     height, width = image.shape[-2:]
     if h < height or w < width:
         raise ValueError(f"cannot pad an image of {(height, width)} to the smaller {(h, w)}")
