@@ -156,6 +156,24 @@ def pattern_energy(diffraction: torch.Tensor, chunk: int = 4096) -> torch.Tensor
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
 
 
+def sqrt_counts(counts: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """Amplitude ``sqrt(counts)`` as float32, correctly rounded.
+
+    The root is taken in float64 and rounded once to float32 (torch's float32 ``sqrt`` on CPU
+    can be one ulp off), block by block to bound the temporary memory.
+
+    Args:
+        counts: ``(M, ...)`` real, >= 0.
+
+    Returns:
+        Same shape, float32.
+    """
+    out = torch.empty(counts.shape, dtype=torch.float32)
+    for block, target in zip(counts.split(chunk), out.split(chunk)):
+        target.copy_(block.to(torch.float64).sqrt())
+    return out
+
+
 def _coordinates(name: str, value: object, m: int) -> torch.Tensor:
     coords = _checks.as_tensor(name, value)
     _checks.check_real(name, coords)

@@ -1,0 +1,313 @@
+"""The NPZ data contract of PtychoPINN: read (with every legacy layout) and write (atomically).
+
+A scan file holds, per the reference (``UPSTREAM_SEMANTICS.md`` §1):
+
+==================================  ===========================  =================================
+key                                 shape                        meaning
+==================================  ===========================  =================================
+``diffraction`` (legacy ``diff3d``)  (M, N, N), (N, N, M) or      diffraction amplitude (or counts,
+                                    (M, N, N, 1)                 see ``values``)
+``xcoords``, ``ycoords``            (M,)                         positions, x = column, y = row
+``xcoords_start``, ``ycoords_start``  (M,), optional             nominal positions
+``probeGuess``                      (N, N) complex               probe
+``objectGuess``                     (H, W), optional             object
+``scan_index``                      (M,) int, optional           scan each pattern belongs to
+==================================  ===========================  =================================
+
+Other keys are ignored, notably the reference's ``_metadata`` (a pickled object array) and
+``Y``. Files are opened with ``allow_pickle=False`` only: pickled arrays in the keys above are
+refused, because unpickling a file can run arbitrary code. :func:`write_npz` writes the
+canonical form plus the 0-d bool ``amplitude_from_counts`` (whether ``diffraction**2`` are
+photon counts), so a written scan reads back identically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pinn.data import _checks
+from pinn.data.scan import ScanData, sqrt_counts
+from pinn.errors import ConfigError, DataError
+
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
+COUNTS_KEY = "amplitude_from_counts"
+
+
+def read_npz(
+    path: str | os.PathLike,
+    *,
+    values: str = "auto",
+    zero_frequency: str = "center",
+    positions: str = "center",
+    layout: str = "auto",
+) -> ScanData:
+    """Read a scan NPZ into a :class:`ScanData` in pinn's conventions.
+
+    Args:
+        path: the ``.npz`` file.
+        values: what the diffraction array holds. ``'amplitude'``: amplitude, used as is
+            (``counts=False``). ``'counts'``: photon counts (intensity); the amplitude is
+            ``sqrt(counts)`` and ``counts=True``. ``'auto'`` (default): amplitude, as the
+            reference always assumes; ``counts`` is taken from the ``amplitude_from_counts``
+            flag that :func:`write_npz` stores (False when absent).
+        zero_frequency: ``'center'`` (zero frequency at pixel ``(N//2, N//2)``, the contract)
+            or ``'corner'`` (at ``(0, 0)``, as written by many solvers; ``fftshift`` is applied
+            over the last two axes).
+        positions: ``'center'``: the coordinates are the object pixel under each window's
+            centre pixel ``N//2`` (the contract); ``'corner'``: they are the window's top-left
+            corner, and ``N//2`` is added to every coordinate (start coordinates included).
+        layout: ``'auto'``: ``(M, N, N)``; ``(M, N, N, 1)`` is squeezed; ``(N, N, M)`` is
+            transposed when axis 0 != M and the last axis == M, with ``M = len(xcoords)``
+            (so a cube ``(M, M, M)`` counts as ``(M, N, N)``). ``'MNN'`` or ``'NNM'`` force
+            the layout.
+
+    Returns:
+        ScanData with float32 amplitudes ``(M, N, N)``, float64 ``(y, x)`` positions, the
+        complex64 probe, the object if present, ``scan_index`` (zeros if absent) and the
+        start positions if present.
+
+    Raises:
+        ConfigError: an option is not one of the values above.
+        DataError: the file is missing, not a zip/NPZ, truncated or corrupt; a needed key is
+            missing (the message suggests the right name) or holds a pickled object array;
+            an array has the wrong rank, shape or dtype (complex diffraction), lengths disagree,
+            values are NaN/inf or negative, arrays are empty, or the probe is not N x N.
+    """
+    _option("values", values, ("auto", "amplitude", "counts"))
+    _option("zero_frequency", zero_frequency, ("center", "corner"))
+    _option("positions", positions, ("center", "corner"))
+    _option("layout", layout, ("auto", "MNN", "NNM"))
+    path = Path(path)
+    with _open(path) as archive:
+        keys = list(archive.files)
+
+        def load(key: str) -> torch.Tensor:
+            return _checks.as_tensor(f"{path.name}: '{key}'", _load(archive, path, key))
+
+        xcoords, ycoords = _coordinate_pair(path, keys, load, "xcoords", "ycoords", None)
+        m = xcoords.shape[0]
+        start = None
+        if "xcoords_start" in keys or "ycoords_start" in keys:
+            start = _coordinate_pair(path, keys, load, "xcoords_start", "ycoords_start", m)
+
+        dkey = next((k for k in ("diff3d", "diffraction") if k in keys), None)
+        if dkey is None:
+            raise _missing(path, keys, "diffraction", also="or the legacy 'diff3d'")
+        diffraction = _diffraction(f"{path.name}: '{dkey}'", load(dkey), m, layout)
+        n = diffraction.shape[-1]
+
+        if "probeGuess" not in keys:
+            raise _missing(path, keys, "probeGuess")
+        probe = load("probeGuess")
+        _checks.check_shape(f"{path.name}: 'probeGuess'", probe, (n, n),
+                            f"(N, N) = ({n}, {n}), the size of the diffraction patterns; "
+                            "resample the probe to the detector size")
+        _checks.check_finite(f"{path.name}: 'probeGuess'", probe)
+
+        obj = None
+        if "objectGuess" in keys:
+            obj = load("objectGuess")
+            if obj.dim() != 2 or obj.numel() == 0:
+                raise DataError(f"{path.name}: 'objectGuess' has shape {tuple(obj.shape)}; "
+                                "expected a non-empty (H, W) image (or drop the key)")
+            _checks.check_finite(f"{path.name}: 'objectGuess'", obj)
+
+        scan_index = None
+        if "scan_index" in keys:
+            scan_index = load("scan_index")
+            _checks.check_shape(f"{path.name}: 'scan_index'", scan_index, (m,),
+                                f"(M,) = ({m},), one entry per scan point")
+            scan_index = _checks.check_integral(f"{path.name}: 'scan_index'", scan_index)
+
+        from_counts = values == "counts"
+        if values == "auto" and COUNTS_KEY in keys:
+            from_counts = bool(_load(archive, path, COUNTS_KEY).reshape(-1)[:1].any())
+
+    name = f"{path.name}: '{dkey}'"
+    diffraction = diffraction.to(torch.float32)
+    _checks.check_finite(name, diffraction)
+    _checks.check_nonnegative(name, diffraction)
+    if values == "counts":
+        diffraction = sqrt_counts(diffraction)
+    if zero_frequency == "corner":
+        diffraction = torch.fft.fftshift(diffraction, dim=(-2, -1))
+    centre = float(n // 2) if positions == "corner" else 0.0
+    yx = torch.stack([ycoords, xcoords], dim=1) + centre
+    yx_start = None if start is None else torch.stack([start[1], start[0]], dim=1) + centre
+    return ScanData(diffraction=diffraction, positions=yx, probe=probe, object=obj,
+                    scan_index=scan_index, positions_start=yx_start, counts=from_counts)
+
+
+def write_npz(path: str | os.PathLike, scan: ScanData, *, compress: bool = False) -> None:
+    """Write ``scan`` in the canonical NPZ contract, atomically.
+
+    Keys: ``diffraction`` (M, N, N) float32 amplitude with zero frequency at the centre;
+    ``xcoords``, ``ycoords`` (M,) float64 window centres (x = column, y = row);
+    ``xcoords_start``, ``ycoords_start`` (the start positions, or the positions when there
+    are none, since the reference's loader requires them); ``probeGuess`` (N, N) complex64;
+    ``objectGuess`` (H, W) complex64 when present; ``scan_index`` (M,) int64;
+    ``amplitude_from_counts`` 0-d bool (``scan.counts``). No object arrays, nothing pickled.
+
+    The archive is written to a temporary file in the destination's directory, flushed and
+    fsynced, then renamed over ``path`` (``os.replace``): a crash leaves the old file intact
+    and never a half-written one; the temporary file is removed on any error. ``path`` is used
+    as given (no ``.npz`` is appended).
+
+    Args:
+        path: destination file; its directory must exist.
+        scan: the scan to write.
+        compress: zip-deflate the arrays (smaller, slower).
+
+    Raises:
+        DataError: ``scan`` is not a ScanData, or the directory does not exist.
+        OSError: the write itself failed (disk full, permissions); ``path`` is unchanged.
+    """
+    if not isinstance(scan, ScanData):
+        raise DataError(f"write_npz needs a ScanData, got {type(scan).__name__}")
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise DataError(f"cannot write {path}: the directory {path.parent} does not exist; "
+                        "create it first")
+    start = scan.positions if scan.positions_start is None else scan.positions_start
+    arrays = {
+        "diffraction": scan.diffraction.numpy().astype(np.float32, copy=False),
+        "xcoords": scan.positions[:, 1].numpy().astype(np.float64),
+        "ycoords": scan.positions[:, 0].numpy().astype(np.float64),
+        "xcoords_start": start[:, 1].numpy().astype(np.float64),
+        "ycoords_start": start[:, 0].numpy().astype(np.float64),
+        "probeGuess": scan.probe.numpy().astype(np.complex64, copy=False),
+        "scan_index": scan.scan_index.numpy().astype(np.int64, copy=False),
+        COUNTS_KEY: np.array(scan.counts, dtype=bool),
+    }
+    if scan.object is not None:
+        arrays["objectGuess"] = scan.object.numpy().astype(np.complex64, copy=False)
+    save = np.savez_compressed if compress else np.savez
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            save(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _option(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not an option; choose one of "
+                          + ", ".join(repr(a) for a in allowed))
+
+
+@contextlib.contextmanager
+def _open(path: Path):
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except _READ_ERRORS as exc:
+        raise DataError(f"{path} is not a readable .npz archive (truncated, corrupt, or another "
+                        f"format): {exc}. Re-create it with numpy.savez or pinn.data.write_npz"
+                        ) from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"{path} holds a single .npy array, not an .npz archive of named arrays; "
+                        "save the scan with numpy.savez(path, diffraction=..., xcoords=..., ...)")
+    try:
+        yield archive
+    finally:
+        archive.close()
+
+
+def _load(archive, path: Path, key: str) -> np.ndarray:
+    try:
+        return archive[key]
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise DataError(
+                f"{path.name}: '{key}' is a pickled object array; pinn refuses to unpickle "
+                "files (it can run arbitrary code). Re-save it as a numeric array, e.g. "
+                f"numpy.asarray({key}, dtype=numpy.complex64), or remove the key") from exc
+        raise _corrupt(path, key, exc) from exc
+    except _READ_ERRORS as exc:
+        raise _corrupt(path, key, exc) from exc
+
+
+def _corrupt(path: Path, key: str, exc: Exception) -> DataError:
+    return DataError(f"{path}: cannot read '{key}' (the file is truncated or corrupt: {exc}); "
+                     "re-create the file")
+
+
+def _missing(path: Path, keys: list[str], wanted: str, also: str = "") -> DataError:
+    lower = {k.lower(): k for k in keys}
+    guess = lower.get(wanted.lower()) or next(iter(difflib.get_close_matches(
+        wanted, keys, n=1, cutoff=0.6)), None)
+    hint = f" Did you mean '{guess}'? Rename it to '{wanted}'." if guess else ""
+    alternatives = f" {also}" if also else ""
+    return DataError(f"{path.name} has no '{wanted}' array{alternatives} (keys found: "
+                     f"{sorted(keys)}).{hint}")
+
+
+def _coordinate_pair(path, keys, load, xkey, ykey, m):
+    for key in (xkey, ykey):
+        if key not in keys:
+            raise _missing(path, keys, key)
+    xs, ys = load(xkey), load(ykey)
+    for key, c in ((xkey, xs), (ykey, ys)):
+        name = f"{path.name}: '{key}'"
+        _checks.check_real(name, c)
+        if c.dim() != 1:
+            raise DataError(f"{name} has shape {tuple(c.shape)}; expected (M,): one coordinate "
+                            "per scan point (flatten it)")
+        _checks.check_nonempty(name, c)
+        _checks.check_finite(name, c)
+    if xs.shape != ys.shape or (m is not None and xs.shape[0] != m):
+        expect = xs.shape[0] if m is None else m
+        raise DataError(f"{path.name}: '{xkey}' has {xs.shape[0]} entries and '{ykey}' "
+                        f"{ys.shape[0]}; expected {expect} each (one per scan point)")
+    return xs.to(torch.float64), ys.to(torch.float64)
+
+
+def _diffraction(name: str, d: torch.Tensor, m: int, layout: str) -> torch.Tensor:
+    _checks.check_real(name, d)
+    if d.dim() == 4 and d.shape[-1] == 1 and layout != "NNM":
+        d = d[..., 0]  # (M, N, N, 1) -> (M, N, N)
+    if d.dim() != 3:
+        raise DataError(f"{name} has shape {tuple(d.shape)}; expected (M, N, N), (N, N, M) or "
+                        "(M, N, N, 1)")
+    _checks.check_nonempty(name, d)
+    if layout == "NNM" or (layout == "auto" and d.shape[0] != m and d.shape[2] == m):
+        d = d.permute(2, 0, 1)  # (N, N, M) -> (M, N, N)
+    if d.shape[1] != d.shape[2]:
+        raise DataError(f"{name} has patterns of {d.shape[1]} x {d.shape[2]} pixels; expected "
+                        "square N x N patterns (for an (N, N, M) array pass layout='NNM')")
+    if d.shape[0] != m:
+        raise DataError(f"{name} has {d.shape[0]} patterns (shape {tuple(d.shape)} as (M, N, N)) "
+                        f"but xcoords has {m} positions; they must agree (wrong layout? pass "
+                        "layout='NNM' for (N, N, M) arrays)")
+    return d.contiguous()
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Persist the rename (skipped where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
