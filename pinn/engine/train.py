@@ -12,6 +12,7 @@ ends with the same weights, bit for bit on CPU, as one that never stopped.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import signal
 import threading
@@ -93,9 +94,11 @@ def train(
     Raises:
         TrainingInterrupted: after SIGINT/SIGTERM, once the checkpoint is written.
         TrainingError: after ``config.max_nonfinite_steps`` non-finite steps in a row.
-        ConfigError: for fp16 on CPU or an incompatible checkpoint.
+        ConfigError: for fp16 on CPU, an incompatible checkpoint or a ``run_info`` that is not
+            JSON-able.
     """
     # --- set-up -------------------------------------------------------------------------------
+    run_info_json = _canonical_json(run_info)
     runtime = setup(device)
     seed_everything(config.seed, config.deterministic)
     if config.precision == "fp16" and runtime.device.type != "cuda":
@@ -132,7 +135,7 @@ def train(
     if resume and checkpoint_path is not None and checkpoint_path.exists():
         tensors, meta = ckpt.load_checkpoint(checkpoint_path)
         state = meta["state"]
-        if run_info is not None and state.get("run_info") != run_info:
+        if run_info is not None and _canonical_json(state.get("run_info")) != run_info_json:
             raise ConfigError(f"checkpoint {checkpoint_path} was written by a run with a "
                               "different configuration or data; start a new output directory "
                               "or drop --resume")
@@ -155,7 +158,8 @@ def train(
     def save(loop_state: dict[str, Any]) -> None:
         if checkpoint_path is None or not runtime.is_main:
             return
-        state = {"loop": loop_state, "run_info": run_info, "plateau": plateau.state_dict(),
+        state = {"loop": loop_state, "run_info": json.loads(run_info_json),
+                 "plateau": plateau.state_dict(),
                  "early_stopping": stopper.state_dict()}
         if config.precision == "fp16":
             state["scaler"] = scaler.state_dict()
@@ -292,6 +296,16 @@ def train(
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _canonical_json(run_info: Any) -> str:
+    """``run_info`` as canonical JSON: it is stored in checkpoints and compared on resume as
+    JSON (a tuple and the list it comes back as are the same)."""
+    try:
+        return json.dumps(run_info, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"run_info must be JSON-able, as it is stored in checkpoints: {exc}"
+                          ) from None
 
 
 def _shard(indices: torch.Tensor, runtime: Runtime) -> torch.Tensor:
