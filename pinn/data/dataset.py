@@ -1,0 +1,86 @@
+"""The training dataset: groups of scaled diffraction amplitudes with their relative offsets.
+
+:class:`GroupDataset` turns a :class:`~pinn.data.scan.ScanData` and its
+:class:`~pinn.data.grouping.Groups` into model-ready items. The scaled amplitudes
+(``intensity_scale * normalization * diffraction``, photon units, see
+:mod:`pinn.data.normalize`) are computed once for the M scan points and indexed per group, so
+memory is one ``(M, N, N)`` float32 stack however many groups share a pattern.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from pinn.data.grouping import Groups
+from pinn.data.normalize import intensity_scale, normalization_factor, resolve_nphotons
+from pinn.data.scan import ScanData
+from pinn.errors import DataError
+
+
+class GroupDataset(Dataset):
+    """Map-style dataset of G groups of C diffraction patterns.
+
+    Item ``i`` is a dict:
+
+    - ``'amplitude'``: ``(C, N, N)`` float32, the members' diffraction amplitudes scaled to
+      photon units, ``intensity_scale * normalization * diffraction`` (zero frequency at the
+      centre pixel), channel c = ``groups.indices[i, c]``;
+    - ``'offsets'``: ``(C, 2)`` float32, ``(y, x)`` pixels, member position minus the group
+      centroid (pinn's sign, the negative of the reference's ``coords_relative``);
+    - ``'index'``: 0-d int64, the group index ``i``.
+
+    Attributes: ``nphotons`` (dose the scale assumes), ``normalization`` (the reference's
+    ``normalize_data`` factor over the grouped patterns), ``intensity_scale``
+    (``sqrt(nphotons) / (N/2)``), ``groups``, ``N``, ``gridsize``, ``probe`` (the scan's raw
+    ``(N, N)`` complex64 probe guess; the model normalises it), ``amplitudes`` (the
+    ``(M, N, N)`` scaled stack) and ``scan``.
+
+    Args:
+        scan: the scan.
+        groups: groups of this scan's points (from :func:`~pinn.data.grouping.group_positions`
+            on ``scan.positions``).
+        nphotons: dose in mean total counts per pattern. Default: measured over the grouped
+            patterns for counts data (then the amplitudes are exactly ``sqrt(counts)`` up to
+            float32 rounding), else 1e9 (the reference's default).
+
+    Raises:
+        DataError: the groups index points outside the scan, or all grouped patterns are zero.
+        ConfigError: ``nphotons`` is not finite and positive.
+    """
+
+    def __init__(self, scan: ScanData, groups: Groups, *, nphotons: float | None = None) -> None:
+        if not isinstance(scan, ScanData):
+            raise DataError(f"scan must be a ScanData, got {type(scan).__name__}")
+        if not isinstance(groups, Groups):
+            raise DataError(f"groups must be a Groups (from group_positions), got "
+                            f"{type(groups).__name__}")
+        indices = groups.indices
+        if bool((indices < 0).any() or (indices >= scan.n_scans).any()):
+            raise DataError(f"groups index scan points up to {int(indices.max())} but the scan "
+                            f"has {scan.n_scans}; group this scan's own positions")
+        self.scan = scan
+        self.groups = groups
+        self.N = scan.N
+        self.gridsize = groups.gridsize
+        self.probe = scan.probe
+        self.normalization = normalization_factor(scan.diffraction, indices)
+        self.nphotons = resolve_nphotons(scan, indices, nphotons)
+        self.intensity_scale = intensity_scale(self.nphotons, self.N)
+        # two float32 multiplications in the reference's order: X_full = k * X, then s * X_full
+        self.amplitudes = (scan.diffraction * self.normalization) * self.intensity_scale
+        self._offsets = groups.offsets.to(torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        index = int(i)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"group index {i} out of range for {len(self)} groups")
+        index %= len(self)
+        return {
+            "amplitude": self.amplitudes[self.groups.indices[index]],  # (C, N, N)
+            "offsets": self._offsets[index],  # (C, 2)
+            "index": torch.tensor(index, dtype=torch.int64),
+        }
