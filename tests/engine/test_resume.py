@@ -1,0 +1,300 @@
+"""Exact resume: kill a training process for real (SIGKILL, SIGTERM, SIGINT) at chosen points,
+resume it in a new process, and get the weights, optimiser state, RNG state and history of an
+uninterrupted run, bit for bit."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from _engine_helpers import (HERE, ImageSet, PYTHON, REPO, TinyNet, assert_bitwise_equal,
+                             child_env, config, load_result, make_model, mse_loss, run,
+                             strip_times)
+from _train_child import STEPS_PER_EPOCH
+from pinn.atomic import TEMP_SUFFIX
+from pinn.engine import checkpoint as ckpt
+from pinn.engine.train import CHECKPOINT_NAME, train
+from pinn.errors import ArchiveError, ConfigError
+
+CHILD = str(HERE / "_train_child.py")
+TIMEOUT_S = 180
+
+
+class Run:
+    """Paths of one child run: ``root/ckpt/last.safetensors``, ``root/result.safetensors``."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.checkpoint_dir = root / "ckpt"
+        self.checkpoint = self.checkpoint_dir / CHECKPOINT_NAME
+        self.result = root / "result.safetensors"
+
+    def args(self, resume: bool = False) -> list[str]:
+        return [CHILD, str(self.checkpoint_dir), str(self.result)] + (["--resume"] * resume)
+
+    def temporaries(self) -> list[str]:
+        return sorted(p.name for p in self.checkpoint_dir.glob(f"*{TEMP_SUFFIX}"))
+
+    def start_paused(self, resume: bool = False, **hook: str) -> subprocess.Popen:
+        """Start a child with a pause hook and wait until it is paused at the hook."""
+        for marker in ("paused", "release"):
+            (self.root / marker).unlink(missing_ok=True)
+        proc = subprocess.Popen([PYTHON, *self.args(resume)], env=child_env(**hook), cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + TIMEOUT_S
+        while not (self.root / "paused").exists():
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                pytest.fail(f"child exited ({proc.returncode}) before pausing:\n{err}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("child did not reach the pause point")
+            time.sleep(0.05)
+        return proc
+
+    def kill(self, resume: bool = False, **hook: str) -> None:
+        """SIGKILL a child at its pause point."""
+        proc = self.start_paused(resume, **hook)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=TIMEOUT_S)
+        assert proc.returncode == -signal.SIGKILL
+
+    def stop(self, signum: int, resume: bool = False, **hook: str) -> str:
+        """Send ``signum`` to a child at its pause point, let it go on; returns its stderr."""
+        proc = self.start_paused(resume, **hook)
+        proc.send_signal(signum)
+        (self.root / "release").touch()
+        _, err = proc.communicate(timeout=TIMEOUT_S)
+        assert proc.returncode == 3, err  # TrainingInterrupted
+        return err
+
+    def loop_state(self) -> dict:
+        return ckpt.load_checkpoint(self.checkpoint)[1]["state"]["loop"]
+
+    def resume(self) -> subprocess.CompletedProcess:
+        done = run(self.args(resume=True), child_env(), timeout=TIMEOUT_S)
+        assert done.returncode == 0, done.stderr
+        return done
+
+
+def checkpoint_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, meta = ckpt.load_checkpoint(path)
+    state = meta["state"]
+    state["loop"]["history"] = strip_times(state["loop"]["history"])
+    return tensors, {"state": state, "optimizer": meta["optimizer"]}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Run:
+    """One uninterrupted run."""
+    ref = Run(tmp_path_factory.mktemp("reference"))
+    done = run(ref.args(), child_env(), timeout=TIMEOUT_S)
+    assert done.returncode == 0, done.stderr
+    return ref
+
+
+def assert_same_as_reference(resumed: Run, reference: Run) -> None:
+    weights, history = load_result(resumed.result)
+    ref_weights, ref_history = load_result(reference.result)
+    assert_bitwise_equal(weights, ref_weights)
+    assert strip_times(history) == strip_times(ref_history)
+    assert len(history) == 4
+    # The final checkpoints agree too: optimiser moments, RNG state, schedule, sums.
+    tensors, meta = checkpoint_state(resumed.checkpoint)
+    ref_tensors, ref_meta = checkpoint_state(reference.checkpoint)
+    assert_bitwise_equal(tensors, ref_tensors)
+    assert meta == ref_meta
+    assert resumed.temporaries() == []
+
+
+def test_reference_run_is_meaningful(reference):
+    """The scenario exercises what resume must restore: the rate changes, dropout draws."""
+    _, history = load_result(reference.result)
+    rates = [entry["learning_rate"] for entry in history]
+    assert len(set(rates)) > 1 or history[-1]["val_loss"] < history[0]["val_loss"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    weights, _ = load_result(reference.result)
+    assert not torch.equal(weights["conv1.weight"], make_model(7, dropout=0.3).conv1.weight)
+
+
+def test_killed_and_interrupted_five_times_ends_bitwise_equal(tmp_path, reference):
+    """One run, stopped at every kind of point in turn, each time resumed in a new process.
+
+    Pause-point call counts restart in each new process, which resumes at the start of an
+    epoch (after SIGKILL) or at the checkpointed step (after SIGTERM/SIGINT).
+    """
+    chain = Run(tmp_path)
+    # 1. SIGKILL half-way through writing the very first checkpoint: nothing to resume from.
+    chain.kill(PINN_TEST_PAUSE_IN_WRITE="1")
+    assert len(chain.temporaries()) == 1, "the kill did not land inside the write"
+    assert not chain.checkpoint.exists()
+
+    # 2. SIGKILL before the first forward of epoch 2, once the epoch-1 checkpoint exists.
+    chain.kill(resume=True, PINN_TEST_PAUSE_AT_CALL=str(STEPS_PER_EPOCH + 1))
+    assert chain.temporaries() == []  # the stale one was cleaned up at start
+    assert (chain.loop_state()["epoch"], chain.loop_state()["step"]) == (1, 0)
+
+    # 3. SIGKILL mid-epoch 3 (the run resumed at the start of epoch 2).
+    chain.kill(resume=True, PINN_TEST_PAUSE_AT_CALL=str(STEPS_PER_EPOCH + 4))
+    assert (chain.loop_state()["epoch"], chain.loop_state()["step"]) == (2, 0)
+
+    # 4. SIGKILL half-way through writing the epoch-3 checkpoint: epoch 2's stays intact.
+    chain.kill(resume=True, PINN_TEST_PAUSE_IN_WRITE="1")
+    assert len(chain.temporaries()) == 1
+    assert (chain.loop_state()["epoch"], chain.loop_state()["step"]) == (2, 0)
+
+    # 5. SIGINT in the first micro-batch of epoch 3's second window: the window is finished,
+    #    a mid-epoch checkpoint written, TrainingInterrupted raised.
+    err = chain.stop(signal.SIGINT, resume=True, PINN_TEST_PAUSE_AT_CALL="3")
+    assert "interrupted at epoch 3, step 4" in err
+    assert chain.temporaries() == []
+    assert (chain.loop_state()["epoch"], chain.loop_state()["step"]) == (2, 4)
+
+    # 6. Resume to the end.
+    chain.resume()
+    assert_same_as_reference(chain, reference)
+
+
+def test_sigterm_saves_mid_epoch_and_resumes_bitwise_exact(tmp_path, reference):
+    interrupted = Run(tmp_path)
+    # SIGTERM arrives during the first micro-batch of the second accumulation window of
+    # epoch 2 (call 10 = epoch 2, micro-batch 3); the run finishes that window and stops.
+    err = interrupted.stop(signal.SIGTERM, PINN_TEST_PAUSE_AT_CALL=str(STEPS_PER_EPOCH + 3))
+    assert "TrainingInterrupted: training interrupted at epoch 2, step 4" in err
+    assert "resume to continue" in err
+    assert not interrupted.result.exists()
+    assert interrupted.temporaries() == []
+
+    loop = interrupted.loop_state()
+    assert (loop["epoch"], loop["step"]) == (1, 4)
+    assert len(loop["history"]) == 1
+    assert loop["items"] == 12.0  # four micro-batches of 3 so far in epoch 2
+
+    interrupted.resume()
+    assert_same_as_reference(interrupted, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where, hook, expected_epoch", [
+    ("after first checkpoint", {"PINN_TEST_PAUSE_AT_CALL": str(STEPS_PER_EPOCH + 1)}, 1),
+    ("mid-epoch", {"PINN_TEST_PAUSE_AT_CALL": str(2 * STEPS_PER_EPOCH + 4)}, 2),
+    ("during checkpoint write", {"PINN_TEST_PAUSE_IN_WRITE": "2"}, 1),
+    ("during first checkpoint write", {"PINN_TEST_PAUSE_IN_WRITE": "1"}, None),
+])
+def test_single_sigkill_then_resume_is_bitwise_exact(tmp_path, reference, where, hook,
+                                                      expected_epoch):
+    """Each kill point of the chain above on its own (for diagnosis)."""
+    interrupted = Run(tmp_path)
+    interrupted.kill(**hook)
+    assert len(interrupted.temporaries()) == (1 if "write" in where else 0)
+    if expected_epoch is None:
+        assert not interrupted.checkpoint.exists()
+    else:
+        loop = interrupted.loop_state()
+        assert (loop["epoch"], loop["step"]) == (expected_epoch, 0)
+    interrupted.resume()
+    assert_same_as_reference(interrupted, reference)
+
+
+@pytest.mark.slow
+def test_sigint_saves_mid_epoch_and_resumes_bitwise_exact(tmp_path, reference):
+    interrupted = Run(tmp_path)
+    err = interrupted.stop(signal.SIGINT, PINN_TEST_PAUSE_AT_CALL=str(STEPS_PER_EPOCH + 3))
+    assert "interrupted at epoch 2, step 4" in err
+    interrupted.resume()
+    assert_same_as_reference(interrupted, reference)
+
+
+# --- in-process checks of what resume refuses -------------------------------------------------
+
+
+def one_epoch(tmp_path: Path, run_info, epochs: int = 1, **kwargs):
+    model = make_model()
+    return model, train(model, mse_loss, ImageSet(8), None, config(epochs=epochs),
+                        checkpoint_dir=tmp_path, run_info=run_info, verbose=False, **kwargs)
+
+
+def test_resume_with_another_run_info_is_refused(tmp_path):
+    one_epoch(tmp_path, {"config": {"lr": 1e-3}})
+    before = (tmp_path / CHECKPOINT_NAME).read_bytes()
+    with pytest.raises(ConfigError, match="different configuration"):
+        one_epoch(tmp_path, {"config": {"lr": 2e-3}}, epochs=2, resume=True)
+    assert (tmp_path / CHECKPOINT_NAME).read_bytes() == before
+
+
+def test_run_info_is_compared_as_json(tmp_path):
+    """Tuples come back from the checkpoint as lists; that is the same run."""
+    one_epoch(tmp_path, {"shape": (8, 1, 8, 8)})
+    _, result = one_epoch(tmp_path, {"shape": (8, 1, 8, 8)}, epochs=2, resume=True)
+    assert len(result.history) == 2
+
+
+def test_run_info_that_is_not_json_is_refused_before_training(tmp_path):
+    calls = []
+
+    def loss_fn(model, batch):
+        calls.append(1)
+        return mse_loss(model, batch)
+
+    with pytest.raises(ConfigError, match="run_info"):
+        train(make_model(), loss_fn, ImageSet(8), None, config(), checkpoint_dir=tmp_path,
+              run_info={"device": torch.device("cpu")}, verbose=False)
+    assert calls == []
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_resume_from_a_damaged_checkpoint_is_refused(tmp_path, damage):
+    one_epoch(tmp_path, None)
+    path = tmp_path / CHECKPOINT_NAME
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[:len(data) - 100]
+    else:
+        data[-50] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match="corrupt"):
+        one_epoch(tmp_path, None, epochs=2, resume=True)
+
+
+def test_resume_into_another_model_is_refused(tmp_path):
+    one_epoch(tmp_path, None)
+    with pytest.raises(ArchiveError, match="does not match"):
+        train(TinyNet(width=6), mse_loss, ImageSet(8), None, config(epochs=2),
+              checkpoint_dir=tmp_path, resume=True, verbose=False)
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path):
+    model, first = one_epoch(tmp_path, None, epochs=2)
+    again, second = one_epoch(tmp_path, None, epochs=2, resume=True)
+    assert_bitwise_equal(again.state_dict(), model.state_dict())
+    assert strip_times(second.history) == strip_times(first.history)
+
+
+def test_resume_with_more_epochs_continues_like_a_longer_run(tmp_path):
+    longer, full = one_epoch(tmp_path / "a", None, epochs=3)
+    one_epoch(tmp_path / "b", None, epochs=1)
+    resumed, result = one_epoch(tmp_path / "b", None, epochs=3, resume=True)
+    assert_bitwise_equal(resumed.state_dict(), longer.state_dict())
+    assert strip_times(result.history) == strip_times(full.history)
+
+
+def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path):
+    fresh, _ = one_epoch(tmp_path / "a", None)
+    resumed, _ = one_epoch(tmp_path / "b", None, resume=True)
+    assert_bitwise_equal(resumed.state_dict(), fresh.state_dict())
+
+
+def test_stale_temporaries_are_removed_at_start(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    stale = tmp_path / f".{CHECKPOINT_NAME}.abc123{TEMP_SUFFIX}"
+    stale.write_bytes(b"half a checkpoint")
+    unrelated = tmp_path / "notes.txt"
+    unrelated.write_text("keep me")
+    one_epoch(tmp_path, None)
+    assert not stale.exists() and unrelated.exists()
