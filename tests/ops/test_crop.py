@@ -119,7 +119,8 @@ def test_pad_accepts_a_conjugate_view():
     [
         (np.zeros((6, 6)), 4, TypeError, "image must be a torch.Tensor, got ndarray"),
         (torch.zeros(6), 4, ValueError, r"image has shape \(6,\); expected \(\.\.\., H, W\)"),
-        (torch.zeros(6, 6), 0, ValueError, r"size must be a pair \(H, W\) of positive ints, got \(0, 0\)"),
+        (torch.zeros(6, 6), 0, ValueError,
+         r"size must be a pair \(H, W\) of positive ints, got \(0, 0\)"),
         (torch.zeros(6, 6), (4, -2), ValueError, "size must be a pair"),
         (torch.zeros(6, 6), 4.0, ValueError, "size must be a pair .* got 4.0"),
         (torch.zeros(6, 6), "44", ValueError, "size must be a pair"),

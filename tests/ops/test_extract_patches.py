@@ -90,28 +90,34 @@ def test_autocast_keeps_full_precision(dtype):
 
 
 @pytest.mark.parametrize(
-    ("canvas", "positions", "size", "error", "match"),
+    ("kwargs", "error", "match"),
     [
-        ([[0.0]], torch.zeros(1, 2), 3, TypeError, "canvas must be a torch.Tensor, got list"),
-        (torch.zeros(8, 8), np.zeros((1, 2)), 3, TypeError, "positions must be a torch.Tensor"),
-        (torch.zeros(8), torch.zeros(1, 2), 3, ValueError, r"canvas has shape \(8,\); expected \(\.\.\., H, W\)"),
-        (torch.zeros(8, 8), torch.zeros(4, 3), 3, ValueError, r"positions has shape \(4, 3\); expected \(\.\.\., P, 2\)"),
-        (torch.zeros(8, 8), torch.zeros(2), 3, ValueError, r"positions has shape \(2,\) and canvas \(8, 8\)"),
-        (torch.zeros(2, 8, 8), torch.zeros(3, 4, 2), 3, ValueError, "same leading dimensions"),
-        (torch.zeros(2, 8, 8), torch.zeros(4, 2), 3, ValueError, "same leading dimensions"),
-        (torch.zeros(8, 8), torch.zeros(1, 1, 2), 3, ValueError, "same leading dimensions"),
-        (torch.zeros(8, 8), torch.zeros(1, 2, dtype=torch.int64), 3, TypeError, "real floating tensor"),
-        (torch.zeros(8, 8), torch.tensor([[float("nan"), 1.0]]), 3, ValueError, "NaN or inf"),
-        (torch.zeros(8, 8), torch.tensor([[1.0, -float("inf")]]), 3, ValueError, "NaN or inf"),
-        (torch.zeros(8, 8), torch.zeros(1, 2), 0, ValueError, "size must be a positive int, got 0"),
-        (torch.zeros(8, 8), torch.zeros(1, 2), -2, ValueError, "size must be a positive int"),
-        (torch.zeros(8, 8), torch.zeros(1, 2), 2.5, ValueError, "size must be a positive int, got 2.5"),
-        (torch.zeros(8, 8), torch.zeros(1, 2), None, ValueError, "size must be a positive int, got None"),
+        ({"canvas": [[0.0]]}, TypeError, "canvas must be a torch.Tensor, got list"),
+        ({"positions": np.zeros((1, 2))}, TypeError, "positions must be a torch.Tensor"),
+        ({"canvas": torch.zeros(8)}, ValueError,
+         r"canvas has shape \(8,\); expected \(\.\.\., H, W\)"),
+        ({"positions": torch.zeros(4, 3)}, ValueError,
+         r"positions has shape \(4, 3\); expected \(\.\.\., P, 2\)"),
+        ({"positions": torch.zeros(2)}, ValueError,
+         r"positions has shape \(2,\) and canvas \(8, 8\)"),
+        ({"canvas": torch.zeros(2, 8, 8), "positions": torch.zeros(3, 4, 2)}, ValueError,
+         "same leading dimensions"),
+        ({"canvas": torch.zeros(2, 8, 8), "positions": torch.zeros(4, 2)}, ValueError,
+         "same leading dimensions"),
+        ({"positions": torch.zeros(1, 1, 2)}, ValueError, "same leading dimensions"),
+        ({"positions": torch.zeros(1, 2, dtype=torch.int64)}, TypeError, "real floating tensor"),
+        ({"positions": torch.tensor([[float("nan"), 1.0]])}, ValueError, "NaN or inf"),
+        ({"positions": torch.tensor([[1.0, -float("inf")]])}, ValueError, "NaN or inf"),
+        ({"size": 0}, ValueError, "size must be a positive int, got 0"),
+        ({"size": -2}, ValueError, "size must be a positive int"),
+        ({"size": 2.5}, ValueError, "size must be a positive int, got 2.5"),
+        ({"size": None}, ValueError, "size must be a positive int, got None"),
     ],
 )
-def test_bad_arguments_raise(canvas, positions, size, error, match):
+def test_bad_arguments_raise(kwargs, error, match):
+    arguments = {"canvas": torch.zeros(8, 8), "positions": torch.zeros(1, 2), "size": 3, **kwargs}
     with pytest.raises(error, match=match):
-        extract_patches(canvas, positions, size)
+        extract_patches(**arguments)
 
 
 # ---------------------------------------------------------------- correctness

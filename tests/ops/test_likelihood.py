@@ -39,7 +39,8 @@ def test_elementwise_and_broadcasting(term):
 @pytest.mark.parametrize(
     ("pred_dtype", "measured_dtype", "out_dtype"),
     [(torch.float32, torch.float32, torch.float32), (torch.float64, torch.float64, torch.float64),
-     (torch.bfloat16, torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16, torch.float32),
+     (torch.bfloat16, torch.float32, torch.float32),
+     (torch.bfloat16, torch.bfloat16, torch.float32),
      (torch.float16, torch.int64, torch.float32), (torch.float32, torch.int64, torch.float32),
      (torch.float64, torch.int32, torch.float64)],
 )
@@ -136,9 +137,10 @@ def test_deviance_is_non_negative_and_accurate_near_a_perfect_fit(measured, ulps
     n = len(measured)
     near = k * (1 + torch.tensor(relative[:n], dtype=dtype) * 1e-5)
     steps = torch.tensor(ulps[:n])
+    up, down = torch.tensor(np.inf, dtype=dtype), torch.tensor(-np.inf, dtype=dtype)
     for _ in range(64):  # walk a few ulps away from pred == k
-        near = torch.where(steps > 0, torch.nextafter(near, torch.tensor(np.inf, dtype=dtype)), near)
-        near = torch.where(steps < 0, torch.nextafter(near, torch.tensor(-np.inf, dtype=dtype)), near)
+        near = torch.where(steps > 0, torch.nextafter(near, up), near)
+        near = torch.where(steps < 0, torch.nextafter(near, down), near)
         steps = steps - steps.sign()
     pred = near.clamp_min(torch.finfo(dtype).tiny)
     out = poisson_deviance(pred, k)

@@ -84,27 +84,34 @@ def test_autocast_keeps_full_precision(dtype):
 
 
 @pytest.mark.parametrize(
-    ("patches", "positions", "canvas_shape", "error", "match"),
+    ("kwargs", "error", "match"),
     [
-        ([[[0.0]]], torch.zeros(1, 2), (4, 4), TypeError, "patches must be a torch.Tensor, got list"),
-        (torch.zeros(1, 3, 3), np.zeros((1, 2)), (4, 4), TypeError, "positions must be a torch.Tensor"),
-        (torch.zeros(3, 3), torch.zeros(2), (4, 4), ValueError, r"patches has shape \(3, 3\); expected \(\.\.\., P, n, m\)"),
-        (torch.zeros(2, 3, 3), torch.zeros(3, 2), (4, 4), ValueError, r"positions has shape \(3, 2\) and patches \(2, 3, 3\)"),
-        (torch.zeros(2, 4, 3, 3), torch.zeros(4, 2), (4, 4), ValueError, "expected positions"),
-        (torch.zeros(2, 3, 3), torch.zeros(2, 3), (4, 4), ValueError, r"positions has shape \(2, 3\); expected"),
-        (torch.zeros(2, 3, 3), torch.zeros(2, 2, dtype=torch.int32), (4, 4), TypeError, "real floating"),
-        (torch.zeros(2, 3, 3), torch.tensor([[0.0, 0.0], [float("nan"), 0.0]]), (4, 4), ValueError, "NaN or inf"),
-        (torch.zeros(2, 3, 3), torch.zeros(2, 2), (4,), ValueError, r"canvas_shape must be a pair \(H, W\) of positive ints, got \(4,\)"),
-        (torch.zeros(2, 3, 3), torch.zeros(2, 2), (4, 4, 4), ValueError, "canvas_shape must be a pair"),
-        (torch.zeros(2, 3, 3), torch.zeros(2, 2), (0, 4), ValueError, "canvas_shape must be a pair"),
-        (torch.zeros(2, 3, 3), torch.zeros(2, 2), (4, -1), ValueError, "canvas_shape must be a pair"),
-        (torch.zeros(2, 3, 3), torch.zeros(2, 2), None, ValueError, "canvas_shape must be a pair"),
-        (torch.zeros(2, 3, 3), torch.zeros(2, 2), "ab", ValueError, "canvas_shape must be a pair"),
+        ({"patches": [[[0.0]]]}, TypeError, "patches must be a torch.Tensor, got list"),
+        ({"positions": np.zeros((2, 2))}, TypeError, "positions must be a torch.Tensor"),
+        ({"patches": torch.zeros(3, 3), "positions": torch.zeros(2)}, ValueError,
+         r"patches has shape \(3, 3\); expected \(\.\.\., P, n, m\)"),
+        ({"positions": torch.zeros(3, 2)}, ValueError,
+         r"positions has shape \(3, 2\) and patches \(2, 3, 3\)"),
+        ({"patches": torch.zeros(2, 4, 3, 3), "positions": torch.zeros(4, 2)}, ValueError,
+         "expected positions"),
+        ({"positions": torch.zeros(2, 3)}, ValueError, r"positions has shape \(2, 3\); expected"),
+        ({"positions": torch.zeros(2, 2, dtype=torch.int32)}, TypeError, "real floating"),
+        ({"positions": torch.tensor([[0.0, 0.0], [float("nan"), 0.0]])}, ValueError, "NaN or inf"),
+        ({"canvas_shape": (4,)}, ValueError,
+         r"canvas_shape must be a pair \(H, W\) of positive ints, got \(4,\)"),
+        ({"canvas_shape": (4, 4, 4)}, ValueError, "canvas_shape must be a pair"),
+        ({"canvas_shape": (0, 4)}, ValueError, "canvas_shape must be a pair"),
+        ({"canvas_shape": (4, -1)}, ValueError, "canvas_shape must be a pair"),
+        ({"canvas_shape": (7.5, 4)}, ValueError, "canvas_shape must be a pair"),
+        ({"canvas_shape": None}, ValueError, "canvas_shape must be a pair"),
+        ({"canvas_shape": "48"}, ValueError, "canvas_shape must be a pair"),
     ],
 )
-def test_bad_arguments_raise(patches, positions, canvas_shape, error, match):
+def test_bad_arguments_raise(kwargs, error, match):
+    arguments = {"patches": torch.zeros(2, 3, 3), "positions": torch.zeros(2, 2),
+                 "canvas_shape": (4, 4), **kwargs}
     with pytest.raises(error, match=match):
-        reassemble_patches(patches, positions, canvas_shape)
+        reassemble_patches(**arguments)
 
 
 # ---------------------------------------------------------------- adjointness and correctness
@@ -232,7 +239,8 @@ def test_compiled_equals_eager(dtype):
     patches = rand((2, 3, 4, 5, 5), dtype, gen=gen)
     positions = torch.rand(2, 3, 4, 2, generator=gen) * 12 - 2
     fn = compiled(lambda v, p: reassemble_patches(v, p, (9, 10)))
-    torch.testing.assert_close(fn(patches, positions), reassemble_patches(patches, positions, (9, 10)))
+    expected = reassemble_patches(patches, positions, (9, 10))
+    torch.testing.assert_close(fn(patches, positions), expected)
 
 
 def test_inductor_equals_eager():

@@ -11,7 +11,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from _ops_helpers import FULL_OF, compiled, fractional_positions, generator, positions_strategy, rand
+from _ops_helpers import (FULL_OF, compiled, fractional_positions, generator, positions_strategy,
+                          rand)
 from pinn.ops import reassemble_patches, stitch
 
 COVERAGE_DTYPE = {torch.float32: torch.float32, torch.float64: torch.float64,
@@ -60,11 +61,13 @@ def test_autocast_keeps_full_precision(dtype):
         ({"patches": [[[0.0]]]}, TypeError, "patches must be a torch.Tensor, got list"),
         ({"positions": np.zeros((2, 2))}, TypeError, "positions must be a torch.Tensor"),
         ({"patches": torch.zeros(3, 3)}, ValueError, r"patches has shape \(3, 3\); expected"),
-        ({"positions": torch.zeros(3, 2)}, ValueError, r"positions has shape \(3, 2\) and patches \(2, 3, 3\)"),
+        ({"positions": torch.zeros(3, 2)}, ValueError,
+         r"positions has shape \(3, 2\) and patches \(2, 3, 3\)"),
         ({"positions": torch.zeros(2, 2, dtype=torch.int64)}, TypeError, "real floating"),
         ({"positions": torch.tensor([[0.0, float("inf")], [0.0, 0.0]])}, ValueError, "NaN or inf"),
         ({"canvas_shape": (0, 4)}, ValueError, "canvas_shape must be a pair"),
-        ({"window": torch.ones(3, 4)}, ValueError, r"window has shape \(3, 4\); expected the patch shape \(3, 3\)"),
+        ({"window": torch.ones(3, 4)}, ValueError,
+         r"window has shape \(3, 4\); expected the patch shape \(3, 3\)"),
         ({"window": torch.ones(1, 3, 3)}, ValueError, "window has shape"),
         ({"window": [[1.0] * 3] * 3}, TypeError, "window must be a torch.Tensor, got list"),
     ],
