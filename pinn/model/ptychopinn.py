@@ -106,7 +106,9 @@ class PtychoPINN(nn.Module):
         """Object patches ``(B, C_out, N, N)`` complex64 from amplitudes ``(B, C, N, N)``."""
         amp, phase = self.generator(amplitude / self.intensity_scale)
         amp, phase = amp.float(), phase.float()  # physics stays float32 under autocast
-        return torch.polar(amp, phase)  # amp * exp(i phase); also right for negative amp
+        # amp * exp(i phase) written out: torch.polar's backward uses sgn(result), which flips the
+        # amplitude gradient where amp < 0 (swish, border branch) and zeroes it where amp == 0
+        return torch.complex(amp * torch.cos(phase), amp * torch.sin(phase))
 
     def merge(self, patches: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Group canvases ``(B, P, P)`` from object patches and canvas positions."""
