@@ -57,13 +57,17 @@ class ImageSet:
         return {"x": self.x[indices], "y": self.y[indices]}
 
 
-class ItemSet(ImageSet):
-    """The same data through ``__getitem__`` only (no ``get_batch``)."""
+class ItemSet:
+    """The same data as :class:`ImageSet` through ``__getitem__`` only (no ``get_batch``)."""
 
-    get_batch = None  # type: ignore[assignment]
+    def __init__(self, n: int, seed: int = 1) -> None:
+        self.data = ImageSet(n, seed)
+
+    def __len__(self) -> int:
+        return len(self.data)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"x": self.x[i], "y": self.y[i]}
+        return {"x": self.data.x[i], "y": self.data.y[i]}
 
 
 def mse_loss(model: nn.Module, batch: dict[str, torch.Tensor]
