@@ -1,0 +1,96 @@
+"""Evaluation of saved reconstructions against a ground truth (what ``pinn evaluate`` runs).
+
+The reconstruction NPZ written by :func:`pinn.reconstruct.save_reconstruction` records the
+object-frame pixel of its canvas origin, so the ground truth (``objectGuess`` of a scan NPZ)
+is cut to the same pixel grid; metrics are computed over the bounding box of the well-covered
+pixels (coverage at least half the median coverage), after subpixel registration.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pinn.errors import DataError
+from pinn.metrics import evaluate_reconstruction
+from pinn.reconstruct import Reconstruction
+
+_RECON_KEYS = ("object", "coverage", "origin_px", "crop_px")
+
+
+def _load_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    if not path.exists():
+        raise DataError(f"{what} {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise DataError(f"{what} {path} is not a readable NPZ file ({exc})") from None
+    except ValueError as exc:
+        raise DataError(f"{what} {path} holds pickled (object) arrays, which pinn refuses to "
+                        f"load ({exc})") from None
+
+
+def load_reconstruction(path: str | os.PathLike) -> Reconstruction:
+    """Read ``reconstruction.npz`` back into a :class:`Reconstruction`."""
+    path = Path(path)
+    data = _load_npz(path, "reconstruction")
+    missing = [k for k in _RECON_KEYS if k not in data]
+    if missing:
+        raise DataError(f"reconstruction {path} lacks {missing}; pass the reconstruction.npz "
+                        "written by `pinn reconstruct`")
+    obj, coverage = data["object"], data["coverage"]
+    if obj.ndim != 2 or coverage.shape != obj.shape:
+        raise DataError(f"reconstruction {path}: object {obj.shape} and coverage "
+                        f"{coverage.shape} must be the same (H, W)")
+    origin = tuple(int(v) for v in np.asarray(data["origin_px"]).reshape(-1))
+    if len(origin) != 2:
+        raise DataError(f"reconstruction {path}: origin_px must hold (y, x)")
+    return Reconstruction(object=torch.from_numpy(obj.astype(np.complex64)),
+                          coverage=torch.from_numpy(coverage.astype(np.float32)),
+                          origin_px=origin, crop_px=int(data["crop_px"]), n_positions=0,
+                          n_groups=0)
+
+
+def load_ground_truth(path: str | os.PathLike) -> torch.Tensor:
+    """``objectGuess`` (or ``object``) of an NPZ file, ``(H, W)`` complex64."""
+    path = Path(path)
+    data = _load_npz(path, "reference")
+    key = next((k for k in ("objectGuess", "object") if k in data), None)
+    if key is None:
+        raise DataError(f"reference {path} has no objectGuess (keys: {sorted(data)}); pass "
+                        "an NPZ with the ground-truth object, e.g. one from `pinn simulate`")
+    obj = data[key]
+    if obj.ndim != 2 or not np.issubdtype(obj.dtype, np.number):
+        raise DataError(f"reference {path}: {key} has shape {obj.shape} and dtype {obj.dtype}; "
+                        "expected a numeric (H, W) image")
+    if not np.isfinite(obj).all():
+        raise DataError(f"reference {path}: {key} contains NaN or inf")
+    return torch.from_numpy(obj.astype(np.complex64))
+
+
+def evaluate(result: Reconstruction, ground_truth: torch.Tensor, *, register: bool = True,
+             phase_ssim_compat: bool = False, coverage_fraction: float = 0.5) -> dict:
+    """Metrics of a reconstruction against an object-frame ground truth (see
+    :func:`pinn.metrics.evaluate_reconstruction`), over the well-covered pixels that also lie
+    inside the ground truth."""
+    truth = result.object_window(ground_truth)
+    inside = result.object_window(torch.ones(ground_truth.shape, dtype=torch.bool))
+    mask = result.covered(coverage_fraction) & inside
+    if not bool(mask.any()):
+        raise DataError("the reconstruction does not overlap the ground truth; check that "
+                        "both come from the same scan")
+    metrics = evaluate_reconstruction(result.object.numpy(), truth.numpy(), mask.numpy(),
+                                      register=register, phase_ssim_compat=phase_ssim_compat)
+    return metrics
+
+
+def evaluate_files(reconstruction: str | os.PathLike, reference: str | os.PathLike, *,
+                   register: bool = True, phase_ssim_compat: bool = False) -> dict:
+    """:func:`evaluate` of a ``reconstruction.npz`` against the ``objectGuess`` of an NPZ."""
+    return evaluate(load_reconstruction(reconstruction), load_ground_truth(reference),
+                    register=register, phase_ssim_compat=phase_ssim_compat)
