@@ -1,0 +1,37 @@
+"""Data: the NPZ contract, grouping, normalisation, the training dataset and simulation.
+
+A scan enters pinn as a :class:`ScanData` (from :func:`read_npz`, :func:`read_tike_npz` or
+:func:`simulate`) in fixed conventions: float32 diffraction *amplitude* ``(M, N, N)`` with zero
+frequency at pixel ``(N//2, N//2)``, float64 ``(y, x)`` positions of each window's centre pixel
+``N//2``, a complex64 ``(N, N)`` probe. :func:`group_positions` forms groups of
+``gridsize**2`` neighbours, and :class:`GroupDataset` serves them scaled to photon units
+(:func:`normalization_factor`, :func:`intensity_scale`).
+"""
+
+from pinn.data.dataset import GroupDataset
+from pinn.data.grouping import Groups, group_positions
+from pinn.data.normalize import intensity_scale, normalization_factor
+from pinn.data.npz import read_npz, write_npz
+from pinn.data.objects import make_object
+from pinn.data.probes import make_probe
+from pinn.data.scan import ScanData
+from pinn.data.scans import make_positions
+from pinn.data.simulate import simulate, simulate_scan
+from pinn.data.tike import read_tike_npz
+
+__all__ = [
+    "GroupDataset",
+    "Groups",
+    "ScanData",
+    "group_positions",
+    "intensity_scale",
+    "make_object",
+    "make_positions",
+    "make_probe",
+    "normalization_factor",
+    "read_npz",
+    "read_tike_npz",
+    "simulate",
+    "simulate_scan",
+    "write_npz",
+]

@@ -1,0 +1,160 @@
+"""Simulated ptychographic scans with Poisson noise at a chosen dose.
+
+Forward model, per scan position ``p``: the object window of ``N x N`` pixels whose centre
+pixel ``N//2`` sits on ``p`` (:func:`pinn.ops.extract_patches`, bilinear at subpixel
+positions) times the probe (:func:`pinn.ops.illuminate`) gives the exit wave; its far-field
+amplitude (:func:`pinn.ops.diffract`, zero frequency at the centre, energy preserving)
+squared is the noise-free intensity. One global factor scales the intensities so that the
+mean expected total count per pattern equals ``photons``; counts are then Poisson samples
+drawn with a seeded ``torch.Generator``. The stored diffraction is ``sqrt(counts)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pinn.data import _checks
+from pinn.data.objects import generator_from, make_object
+from pinn.data.probes import make_probe
+from pinn.data.scan import ScanData, sqrt_counts
+from pinn.data.scans import make_positions, scan_bounds
+from pinn.errors import ConfigError, DataError
+from pinn.ops import diffract, extract_patches, illuminate
+
+_CHUNK = 2048  # positions per forward-model block (bounds the complex64 patch memory)
+
+
+def simulate_scan(
+    object: torch.Tensor,  # noqa: A002 - the ptychography term
+    probe: torch.Tensor,
+    positions: torch.Tensor,
+    photons: float,
+    *,
+    seed: int | torch.Generator = 0,
+    noise: bool = True,
+) -> ScanData:
+    """Simulate the diffraction of ``object`` scanned by ``probe`` at ``positions``.
+
+    Args:
+        object: ``(H, W)`` complex object (real is promoted).
+        probe: ``(N, N)`` complex probe, used as given (not normalised).
+        positions: ``(M, 2)`` float ``(y, x)`` window centres; each ``N x N`` window must lie
+            inside the object (``N//2 <= p <= (H, W) - N + N//2``).
+        photons: expected total counts per pattern, averaged over the scan (> 0).
+        seed: int or ``torch.Generator`` for the Poisson draw.
+        noise: draw Poisson counts (default); with False the expected counts themselves are
+            stored (``sqrt`` of them), which is noise-free data in photon units.
+
+    Returns:
+        ScanData with ``diffraction`` ``(M, N, N)`` float32 ``sqrt(counts)`` (zero frequency
+        at the centre), the positions, the probe, ``object`` set, ``counts=True``.
+
+    Raises:
+        DataError: shapes disagree, non-finite inputs, windows outside the object, or the
+            exit waves are all zero.
+        ConfigError: ``photons`` not finite and positive.
+    """
+    obj = _checks.as_tensor("object", object)
+    if obj.dim() != 2:
+        raise DataError(f"object has shape {tuple(obj.shape)}; expected (H, W)")
+    obj = obj.to(torch.complex64)
+    _checks.check_finite("object", obj)
+    probe = _checks.as_tensor("probe", probe)
+    if probe.dim() != 2 or probe.shape[0] != probe.shape[1]:
+        raise DataError(f"probe has shape {tuple(probe.shape)}; expected a square (N, N)")
+    probe = probe.to(torch.complex64)
+    _checks.check_finite("probe", probe)
+    n = probe.shape[-1]
+    pos = _checks.as_tensor("positions", positions)
+    _checks.check_real("positions", pos)
+    if pos.dim() != 2 or pos.shape[1] != 2 or pos.shape[0] == 0:
+        raise DataError(f"positions has shape {tuple(pos.shape)}; expected (M, 2) with M >= 1")
+    pos = pos.to(torch.float64)
+    _checks.check_finite("positions", pos)
+    try:
+        low, high = scan_bounds(tuple(obj.shape), n)
+    except ConfigError as exc:
+        raise DataError(str(exc)) from None
+    outside = ((pos < low) | (pos > high)).any(dim=1)
+    if bool(outside.any()):
+        raise DataError(
+            f"{int(outside.sum())} of {pos.shape[0]} positions put the {n} x {n} window (partly) "
+            f"outside the {tuple(obj.shape)} object; keep them within {low.tolist()} .. "
+            f"{high.tolist()} (see pinn.data.scans.scan_bounds)")
+    photons = _photons(photons)
+
+    amplitude = torch.cat([
+        diffract(illuminate(extract_patches(obj[None], block[None], n)[0], probe))
+        for block in pos.split(_CHUNK)])  # (M, N, N) noise-free amplitude, arbitrary scale
+    energy = amplitude.to(torch.float64).square().sum(dim=(-2, -1)).mean()
+    if not float(energy) > 0:
+        raise DataError("every exit wave is zero (object or probe is zero where scanned)")
+    scale = photons / float(energy)
+    generator = generator_from(seed)
+    blocks = []
+    for block in amplitude.split(_CHUNK):
+        expected = block.to(torch.float64).square() * scale  # (B, N, N) expected counts
+        counts = torch.poisson(expected, generator=generator) if noise else expected
+        blocks.append(sqrt_counts(counts))
+    return ScanData(diffraction=torch.cat(blocks), positions=pos, probe=probe, object=obj,
+                    counts=True)
+
+
+def simulate(
+    kind: str = "lines",
+    *,
+    n_scans: int = 512,
+    size: int = 64,
+    photons: float = 1e9,
+    seed: int = 0,
+    scan: str = "random",
+    probe: str = "default",
+    object_size: int | None = None,
+    phase: bool = True,
+    jitter_px: float = 0.0,
+    noise: bool = True,
+) -> ScanData:
+    """Simulate a whole scan from named parts, everything drawn from one seeded generator.
+
+    Args:
+        kind: object, ``'lines'``, ``'grf'`` or ``'siemens'`` (:func:`pinn.data.objects.make_object`).
+        n_scans: number of scan positions M.
+        size: pattern and probe side N in pixels.
+        photons: expected total counts per pattern (the reference's ``nphotons``, default 1e9).
+        seed: seed of the single ``torch.Generator`` used, in order, for the object, the
+            positions and the Poisson noise.
+        scan: ``'random'``, ``'raster'`` or ``'spiral'`` (:mod:`pinn.data.scans`).
+        probe: ``'default'``, ``'gaussian'`` or ``'ring'`` (:mod:`pinn.data.probes`).
+        object_size: side of the square object in pixels (default ``4 * size``).
+        phase: give lines and grf objects the reference's ``set_phi`` phase.
+        jitter_px: Gaussian jitter of raster positions (standard deviation, pixels).
+        noise: draw Poisson counts (False stores the expected counts).
+
+    Returns:
+        ScanData with ``counts=True`` and the object.
+
+    Raises:
+        ConfigError: an unknown kind, scan or probe, or bad sizes.
+    """
+    size = _checks.positive_int("size", size)
+    object_size = 4 * size if object_size is None else _checks.positive_int(
+        "object_size", object_size)
+    if object_size < size:
+        raise ConfigError(f"object_size {object_size} is smaller than the probe size {size}")
+    generator = generator_from(seed)
+    obj = make_object(kind, object_size, seed=generator, phase=phase)
+    probe_field = make_probe(probe, size)
+    positions = make_positions(scan, (object_size, object_size), size, n_scans,
+                               seed=generator, jitter_px=jitter_px)
+    return simulate_scan(obj, probe_field, positions, photons, seed=generator, noise=noise)
+
+
+def _photons(photons: object) -> float:
+    try:
+        value = float(photons)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"photons must be a positive number, got {photons!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise ConfigError(f"photons must be finite and > 0 (expected counts per pattern), "
+                          f"got {photons!r}")
+    return value

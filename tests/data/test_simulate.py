@@ -1,0 +1,155 @@
+"""Simulation: forward model, dose, Poisson statistics, seeding, the convenience entry point."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pinn.data import ScanData, simulate, simulate_scan
+from pinn.data.objects import lines_object
+from pinn.data.scans import random_positions
+from pinn.errors import ConfigError, DataError
+from pinn.ops import default_probe
+
+N = 32
+
+
+@pytest.fixture(scope="module")
+def parts():
+    obj = lines_object(96, seed=0)
+    probe = default_probe(N)
+    positions = random_positions((96, 96), N, 64, seed=1)
+    return obj, probe, positions
+
+
+def test_output_is_a_counts_scan(parts):
+    obj, probe, positions = parts
+    scan = simulate_scan(obj, probe, positions, 1e5, seed=0)
+    assert isinstance(scan, ScanData) and scan.counts is True
+    assert scan.diffraction.shape == (64, N, N) and scan.diffraction.dtype == torch.float32
+    assert torch.equal(scan.positions, positions) and torch.equal(scan.probe, probe)
+    assert torch.equal(scan.object, obj)
+    counts = scan.diffraction.double().square()
+    torch.testing.assert_close(counts, counts.round(), rtol=1e-6, atol=1e-6)  # whole photons
+
+
+def test_forward_model_at_integer_positions(parts):
+    obj, probe, _ = parts
+    positions = torch.tensor([[16.0, 16.0], [40.0, 57.0], [80.0, 33.0]], dtype=torch.float64)
+    scan = simulate_scan(obj, probe, positions, 1e4, noise=False)
+    expected = []
+    for y, x in positions.long().tolist():
+        window = obj[y - N // 2:y - N // 2 + N, x - N // 2:x - N // 2 + N]  # centre pixel N//2
+        far = torch.fft.fftshift(torch.fft.fft2((window * probe).to(torch.complex128),
+                                                norm="ortho"))
+        expected.append(far.abs().square())
+    expected = torch.stack(expected)
+    expected = expected * 1e4 / expected.sum(dim=(-2, -1)).mean()
+    torch.testing.assert_close(scan.diffraction.double().square(), expected, rtol=1e-4,
+                               atol=1e-6 * float(expected.max()))
+    assert divmod(int(scan.diffraction[0].argmax()), N) == (N // 2, N // 2)  # zero frequency
+
+
+def test_noise_free_dose_is_exact(parts):
+    obj, probe, positions = parts
+    scan = simulate_scan(obj, probe, positions, 12345.0, noise=False)
+    assert scan.measured_nphotons == pytest.approx(12345.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("photons", [1e3, 1e6])
+def test_mean_total_counts_match_the_dose(parts, photons):
+    obj, probe, positions = parts
+    scan = simulate_scan(obj, probe, positions, photons, seed=3)
+    sigma = math.sqrt(photons / positions.shape[0])  # std of the mean of M Poisson totals
+    assert abs(scan.measured_nphotons - photons) < 5 * sigma
+
+
+def test_poisson_statistics(parts):
+    obj, probe, positions = parts
+    expected = simulate_scan(obj, probe, positions, 2e5, noise=False).diffraction.double() ** 2
+    noisy = simulate_scan(obj, probe, positions, 2e5, seed=9).diffraction.double() ** 2
+    bright = expected > 20
+    assert int(bright.sum()) > 2000
+    z = (noisy[bright] - expected[bright]) / expected[bright].sqrt()
+    assert abs(float(z.mean())) < 0.1  # unbiased
+    assert float(z.var()) == pytest.approx(1.0, abs=0.1)  # variance equals the mean
+    dim = expected < 1e-3
+    assert float(noisy[dim].mean()) < 0.01  # almost no counts where none are expected
+
+
+def test_seeds(parts):
+    obj, probe, positions = parts
+    a = simulate_scan(obj, probe, positions, 1e4, seed=7)
+    b = simulate_scan(obj, probe, positions, 1e4, seed=7)
+    c = simulate_scan(obj, probe, positions, 1e4, seed=8)
+    assert torch.equal(a.diffraction, b.diffraction)
+    assert not torch.equal(a.diffraction, c.diffraction)
+    state = torch.get_rng_state()
+    simulate_scan(obj, probe, positions, 1e4, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(positions=torch.tensor([[10.0, 40.0]], dtype=torch.float64)), DataError, "outside"),
+    (dict(positions=torch.tensor([[40.0, 80.5]], dtype=torch.float64)), DataError, "outside"),
+    (dict(positions=torch.zeros(0, 2)), DataError, "positions"),
+    (dict(probe=torch.ones(8, 6)), DataError, "probe"),
+    (dict(object=torch.ones(3, 20, 20)), DataError, "object"),
+    (dict(object=torch.ones(20, 20)), DataError, "smaller"),
+    (dict(object=torch.zeros(96, 96)), DataError, "zero"),
+    (dict(photons=0.0), ConfigError, "photons"),
+    (dict(photons=float("nan")), ConfigError, "photons"),
+])
+def test_errors(parts, kwargs, error, words):
+    obj, probe, positions = parts
+    args = dict(object=obj, probe=probe, positions=positions, photons=1e4)
+    args.update(kwargs)
+    with pytest.raises(error, match=words):
+        simulate_scan(**args)
+
+
+@pytest.mark.parametrize("kind, scan, probe", [
+    ("lines", "random", "default"), ("grf", "raster", "gaussian"), ("siemens", "spiral", "ring")])
+def test_simulate_end_to_end(kind, scan, probe):
+    data = simulate(kind, n_scans=40, size=N, photons=1e4, seed=2, scan=scan, probe=probe)
+    assert data.diffraction.shape == (40, N, N) and data.object.shape == (4 * N, 4 * N)
+    assert data.probe.shape == (N, N) and data.counts is True
+    assert abs(data.measured_nphotons - 1e4) < 5 * math.sqrt(1e4 / 40)
+    again = simulate(kind, n_scans=40, size=N, photons=1e4, seed=2, scan=scan, probe=probe)
+    assert torch.equal(data.diffraction, again.diffraction)
+    assert torch.equal(data.positions, again.positions)
+
+
+def test_simulate_seed_changes_object_positions_and_noise():
+    a = simulate(n_scans=20, size=N, photons=1e4, seed=1)
+    b = simulate(n_scans=20, size=N, photons=1e4, seed=2)
+    assert not torch.equal(a.object, b.object)
+    assert not torch.equal(a.positions, b.positions)
+
+
+def test_simulate_options():
+    data = simulate("lines", n_scans=10, size=16, object_size=40, phase=False, noise=False,
+                    photons=500.0)
+    assert data.object.shape == (40, 40)
+    assert float(data.object.imag.abs().max()) == 0.0
+    assert data.measured_nphotons == pytest.approx(500.0, rel=1e-6)
+    with pytest.raises(ConfigError, match="object_size"):
+        simulate(size=32, object_size=16)
+    with pytest.raises(ConfigError, match="probe kind"):
+        simulate(size=16, n_scans=4, probe="laser")
+    with pytest.raises(ConfigError, match="object kind"):
+        simulate("cat", size=16, n_scans=4)
+
+
+def test_write_read_round_trip_keeps_the_counts_flag(tmp_path):
+    from pinn.data import read_npz, write_npz
+
+    data = simulate(n_scans=12, size=16, photons=1e3, seed=0)
+    write_npz(tmp_path / "sim.npz", data)
+    back = read_npz(tmp_path / "sim.npz")
+    assert back.counts is True and torch.equal(back.diffraction, data.diffraction)
+    assert back.measured_nphotons == data.measured_nphotons
+    np.testing.assert_array_equal(back.object.numpy(), data.object.numpy())
