@@ -13,7 +13,7 @@ from pinn.errors import ConfigError, DataError
 
 
 def as_tensor(name: str, value: object) -> torch.Tensor:
-    """``value`` (a tensor, a NumPy array or a nested sequence) as a CPU tensor, no copy if possible.
+    """``value`` (a tensor, NumPy array or nested sequence) as a CPU tensor, not copied if possible.
 
     Raises DataError for object, string or otherwise non-numeric arrays.
     """
@@ -40,7 +40,8 @@ def check_real(name: str, x: torch.Tensor) -> None:
 
 def check_shape(name: str, x: torch.Tensor, shape: tuple, layout: str) -> None:
     """``shape`` may hold None for 'any size'."""
-    ok = x.dim() == len(shape) and all(s is None or s == t for s, t in zip(shape, x.shape))
+    ok = x.dim() == len(shape) and all(
+        s is None or s == t for s, t in zip(shape, x.shape, strict=True))
     if not ok:
         raise DataError(f"{name} has shape {tuple(x.shape)}; expected {layout}")
 

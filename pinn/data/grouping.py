@@ -143,8 +143,8 @@ def nearest_neighbors(positions: torch.Tensor, seeds: torch.Tensor, k: int) -> t
     Exact, with bounded memory and no M x M matrix: points are binned into square cells of
     side ``h`` (about ``k + 1`` points per cell, judged from the central 98 % of the points in
     each axis; if far outliers would make the grid much larger than M cells, it spans only
-    that central part and the outliers go to the edge cells), and each seed is compared with the points
-    of the ``(2q + 1)**2`` cells around its own, starting at ``q = 1``. Cell indices are
+    that central part and the outliers go to the edge cells), and each seed is compared with
+    the points of the ``(2q + 1)**2`` cells around its own, starting at ``q = 1``. Cell indices are
     monotone in the coordinates, so any point outside that block is farther than ``q * h``: a
     seed whose k-th distance is <= ``q * h`` is exact, the others are redone with ``q``
     doubled, and once the block covers the grid or would hold as many candidates as there are

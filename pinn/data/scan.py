@@ -169,7 +169,7 @@ def sqrt_counts(counts: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
         Same shape, float32.
     """
     out = torch.empty(counts.shape, dtype=torch.float32)
-    for block, target in zip(counts.split(chunk), out.split(chunk)):
+    for block, target in zip(counts.split(chunk), out.split(chunk), strict=True):
         target.copy_(block.to(torch.float64).sqrt())
     return out
 

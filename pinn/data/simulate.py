@@ -117,7 +117,8 @@ def simulate(
     """Simulate a whole scan from named parts, everything drawn from one seeded generator.
 
     Args:
-        kind: object, ``'lines'``, ``'grf'`` or ``'siemens'`` (:func:`pinn.data.objects.make_object`).
+        kind: the object, ``'lines'``, ``'grf'`` or ``'siemens'``
+            (:func:`pinn.data.objects.make_object`).
         n_scans: number of scan positions M.
         size: pattern and probe side N in pixels.
         photons: expected total counts per pattern (the reference's ``nphotons``, default 1e9).

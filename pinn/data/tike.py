@@ -11,6 +11,7 @@ coarsens the real-space pixel (see the function).
 from __future__ import annotations
 
 import bz2
+import contextlib
 import os
 import shutil
 import tempfile
@@ -74,8 +75,8 @@ def read_tike_npz(
             with open(path, "rb") as raw:
                 compressed = raw.read(3) == b"BZh"
                 raw.seek(0)
-                source = bz2.open(raw) if compressed else raw
-                shutil.copyfileobj(source, plain, length=1 << 20)
+                with bz2.open(raw) if compressed else contextlib.nullcontext(raw) as source:
+                    shutil.copyfileobj(source, plain, length=1 << 20)
             plain.seek(0)
             archive = np.load(plain, allow_pickle=False)
         except _READ_ERRORS as exc:

@@ -183,7 +183,8 @@ def test_corner_zero_frequency_is_shifted_to_the_centre(tmp_path):
 
 
 def test_corner_positions_move_by_half_a_window(tmp_path):
-    arrays = contract(xcoords_start=np.arange(M, dtype=float), ycoords_start=-np.arange(M, dtype=float))
+    arrays = contract(xcoords_start=np.arange(M, dtype=float),
+                      ycoords_start=-np.arange(M, dtype=float))
     scan = read_npz(save(tmp_path, **arrays), positions="corner")
     np.testing.assert_array_equal(scan.positions[:, 1].numpy(), arrays["xcoords"] + N // 2)
     np.testing.assert_array_equal(scan.positions[:, 0].numpy(), arrays["ycoords"] + N // 2)

@@ -9,8 +9,14 @@ import pytest
 import torch
 
 from pinn.data import make_object
-from pinn.data.objects import (gaussian_filter, grf_object, lines_object, object_from_image,
-                               siemens_object, tanh_phase)
+from pinn.data.objects import (
+    gaussian_filter,
+    grf_object,
+    lines_object,
+    object_from_image,
+    siemens_object,
+    tanh_phase,
+)
 from pinn.errors import ConfigError, DataError
 
 

@@ -131,14 +131,14 @@ def test_broken_bz2_stream(tmp_path):
 STAR = "siemens-star-small.npz.bz2"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def star_bytes(path: str) -> bytes:
     """The decompressed archive (bz2 is slow: decompress once per test session)."""
     with bz2.open(path) as f:
         return f.read()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def read_star(path: str):
     return read_tike_npz(path)
 
