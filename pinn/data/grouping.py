@@ -151,7 +151,7 @@ def nearest_neighbors(positions: torch.Tensor, seeds: torch.Tensor, k: int) -> t
     points, the seed is compared with every point.
 
     Args:
-        positions: ``(M, 2)`` float64.
+        positions: ``(M, 2)`` float64, finite (validated by the caller).
         seeds: ``(S,)`` int64 indices into positions.
         k: ``1 <= k <= M - 1``.
 

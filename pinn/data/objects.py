@@ -170,7 +170,14 @@ def object_from_image(amplitude: object, phase: object = None) -> torch.Tensor:
 
 
 def tanh_phase(amplitude: torch.Tensor) -> torch.Tensor:
-    """The reference's ``set_phi`` phase ``pi * tanh((A - max(A)/2) / (3 * mean(A)))``, radians."""
+    """The reference's ``set_phi`` phase ``pi * tanh((A - max(A)/2) / (3 * mean(A)))``.
+
+    Args:
+        amplitude: ``(H, W)`` real amplitude ``A`` (any scale; the formula is scale free).
+
+    Returns:
+        ``(H, W)`` phase in radians, in ``(-pi, pi)``, same dtype.
+    """
     return math.pi * torch.tanh((amplitude - amplitude.max() / 2) / (3 * amplitude.mean()))
 
 
@@ -188,6 +195,9 @@ def gaussian_filter(image: torch.Tensor, sigma: float, truncate: float = 4.0) ->
 
     Returns:
         ``(..., H, W)``, same dtype.
+
+    Raises:
+        ConfigError: ``sigma <= 0``.
     """
     if not sigma > 0:
         raise ConfigError(f"sigma must be > 0, got {sigma!r}")
@@ -207,7 +217,11 @@ def gaussian_filter(image: torch.Tensor, sigma: float, truncate: float = 4.0) ->
 
 
 def generator_from(seed: int | torch.Generator) -> torch.Generator:
-    """A CPU ``torch.Generator``: ``seed`` itself if it is one, else a new one seeded with it."""
+    """A CPU ``torch.Generator``: ``seed`` itself if it is one, else a new one seeded with it.
+
+    Raises:
+        ConfigError: ``seed`` is neither an int nor a generator.
+    """
     if isinstance(seed, torch.Generator):
         return seed
     if isinstance(seed, bool) or int(seed) != seed:

@@ -45,6 +45,9 @@ def gaussian_probe(size: int, sigma_px: float | None = None) -> torch.Tensor:
 
     Returns:
         ``(size, size)`` complex64 with zero imaginary part.
+
+    Raises:
+        ConfigError: ``size`` or ``sigma_px`` not positive.
     """
     size = positive_int("size", size)
     sigma = size / 8 if sigma_px is None else float(sigma_px)

@@ -109,7 +109,8 @@ class ScanData:
     def measured_nphotons(self) -> float | None:
         """Mean total photon count per pattern, ``mean_m sum_xy diffraction**2`` (float64 sums).
 
-        None when ``counts`` is False: then the amplitudes have an unknown scale.
+        In photons (counts) per pattern, averaged over all M patterns. None when ``counts`` is
+        False: then the amplitudes have an unknown scale.
         """
         if not self.counts:
             return None

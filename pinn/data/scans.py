@@ -46,10 +46,13 @@ def make_positions(kind: str, object_shape: tuple[int, int], size: int, n_scans:
                    seed: int | torch.Generator = 0, jitter_px: float = 0.0) -> torch.Tensor:
     """``n_scans`` positions of the given ``kind``: ``'raster'`` (:func:`raster_positions`,
     with ``jitter_px``), ``'spiral'`` (:func:`spiral_positions`) or ``'random'``
-    (:func:`random_positions`). Returns ``(n_scans, 2)`` float64 ``(y, x)``.
+    (:func:`random_positions`). Randomness (raster jitter, random) comes from ``seed``.
+
+    Returns:
+        ``(n_scans, 2)`` float64 ``(y, x)`` window centres in object pixels.
 
     Raises:
-        ConfigError: unknown kind or bad sizes.
+        ConfigError: unknown kind, bad sizes, or an object smaller than the window.
     """
     if kind == "raster":
         return raster_positions(object_shape, size, n_scans, jitter_px=jitter_px, seed=seed)
@@ -71,7 +74,10 @@ def raster_positions(object_shape: tuple[int, int], size: int, n_scans: int, *,
     deviation ``jitter_px`` is then added and clipped to the allowed region.
 
     Returns:
-        ``(n_scans, 2)`` float64 ``(y, x)``.
+        ``(n_scans, 2)`` float64 ``(y, x)`` window centres in object pixels.
+
+    Raises:
+        ConfigError: ``n_scans`` or ``size`` not positive, or an object smaller than the window.
     """
     n = positive_int("n_scans", n_scans)
     low, high = scan_bounds(object_shape, size)
@@ -97,7 +103,10 @@ def spiral_positions(object_shape: tuple[int, int], size: int, n_scans: int) -> 
     the allowed region, which gives an even density without a raster's periodicity.
 
     Returns:
-        ``(n_scans, 2)`` float64 ``(y, x)``.
+        ``(n_scans, 2)`` float64 ``(y, x)`` window centres in object pixels.
+
+    Raises:
+        ConfigError: ``n_scans`` or ``size`` not positive, or an object smaller than the window.
     """
     n = positive_int("n_scans", n_scans)
     low, high = scan_bounds(object_shape, size)
@@ -115,7 +124,10 @@ def random_positions(object_shape: tuple[int, int], size: int, n_scans: int, *,
     coordinate-based simulator, but with the full window inside the object).
 
     Returns:
-        ``(n_scans, 2)`` float64 ``(y, x)``.
+        ``(n_scans, 2)`` float64 ``(y, x)`` window centres in object pixels.
+
+    Raises:
+        ConfigError: ``n_scans`` or ``size`` not positive, or an object smaller than the window.
     """
     n = positive_int("n_scans", n_scans)
     low, high = scan_bounds(object_shape, size)

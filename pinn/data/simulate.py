@@ -150,6 +150,56 @@ def simulate(
     return simulate_scan(obj, probe_field, positions, photons, seed=generator, noise=noise)
 
 
+def illuminate_and_diffract(
+    amplitude: torch.Tensor,
+    phase: torch.Tensor,
+    probe: torch.Tensor,
+    nphotons: float,
+    *,
+    noise: bool = False,
+    seed: int | torch.Generator = 0,
+) -> tuple[torch.Tensor, float]:
+    """The reference's patch simulator (``diffsim.illuminate_and_diffract``, §7.2).
+
+    ``s = sqrt(nphotons / mean_b sum_xy (amplitude * |probe|)**2)`` (float64 here, float32 in
+    the reference); the exit wave is ``s * amplitude * exp(i * phase) * probe`` with the raw
+    probe; its far-field amplitude is divided by ``s`` again, after Poisson sampling of its
+    square when ``noise`` is True. So the result is ``diffract(patch * probe)`` (noise free) in
+    the patches' own units, and ``(s * X)**2`` are counts averaging ``nphotons`` per pattern.
+
+    Args:
+        amplitude: ``(B, N, N)`` real object-patch amplitudes.
+        phase: ``(B, N, N)`` real phases in radians.
+        probe: ``(N, N)`` complex.
+        nphotons: target mean total counts per pattern.
+        noise: draw Poisson counts (the reference always does; False gives its
+            ``draw_poisson=False`` output).
+        seed: int or ``torch.Generator`` for the Poisson draw.
+
+    Returns:
+        ``(X, s)``: ``(B, N, N)`` float32 diffraction amplitudes and the float scale ``s``.
+
+    Raises:
+        DataError: shapes disagree or the illuminated patches are all zero.
+        ConfigError: ``nphotons`` not finite and positive.
+    """
+    amp = _checks.as_tensor("amplitude", amplitude).to(torch.float32)
+    phi = _checks.as_tensor("phase", phase).to(torch.float32)
+    probe = _checks.as_tensor("probe", probe).to(torch.complex64)
+    if amp.dim() != 3 or phi.shape != amp.shape or probe.shape != amp.shape[-2:]:
+        raise DataError(f"amplitude {tuple(amp.shape)}, phase {tuple(phi.shape)} and probe "
+                        f"{tuple(probe.shape)} must be (B, N, N), (B, N, N) and (N, N)")
+    nphotons = _photons(nphotons)
+    energy = (amp.double() * probe.abs().double()).square().sum(dim=(-2, -1)).mean()
+    if not float(energy) > 0:
+        raise DataError("the illuminated patches are zero; nothing to diffract")
+    scale = (nphotons / float(energy)) ** 0.5
+    far = diffract(illuminate(torch.polar(amp * scale, phi), probe))  # (B, N, N) amplitude
+    if noise:
+        far = sqrt_counts(torch.poisson(far.double().square(), generator=generator_from(seed)))
+    return far / scale, scale
+
+
 def _photons(photons: object) -> float:
     try:
         value = float(photons)  # type: ignore[arg-type]

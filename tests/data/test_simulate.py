@@ -153,3 +153,32 @@ def test_write_read_round_trip_keeps_the_counts_flag(tmp_path):
     assert back.counts is True and torch.equal(back.diffraction, data.diffraction)
     assert back.measured_nphotons == data.measured_nphotons
     np.testing.assert_array_equal(back.object.numpy(), data.object.numpy())
+
+
+def test_reference_patch_simulator_matches_the_fixture(fixtures_dir):
+    from pinn.data.simulate import illuminate_and_diffract
+
+    with np.load(fixtures_dir / "illuminate_and_diffract.npz", allow_pickle=False) as f:
+        assert not bool(f["in_draw_poisson"])
+        x, scale = illuminate_and_diffract(f["in_Y_I"][..., 0], f["in_Y_phi"][..., 0],
+                                           f["in_probe"], float(f["in_nphotons"]))
+        # the reference's output is in channel format (B/C, N, N, C) with flat index b*C + c
+        expected = torch.from_numpy(f["out_X"]).permute(0, 3, 1, 2).reshape(x.shape)
+        reference_scale = float(f["out_intensity_scale"])
+    assert scale == pytest.approx(reference_scale, rel=1e-6)  # the reference's is float32
+    torch.testing.assert_close(x, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_reference_patch_simulator_dose_and_noise():
+    from pinn.data.simulate import illuminate_and_diffract
+
+    g = torch.Generator().manual_seed(0)
+    amplitude = torch.rand(16, N, N, generator=g)
+    phase = torch.rand(16, N, N, generator=g)
+    x, scale = illuminate_and_diffract(amplitude, phase, default_probe(N), 1e5)
+    counts = (x.double() * scale).square()
+    assert float(counts.sum(dim=(-2, -1)).mean()) == pytest.approx(1e5, rel=1e-5)
+    noisy, _ = illuminate_and_diffract(amplitude, phase, default_probe(N), 1e5, noise=True)
+    noisy_counts = (noisy.double() * scale).square()
+    torch.testing.assert_close(noisy_counts, noisy_counts.round(), rtol=1e-5, atol=1e-4)
+    assert abs(float(noisy_counts.sum((-2, -1)).mean()) - 1e5) < 5 * math.sqrt(1e5 / 16)
