@@ -11,6 +11,9 @@ import torch
 
 from pinn.errors import ConfigError, DataError
 
+AMPLITUDE_HINT = ("; store the diffraction amplitude (abs of the far field) or counts, "
+                  "not a complex field")
+
 
 def as_tensor(name: str, value: object) -> torch.Tensor:
     """``value`` (a tensor, NumPy array or nested sequence) as a CPU tensor, not copied if possible.
@@ -30,12 +33,12 @@ def as_tensor(name: str, value: object) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
-def check_real(name: str, x: torch.Tensor) -> None:
+def check_real(name: str, x: torch.Tensor, hint: str = "") -> None:
+    """Real numbers only (not complex, not boolean); ``hint`` is appended to the message."""
     if x.is_complex():
-        raise DataError(f"{name} is complex ({x.dtype}); expected real numbers. Pass the "
-                        f"amplitude (abs) or intensity, not a complex field")
+        raise DataError(f"{name} is complex ({x.dtype}); expected real numbers{hint}")
     if x.dtype == torch.bool:
-        raise DataError(f"{name} is boolean; expected real numbers")
+        raise DataError(f"{name} is boolean; expected real numbers{hint}")
 
 
 def check_shape(name: str, x: torch.Tensor, shape: tuple, layout: str) -> None:

@@ -130,7 +130,11 @@ def read_npz(
 
         from_counts = values == "counts"
         if values == "auto" and COUNTS_KEY in keys:
-            from_counts = bool(_load(archive, path, COUNTS_KEY).reshape(-1)[:1].any())
+            flag = _load(archive, path, COUNTS_KEY)
+            if flag.shape != () or flag.dtype != bool:
+                raise DataError(f"{path.name}: '{COUNTS_KEY}' must be a 0-d bool, got shape "
+                                f"{flag.shape} dtype {flag.dtype}; fix or remove the key")
+            from_counts = bool(flag)
 
     name = f"{path.name}: '{dkey}'"
     diffraction = diffraction.to(torch.float32)
@@ -280,7 +284,7 @@ def _coordinate_pair(path, keys, load, xkey, ykey, m):
 
 
 def _diffraction(name: str, d: torch.Tensor, m: int, layout: str) -> torch.Tensor:
-    _checks.check_real(name, d)
+    _checks.check_real(name, d, _checks.AMPLITUDE_HINT)
     if d.dim() == 4 and d.shape[-1] == 1 and layout != "NNM":
         d = d[..., 0]  # (M, N, N, 1) -> (M, N, N)
     if d.dim() != 3:

@@ -50,7 +50,7 @@ class ScanData:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         diffraction = _checks.as_tensor("diffraction", self.diffraction)
-        _checks.check_real("diffraction", diffraction)
+        _checks.check_real("diffraction", diffraction, _checks.AMPLITUDE_HINT)
         if diffraction.dim() != 3 or diffraction.shape[1] != diffraction.shape[2]:
             raise DataError(f"diffraction has shape {tuple(diffraction.shape)}; expected "
                             "(M, N, N): M square patterns")

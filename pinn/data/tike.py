@@ -97,7 +97,7 @@ def read_tike_npz(
     scan = _squeeze_leading(f"{path.name}: 'scan'", scan, 2, "(M, 2)")
     m, n_det = counts.shape[0], counts.shape[-1]
     name = f"{path.name}: 'data'"
-    _checks.check_real(name, counts)
+    _checks.check_real(name, counts, _checks.AMPLITUDE_HINT)
     _checks.check_nonempty(name, counts)
     if counts.shape[1] != counts.shape[2]:
         raise DataError(f"{name} has patterns of shape {tuple(counts.shape[1:])}; expected N x N")

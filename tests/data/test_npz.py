@@ -395,3 +395,13 @@ def test_write_needs_an_existing_directory_and_a_scan(tmp_path):
         write_npz(tmp_path / "nope" / "a.npz", scan_with_everything())
     with pytest.raises(DataError, match="ScanData"):
         write_npz(tmp_path / "a.npz", {"diffraction": 1})
+
+
+def test_malformed_counts_flag_is_named(tmp_path):
+    with pytest.raises(DataError, match="'amplitude_from_counts'"):
+        read_npz(save(tmp_path, **contract(amplitude_from_counts=np.array(["yes"]))))
+
+
+def test_complex_coordinates_are_rejected(tmp_path):
+    with pytest.raises(DataError, match="'xcoords' is complex"):
+        read_npz(save(tmp_path, **contract(xcoords=np.zeros(M, np.complex128))))
