@@ -163,6 +163,15 @@ def test_deviance_is_zero_at_a_perfect_fit(dtype):
     assert torch.equal(poisson_deviance(k, k), torch.zeros_like(k))
 
 
+def test_deviance_is_finite_for_predictions_far_below_the_counts():
+    """In float32 (pred - k) / k rounds to -1 when pred << k; log1p(-1) would make it inf."""
+    pred = torch.tensor([1e-3, 1e-2, 0.5, 1.0])
+    k = torch.tensor([1e7, 1e6, 3e7, 1e5])
+    out = poisson_deviance(pred, k)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.double(), reference_deviance(pred, k), rtol=1e-6, atol=0)
+
+
 def test_deviance_reproduces_the_float32_regression():
     """2 (p - k + k log k - k log p) gave -8.0 here in float32 (exact value 3.3e-7)."""
     k = torch.tensor([3e6])
