@@ -99,12 +99,13 @@ def reassemble_patches(channels, offsets_xy, size: int):
     return canvas.numpy()[..., None], (coverage + MERGE_FLOOR).numpy()[..., None]
 
 
-def stitch_canvas_size(offsets, m: int) -> int:
-    """The reference's stitched canvas side: ``M + 2*pad``, pad = ceil(max|g|) made even."""
+def stitch_canvas_size(offsets, crop: int) -> int:
+    """The reference's stitched canvas side: ``crop + 2*pad``, pad = ceil(max|g|) made even,
+    where ``crop = 2*(M//2)`` is the width of its central crop."""
     g = np.asarray(offsets).astype(np.float32).reshape(-1, 2)
     g = g - g.mean(axis=0, dtype=np.float32)
     pad = int(math.ceil(float(np.abs(g).max())))
-    return int(m) + 2 * (pad + pad % 2)
+    return int(crop) + 2 * (pad + pad % 2)
 
 
 def reassemble_position(patches, offsets, m: int) -> np.ndarray:
@@ -115,7 +116,7 @@ def reassemble_position(patches, offsets, m: int) -> np.ndarray:
     crop = patches[:, n // 2 - m // 2:n // 2 + m // 2, n // 2 - m // 2:n // 2 + m // 2]
     g = torch.from_numpy(np.asarray(offsets).astype(np.float32).reshape(-1, 2))
     g = g - g.mean(dim=0)
-    size = stitch_canvas_size(offsets, m)
+    size = stitch_canvas_size(offsets, crop.shape[-1])  # the crop is M - 1 wide for odd M
     positions = size // 2 + g.flip(-1)  # (n, 2) as (y, x)
     image, _ = ops.stitch(crop[None], positions[None], (size, size), eps=STITCH_FLOOR)
     return image[0].numpy()[..., None]
