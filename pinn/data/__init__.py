@@ -1,15 +1,18 @@
 """Data: the NPZ contract, grouping, normalisation, the training dataset and simulation.
 
-A scan enters pinn as a :class:`ScanData` (from :func:`read_npz`, :func:`read_tike_npz` or
-:func:`simulate`) in fixed conventions: float32 diffraction *amplitude* ``(M, N, N)`` with zero
-frequency at pixel ``(N//2, N//2)``, float64 ``(y, x)`` positions of each window's centre pixel
-``N//2``, a complex64 ``(N, N)`` probe. :func:`group_positions` forms groups of
-``gridsize**2`` neighbours, and :class:`GroupDataset` serves them scaled to photon units
-(:func:`normalization_factor`, :func:`intensity_scale`).
+A scan enters pinn as a :class:`ScanData` (from :func:`load_scan`, which dispatches to
+:func:`read_npz` or :func:`read_tike_npz`, or from :func:`simulate`) in fixed conventions:
+float32 diffraction *amplitude* ``(M, N, N)`` with zero frequency at pixel ``(N//2, N//2)``,
+float64 ``(y, x)`` positions of each window's centre pixel ``N//2``, a complex64 ``(N, N)``
+probe. :func:`crop_scan` keeps the centre of the detector on a consistently coarser grid.
+:func:`group_positions` forms groups of ``gridsize**2`` neighbours, and :class:`GroupDataset`
+serves them scaled to photon units (:func:`normalization_factor`, :func:`intensity_scale`).
 """
 
+from pinn.data.crop import crop_scan
 from pinn.data.dataset import GroupDataset
 from pinn.data.grouping import Groups, group_positions
+from pinn.data.load import load_scan
 from pinn.data.normalize import intensity_scale, normalization_factor
 from pinn.data.npz import read_npz, write_npz
 from pinn.data.objects import make_object
@@ -23,8 +26,10 @@ __all__ = [
     "GroupDataset",
     "Groups",
     "ScanData",
+    "crop_scan",
     "group_positions",
     "intensity_scale",
+    "load_scan",
     "make_object",
     "make_positions",
     "make_probe",

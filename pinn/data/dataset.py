@@ -34,7 +34,8 @@ class GroupDataset(Dataset):
     ``normalize_data`` factor over the grouped patterns), ``intensity_scale``
     (``sqrt(nphotons) / (N/2)``), ``groups``, ``N``, ``gridsize``, ``probe`` (the scan's raw
     ``(N, N)`` complex64 probe guess; the model normalises it), ``amplitudes`` (the
-    ``(M, N, N)`` scaled stack) and ``scan``.
+    ``(M, N, N)`` scaled stack) and ``scan``. :meth:`get_batch` fetches a whole batch with one
+    gather (the training engine uses it when present).
 
     Args:
         scan: the scan.
@@ -73,6 +74,31 @@ class GroupDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.groups)
+
+    def get_batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Several items at once, equal to stacking ``self[i]`` for each ``i`` (but one gather).
+
+        Args:
+            indices: ``(B,)`` int64 group indices (negative ones count from the end).
+
+        Returns:
+            ``{'amplitude': (B, C, N, N) float32, 'offsets': (B, C, 2) float32,
+            'index': (B,) int64}``.
+
+        Raises:
+            IndexError: an index is out of range.
+        """
+        index = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+        g = len(self)
+        if bool(((index < -g) | (index >= g)).any()):
+            raise IndexError(f"group indices must be in [-{g}, {g}); got "
+                             f"{index.min().item()}..{index.max().item()}")
+        index = index % g
+        return {
+            "amplitude": self.amplitudes[self.groups.indices[index]],  # (B, C, N, N)
+            "offsets": self._offsets[index],  # (B, C, 2)
+            "index": index,
+        }
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         index = int(i)

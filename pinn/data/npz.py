@@ -23,12 +23,15 @@ photon counts), so a written scan reads back identically.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import difflib
 import os
+import shutil
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +56,8 @@ def read_npz(
     """Read a scan NPZ into a :class:`ScanData` in pinn's conventions.
 
     Args:
-        path: the ``.npz`` file.
+        path: the ``.npz`` file (a bz2-compressed ``.npz.bz2`` is decompressed to a temporary
+            file first; bz2 is recognised by its magic bytes).
         values: what the diffraction array holds. ``'amplitude'``: amplitude, used as is
             (``counts=False``). ``'counts'``: photon counts (intensity); the amplitude is
             ``sqrt(counts)`` and ``counts=True``. ``'auto'`` (default): amplitude, as the
@@ -82,61 +86,102 @@ def read_npz(
             an array has the wrong rank, shape or dtype (complex diffraction), lengths disagree,
             values are NaN/inf or negative, arrays are empty, or the probe is not N x N.
     """
-    _option("values", values, ("auto", "amplitude", "counts"))
-    _option("zero_frequency", zero_frequency, ("center", "corner"))
-    _option("positions", positions, ("center", "corner"))
-    _option("layout", layout, ("auto", "MNN", "NNM"))
+    check_options(values=values, zero_frequency=zero_frequency, positions=positions, layout=layout)
     path = Path(path)
-    with _open(path) as archive:
-        keys = list(archive.files)
+    with open_archive(path) as archive:
+        return read_contract(archive, path, values=values, zero_frequency=zero_frequency,
+                             positions=positions, layout=layout)
 
-        def load(key: str) -> torch.Tensor:
-            return _checks.as_tensor(f"{path.name}: '{key}'", _load(archive, path, key))
 
-        xcoords, ycoords = _coordinate_pair(path, keys, load, "xcoords", "ycoords", None)
-        m = xcoords.shape[0]
-        start = None
-        if "xcoords_start" in keys or "ycoords_start" in keys:
-            start = _coordinate_pair(path, keys, load, "xcoords_start", "ycoords_start", m)
+def read_contract(archive: np.lib.npyio.NpzFile, path: Path, *, values: str = "auto",
+                  zero_frequency: str = "center", positions: str = "center",
+                  layout: str = "auto") -> ScanData:
+    """:func:`read_npz` on an archive already opened by :func:`open_archive` (``path`` names
+    it in messages). Same options, result and errors."""
+    check_options(values=values, zero_frequency=zero_frequency, positions=positions, layout=layout)
+    keys = list(archive.files)
 
-        dkey = next((k for k in ("diff3d", "diffraction") if k in keys), None)
-        if dkey is None:
-            raise _missing(path, keys, "diffraction", also="or the legacy 'diff3d'")
-        diffraction = _diffraction(f"{path.name}: '{dkey}'", load(dkey), m, layout)
-        n = diffraction.shape[-1]
+    def load(key: str) -> torch.Tensor:
+        return _checks.as_tensor(f"{path.name}: '{key}'", _load(archive, path, key))
 
-        if "probeGuess" not in keys:
-            raise _missing(path, keys, "probeGuess")
-        probe = load("probeGuess")
-        _checks.check_shape(f"{path.name}: 'probeGuess'", probe, (n, n),
-                            f"(N, N) = ({n}, {n}), the size of the diffraction patterns; "
-                            "resample the probe to the detector size")
-        _checks.check_finite(f"{path.name}: 'probeGuess'", probe)
+    xcoords, ycoords = _coordinate_pair(path, keys, load, "xcoords", "ycoords", None)
+    m = xcoords.shape[0]
+    start = None
+    if "xcoords_start" in keys or "ycoords_start" in keys:
+        start = _coordinate_pair(path, keys, load, "xcoords_start", "ycoords_start", m)
 
-        obj = None
-        if "objectGuess" in keys:
-            obj = load("objectGuess")
-            if obj.dim() != 2 or obj.numel() == 0:
-                raise DataError(f"{path.name}: 'objectGuess' has shape {tuple(obj.shape)}; "
-                                "expected a non-empty (H, W) image (or drop the key)")
-            _checks.check_finite(f"{path.name}: 'objectGuess'", obj)
+    dkey = next((k for k in ("diff3d", "diffraction") if k in keys), None)
+    if dkey is None:
+        raise _missing(path, keys, "diffraction", also="or the legacy 'diff3d'")
+    diffraction = _diffraction(f"{path.name}: '{dkey}'", load(dkey), m, layout)
+    n = diffraction.shape[-1]
 
-        scan_index = None
-        if "scan_index" in keys:
-            scan_index = load("scan_index")
-            _checks.check_shape(f"{path.name}: 'scan_index'", scan_index, (m,),
-                                f"(M,) = ({m},), one entry per scan point")
-            scan_index = _checks.check_integral(f"{path.name}: 'scan_index'", scan_index)
+    if "probeGuess" not in keys:
+        raise _missing(path, keys, "probeGuess")
+    probe = load("probeGuess")
+    _checks.check_shape(f"{path.name}: 'probeGuess'", probe, (n, n),
+                        f"(N, N) = ({n}, {n}), the size of the diffraction patterns; "
+                        "resample the probe to the detector size")
+    _checks.check_finite(f"{path.name}: 'probeGuess'", probe)
 
-        from_counts = values == "counts"
-        if values == "auto" and COUNTS_KEY in keys:
-            flag = _load(archive, path, COUNTS_KEY)
-            if flag.shape != () or flag.dtype != bool:
-                raise DataError(f"{path.name}: '{COUNTS_KEY}' must be a 0-d bool, got shape "
-                                f"{flag.shape} dtype {flag.dtype}; fix or remove the key")
-            from_counts = bool(flag)
+    obj = None
+    if "objectGuess" in keys:
+        obj = load("objectGuess")
+        if obj.dim() != 2 or obj.numel() == 0:
+            raise DataError(f"{path.name}: 'objectGuess' has shape {tuple(obj.shape)}; "
+                            "expected a non-empty (H, W) image (or drop the key)")
+        _checks.check_finite(f"{path.name}: 'objectGuess'", obj)
 
-    name = f"{path.name}: '{dkey}'"
+    scan_index = None
+    if "scan_index" in keys:
+        scan_index = load("scan_index")
+        _checks.check_shape(f"{path.name}: 'scan_index'", scan_index, (m,),
+                            f"(M,) = ({m},), one entry per scan point")
+        scan_index = _checks.check_integral(f"{path.name}: 'scan_index'", scan_index)
+
+    from_counts = values == "counts"
+    if values == "auto" and COUNTS_KEY in keys:
+        flag = _load(archive, path, COUNTS_KEY)
+        if flag.shape != () or flag.dtype != bool:
+            raise DataError(f"{path.name}: '{COUNTS_KEY}' must be a 0-d bool, got shape "
+                            f"{flag.shape} dtype {flag.dtype}; fix or remove the key")
+        from_counts = bool(flag)
+
+    yx = torch.stack([ycoords, xcoords], dim=1)
+    yx_start = None if start is None else torch.stack([start[1], start[0]], dim=1)
+    diffraction, yx, yx_start = apply_conventions(
+        f"{path.name}: '{dkey}'", diffraction, yx, yx_start, values=values,
+        zero_frequency=zero_frequency, positions=positions)
+    return ScanData(diffraction=diffraction, positions=yx, probe=probe, object=obj,
+                    scan_index=scan_index, positions_start=yx_start, counts=from_counts)
+
+
+def apply_conventions(
+    name: str,
+    diffraction: torch.Tensor,
+    positions_yx: torch.Tensor,
+    start_yx: torch.Tensor | None,
+    *,
+    values: str,
+    zero_frequency: str,
+    positions: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Convert stored patterns and positions to pinn's conventions (shared by the readers).
+
+    Args:
+        name: how to name the diffraction array in messages.
+        diffraction: ``(M, N, N)`` real, as stored.
+        positions_yx, start_yx: ``(M, 2)`` float64 ``(y, x)`` as stored (start may be None).
+        values: ``'counts'`` (take ``sqrt``), else the values are amplitudes.
+        zero_frequency: ``'corner'`` applies ``fftshift`` over the last two axes.
+        positions: ``'corner'`` adds ``N//2`` to every coordinate.
+
+    Returns:
+        ``(amplitude (M, N, N) float32, positions, start)``.
+
+    Raises:
+        DataError: NaN/inf or negative values.
+    """
     diffraction = diffraction.to(torch.float32)
     _checks.check_finite(name, diffraction)
     _checks.check_nonnegative(name, diffraction)
@@ -144,11 +189,9 @@ def read_npz(
         diffraction = sqrt_counts(diffraction)
     if zero_frequency == "corner":
         diffraction = torch.fft.fftshift(diffraction, dim=(-2, -1))
-    centre = float(n // 2) if positions == "corner" else 0.0
-    yx = torch.stack([ycoords, xcoords], dim=1) + centre
-    yx_start = None if start is None else torch.stack([start[1], start[0]], dim=1) + centre
-    return ScanData(diffraction=diffraction, positions=yx, probe=probe, object=obj,
-                    scan_index=scan_index, positions_start=yx_start, counts=from_counts)
+    centre = float(diffraction.shape[-1] // 2) if positions == "corner" else 0.0
+    start_yx = None if start_yx is None else start_yx + centre
+    return diffraction, positions_yx + centre, start_yx
 
 
 def write_npz(path: str | os.PathLike, scan: ScanData, *, compress: bool = False) -> None:
@@ -209,29 +252,59 @@ def write_npz(path: str | os.PathLike, scan: ScanData, *, compress: bool = False
     _fsync_directory(path.parent)
 
 
-def _option(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name}={value!r} is not an option; choose one of "
-                          + ", ".join(repr(a) for a in allowed))
+_OPTIONS = {
+    "values": ("auto", "amplitude", "counts"),
+    "zero_frequency": ("center", "corner"),
+    "positions": ("center", "corner"),
+    "layout": ("auto", "MNN", "NNM"),
+}
+
+
+def check_options(**options: object) -> None:
+    """Raise ConfigError unless each reader option (values, zero_frequency, positions,
+    layout) is one of its allowed values."""
+    for name, value in options.items():
+        allowed = _OPTIONS[name]
+        if value not in allowed:
+            raise ConfigError(f"{name}={value!r} is not an option; choose one of "
+                              + ", ".join(repr(a) for a in allowed))
 
 
 @contextlib.contextmanager
-def _open(path: Path):
+def open_archive(path: str | os.PathLike) -> Iterator[np.lib.npyio.NpzFile]:
+    """Open an ``.npz`` (or bz2-compressed ``.npz.bz2``) with ``allow_pickle=False``.
+
+    A bz2 file (recognised by its magic bytes ``BZh``) is decompressed into an anonymous
+    temporary file, deleted when the block exits.
+
+    Raises:
+        DataError: no such file, not a (bz2-compressed) zip archive, truncated or corrupt, or a
+            single ``.npy`` array.
+    """
+    path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except _READ_ERRORS as exc:
-        raise DataError(f"{path} is not a readable .npz archive (truncated, corrupt, or another "
-                        f"format): {exc}. Re-create it with numpy.savez or pinn.data.write_npz"
-                        ) from exc
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(f"{path} holds a single .npy array, not an .npz archive of named arrays; "
-                        "save the scan with numpy.savez(path, diffraction=..., xcoords=..., ...)")
-    try:
-        yield archive
-    finally:
-        archive.close()
+    with contextlib.ExitStack() as stack:
+        source = path
+        try:
+            with open(path, "rb") as raw:
+                if raw.read(3) == b"BZh":
+                    raw.seek(0)
+                    source = stack.enter_context(tempfile.TemporaryFile())
+                    with bz2.open(raw) as stream:
+                        shutil.copyfileobj(stream, source, length=1 << 20)
+                    source.seek(0)
+            archive = np.load(source, allow_pickle=False)
+        except _READ_ERRORS as exc:
+            raise DataError(f"{path} is not a readable .npz archive (truncated, corrupt, or "
+                            f"another format): {exc}. Re-create it with numpy.savez or "
+                            "pinn.data.write_npz") from exc
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataError(f"{path} holds a single .npy array, not an .npz archive of named "
+                            "arrays; save the scan with numpy.savez(path, diffraction=..., "
+                            "xcoords=..., ...)")
+        with archive:
+            yield archive
 
 
 def _load(archive, path: Path, key: str) -> np.ndarray:

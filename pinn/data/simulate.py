@@ -11,6 +11,8 @@ drawn with a seeded ``torch.Generator``. The stored diffraction is ``sqrt(counts
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from pinn.data import _checks
@@ -111,7 +113,7 @@ def simulate(
     probe: str = "default",
     object_size: int | None = None,
     phase: bool = True,
-    jitter_px: float = 0.0,
+    jitter_px: float | None = None,
     noise: bool = True,
 ) -> ScanData:
     """Simulate a whole scan from named parts, everything drawn from one seeded generator.
@@ -126,9 +128,13 @@ def simulate(
             positions and the Poisson noise.
         scan: ``'random'``, ``'raster'`` or ``'spiral'`` (:mod:`pinn.data.scans`).
         probe: ``'default'``, ``'gaussian'`` or ``'ring'`` (:mod:`pinn.data.probes`).
-        object_size: side of the square object in pixels (default ``4 * size``).
+        object_size: side of the square object in pixels. Default: just large enough for the
+            scan at a mean spacing of ``size / 4`` between neighbouring positions (75 % linear
+            overlap), ``size + round(size / 4 * (ceil(sqrt(n_scans)) - 1))``.
         phase: give lines and grf objects the reference's ``set_phi`` phase.
-        jitter_px: Gaussian jitter of raster positions (standard deviation, pixels).
+        jitter_px: Gaussian jitter of raster positions (standard deviation, pixels); default
+            ``size / 32`` (a perfect raster gives ambiguous reconstructions). Other scans
+            ignore it.
         noise: draw Poisson counts (False stores the expected counts).
 
     Returns:
@@ -138,8 +144,12 @@ def simulate(
         ConfigError: an unknown kind, scan or probe, or bad sizes.
     """
     size = _checks.positive_int("size", size)
-    object_size = 4 * size if object_size is None else _checks.positive_int(
-        "object_size", object_size)
+    n_scans = _checks.positive_int("n_scans", n_scans)
+    if object_size is None:
+        object_size = size + round(size / 4 * (math.ceil(math.sqrt(n_scans)) - 1))
+    object_size = _checks.positive_int("object_size", object_size)
+    if jitter_px is None:
+        jitter_px = size / 32 if scan == "raster" else 0.0
     if object_size < size:
         raise ConfigError(f"object_size {object_size} is smaller than the probe size {size}")
     generator = generator_from(seed)

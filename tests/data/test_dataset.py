@@ -100,3 +100,17 @@ def test_errors():
         GroupDataset(scan, "groups")
     with pytest.raises(ConfigError, match="nphotons"):
         GroupDataset(scan, group_positions(scan.positions, 1), nphotons=0)
+
+
+def test_get_batch_equals_stacked_items():
+    scan = counts_scan()
+    ds = GroupDataset(scan, group_positions(scan.positions, 2))
+    indices = torch.tensor([5, 0, 29, -1, 5])
+    batch = ds.get_batch(indices)
+    items = [ds[int(i)] for i in indices]
+    for key in ("amplitude", "offsets", "index"):
+        assert torch.equal(batch[key], torch.stack([item[key] for item in items]))
+    assert batch["amplitude"].shape == (5, 4, 16, 16)
+    assert batch["index"].tolist() == [5, 0, 29, 29, 5]
+    with pytest.raises(IndexError):
+        ds.get_batch(torch.tensor([0, 30]))

@@ -115,7 +115,8 @@ def test_errors(parts, kwargs, error, words):
     ("lines", "random", "default"), ("grf", "raster", "gaussian"), ("siemens", "spiral", "ring")])
 def test_simulate_end_to_end(kind, scan, probe):
     data = simulate(kind, n_scans=40, size=N, photons=1e4, seed=2, scan=scan, probe=probe)
-    assert data.diffraction.shape == (40, N, N) and data.object.shape == (4 * N, 4 * N)
+    side = N + round(N / 4 * 6)  # default: spacing N/4 for ceil(sqrt(40)) = 7 per side
+    assert data.diffraction.shape == (40, N, N) and data.object.shape == (side, side)
     assert data.probe.shape == (N, N) and data.counts is True
     assert abs(data.measured_nphotons - 1e4) < 5 * math.sqrt(1e4 / 40)
     again = simulate(kind, n_scans=40, size=N, photons=1e4, seed=2, scan=scan, probe=probe)
@@ -128,6 +129,17 @@ def test_simulate_seed_changes_object_positions_and_noise():
     b = simulate(n_scans=20, size=N, photons=1e4, seed=2)
     assert not torch.equal(a.object, b.object)
     assert not torch.equal(a.positions, b.positions)
+
+
+def test_simulate_default_raster_is_jittered_and_spaced_a_quarter_window():
+    data = simulate("siemens", n_scans=64, size=N, photons=1e3, scan="raster")
+    assert data.object.shape == (N + 7 * N // 4, N + 7 * N // 4)
+    step = data.positions[1:8, 1].diff()  # along the first row
+    assert float(step.mean()) == pytest.approx(N / 4, abs=1.0)
+    assert 0 < float((step - N / 4).abs().max()) < 5 * N / 32 * 2
+    exact = simulate("siemens", n_scans=64, size=N, photons=1e3, scan="raster", jitter_px=0.0)
+    assert torch.equal(exact.positions[:8, 0], torch.full((8,), float(N // 2),
+                                                          dtype=torch.float64))
 
 
 def test_simulate_options():

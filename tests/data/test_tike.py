@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pinn.data import read_tike_npz
-from pinn.data.tike import fourier_crop
+from pinn.data.crop import fourier_crop
 from pinn.errors import ConfigError, DataError
 
 M, N = 5, 16

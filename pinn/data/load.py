@@ -1,0 +1,121 @@
+"""One entry point for scan files: the NPZ contract or a tike scan, plain or bz2-compressed.
+
+:func:`load_scan` opens the file once, recognises its format by its keys, applies the
+format's default conventions unless told otherwise, optionally swaps in a probe from another
+file, and optionally crops the detector. This is what the ``pinn`` command reads data with.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from pinn.data import _checks
+from pinn.data.crop import crop_scan
+from pinn.data.npz import _load, _missing, check_options, open_archive, read_contract
+from pinn.data.scan import ScanData
+from pinn.data.tike import is_tike, read_tike
+from pinn.errors import DataError
+
+PROBE_KEYS = ("probeGuess", "probe")
+
+
+def load_scan(
+    path: str | os.PathLike,
+    *,
+    values: str | None = None,
+    zero_frequency: str | None = None,
+    positions: str | None = None,
+    layout: str = "auto",
+    crop_px: int | None = None,
+    probe_path: str | os.PathLike | None = None,
+) -> ScanData:
+    """Read a scan file in whichever supported format it is.
+
+    Formats: a tike scan (keys ``data``, ``probe``, ``scan``, no ``xcoords``; defaults
+    ``values='counts'``, ``zero_frequency='corner'``, ``positions='corner'``, positions shifted
+    to start at 0, see :func:`pinn.data.read_tike_npz`), else the NPZ contract (defaults
+    ``values='auto'``, ``'center'``, ``'center'``, see :func:`pinn.data.read_npz`). Either may
+    be bz2-compressed. An option left at None takes the format's default.
+
+    Args:
+        path: the scan file.
+        values: ``'amplitude'``, ``'counts'`` or ``'auto'`` (NPZ contract only), or None.
+        zero_frequency: ``'center'`` or ``'corner'``, or None.
+        positions: ``'center'`` or ``'corner'``, or None.
+        layout: diffraction layout of an NPZ-contract file (see :func:`pinn.data.read_npz`).
+        crop_px: keep the central ``crop_px x crop_px`` of every pattern and move the probe,
+            object and positions to the coarser real-space grid (:func:`pinn.data.crop_scan`).
+        probe_path: take the probe from this file instead (key ``probeGuess`` or ``probe``,
+            see :func:`read_probe`). It must be ``N x N`` for the file's patterns (it is then
+            cropped with them) or already ``crop_px x crop_px``.
+
+    Returns:
+        ScanData in pinn's conventions.
+
+    Raises:
+        DataError: unreadable file or probe file, or any validation failure of the readers.
+        ConfigError: a bad option or ``crop_px``.
+    """
+    options = {"values": values, "zero_frequency": zero_frequency, "positions": positions}
+    chosen = {k: v for k, v in options.items() if v is not None}
+    check_options(layout=layout, **chosen)
+    path = Path(path)
+    with open_archive(path) as archive:
+        if is_tike(archive):
+            if chosen.get("values") == "auto":
+                raise DataError(f"{path.name} is a tike scan, whose 'data' are counts; pass "
+                                "values='counts' or 'amplitude', not 'auto'")
+            scan = read_tike(archive, path, **chosen)
+        else:
+            scan = read_contract(archive, path, layout=layout, **chosen)
+    probe = None if probe_path is None else read_probe(probe_path)
+    if probe is not None and probe.shape == (scan.N, scan.N):
+        scan = _with_probe(scan, probe)
+        probe = None
+    if crop_px is not None:
+        scan = crop_scan(scan, crop_px)
+    if probe is not None:
+        if probe.shape != (scan.N, scan.N):
+            raise DataError(f"the probe in {Path(probe_path).name} is {tuple(probe.shape)} but "
+                            f"the patterns are {scan.N} x {scan.N}; use a probe of the "
+                            "pattern size (or of the crop size)")
+        scan = _with_probe(scan, probe)
+    return scan
+
+
+def read_probe(path: str | os.PathLike) -> torch.Tensor:
+    """The probe stored in an NPZ (plain or bz2): key ``probeGuess``, else ``probe``.
+
+    Leading axes (tike's probe modes, ``(..., N, N)``) are dropped by taking index 0, so the
+    first mode is used.
+
+    Returns:
+        ``(N, N)`` complex64.
+
+    Raises:
+        DataError: unreadable file, neither key present, not square, or non-finite values.
+    """
+    path = Path(path)
+    with open_archive(path) as archive:
+        keys = list(archive.files)
+        key = next((k for k in PROBE_KEYS if k in keys), None)
+        if key is None:
+            raise _missing(path, keys, "probeGuess", also="or 'probe'")
+        probe = _checks.as_tensor(f"{path.name}: '{key}'", _load(archive, path, key))
+    while probe.dim() > 2:
+        probe = probe[0]
+    if probe.dim() != 2 or probe.shape[0] != probe.shape[1] or probe.numel() == 0:
+        raise DataError(f"{path.name}: '{key}' has shape {tuple(probe.shape)}; expected a "
+                        "square (N, N) probe")
+    probe = probe.to(torch.complex64)
+    _checks.check_finite(f"{path.name}: '{key}'", probe)
+    return probe
+
+
+def _with_probe(scan: ScanData, probe: torch.Tensor) -> ScanData:
+    return ScanData(diffraction=scan.diffraction, positions=scan.positions, probe=probe,
+                    object=scan.object, scan_index=scan.scan_index,
+                    positions_start=scan.positions_start, counts=scan.counts)
