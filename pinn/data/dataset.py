@@ -101,6 +101,8 @@ class GroupDataset(Dataset):
         }
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        """Group ``i`` (negative counts from the end) as the dict described above; IndexError
+        when out of range."""
         index = int(i)
         if not -len(self) <= index < len(self):
             raise IndexError(f"group index {i} out of range for {len(self)} groups")

@@ -13,8 +13,9 @@ from pathlib import Path
 import torch
 
 from pinn.data import _checks
+from pinn.data._archive import check_options, load_array, missing_key, open_archive
 from pinn.data.crop import crop_scan
-from pinn.data.npz import _load, _missing, check_options, open_archive, read_contract
+from pinn.data.npz import read_contract
 from pinn.data.scan import ScanData
 from pinn.data.tike import is_tike, read_tike
 from pinn.errors import DataError
@@ -103,8 +104,8 @@ def read_probe(path: str | os.PathLike) -> torch.Tensor:
         keys = list(archive.files)
         key = next((k for k in PROBE_KEYS if k in keys), None)
         if key is None:
-            raise _missing(path, keys, "probeGuess", also="or 'probe'")
-        probe = _checks.as_tensor(f"{path.name}: '{key}'", _load(archive, path, key))
+            raise missing_key(path, keys, "probeGuess", also="or 'probe'")
+        probe = _checks.as_tensor(f"{path.name}: '{key}'", load_array(archive, path, key))
     while probe.dim() > 2:
         probe = probe[0]
     if probe.dim() != 2 or probe.shape[0] != probe.shape[1] or probe.numel() == 0:

@@ -2,46 +2,37 @@
 
 A scan file holds, per the reference (``UPSTREAM_SEMANTICS.md`` §1):
 
-==================================  ===========================  =================================
-key                                 shape                        meaning
-==================================  ===========================  =================================
-``diffraction`` (legacy ``diff3d``)  (M, N, N), (N, N, M) or      diffraction amplitude (or counts,
-                                    (M, N, N, 1)                 see ``values``)
-``xcoords``, ``ycoords``            (M,)                         positions, x = column, y = row
-``xcoords_start``, ``ycoords_start``  (M,), optional             nominal positions
-``probeGuess``                      (N, N) complex               probe
-``objectGuess``                     (H, W), optional             object
-``scan_index``                      (M,) int, optional           scan each pattern belongs to
-==================================  ===========================  =================================
+- ``diffraction`` (legacy ``diff3d``): ``(M, N, N)``, legacy ``(N, N, M)`` or ``(M, N, N, 1)``,
+  the diffraction amplitude (or counts, see ``values``);
+- ``xcoords``, ``ycoords``: ``(M,)`` positions, x = column, y = row;
+- ``xcoords_start``, ``ycoords_start``: ``(M,)``, optional nominal positions;
+- ``probeGuess``: ``(N, N)`` complex probe;
+- ``objectGuess``: ``(H, W)``, optional object;
+- ``scan_index``: ``(M,)`` int, optional, the scan each pattern belongs to.
 
 Other keys are ignored, notably the reference's ``_metadata`` (a pickled object array) and
-``Y``. Files are opened with ``allow_pickle=False`` only: pickled arrays in the keys above are
-refused, because unpickling a file can run arbitrary code. :func:`write_npz` writes the
-canonical form plus the 0-d bool ``amplitude_from_counts`` (whether ``diffraction**2`` are
-photon counts), so a written scan reads back identically.
+``Y``. Files (plain or bz2-compressed) are opened with ``allow_pickle=False`` only
+(:mod:`pinn.data._archive`): pickled arrays in the keys above are refused, because unpickling a
+file can run arbitrary code. :func:`write_npz` writes the canonical form plus the 0-d bool
+``amplitude_from_counts`` (whether ``diffraction**2`` are photon counts), so a written scan
+reads back identically.
 """
 
 from __future__ import annotations
 
-import bz2
 import contextlib
-import difflib
 import os
-import shutil
 import tempfile
-import zipfile
-import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pinn.data import _checks
+from pinn.data._archive import check_options, load_array, missing_key, open_archive
 from pinn.data.scan import ScanData, sqrt_counts
-from pinn.errors import ConfigError, DataError
+from pinn.errors import DataError
 
-_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
 COUNTS_KEY = "amplitude_from_counts"
 
 
@@ -102,7 +93,7 @@ def read_contract(archive: np.lib.npyio.NpzFile, path: Path, *, values: str = "a
     keys = list(archive.files)
 
     def load(key: str) -> torch.Tensor:
-        return _checks.as_tensor(f"{path.name}: '{key}'", _load(archive, path, key))
+        return _checks.as_tensor(f"{path.name}: '{key}'", load_array(archive, path, key))
 
     xcoords, ycoords = _coordinate_pair(path, keys, load, "xcoords", "ycoords", None)
     m = xcoords.shape[0]
@@ -112,12 +103,12 @@ def read_contract(archive: np.lib.npyio.NpzFile, path: Path, *, values: str = "a
 
     dkey = next((k for k in ("diff3d", "diffraction") if k in keys), None)
     if dkey is None:
-        raise _missing(path, keys, "diffraction", also="or the legacy 'diff3d'")
+        raise missing_key(path, keys, "diffraction", also="or the legacy 'diff3d'")
     diffraction = _diffraction(f"{path.name}: '{dkey}'", load(dkey), m, layout)
     n = diffraction.shape[-1]
 
     if "probeGuess" not in keys:
-        raise _missing(path, keys, "probeGuess")
+        raise missing_key(path, keys, "probeGuess")
     probe = load("probeGuess")
     _checks.check_shape(f"{path.name}: 'probeGuess'", probe, (n, n),
                         f"(N, N) = ({n}, {n}), the size of the diffraction patterns; "
@@ -141,7 +132,7 @@ def read_contract(archive: np.lib.npyio.NpzFile, path: Path, *, values: str = "a
 
     from_counts = values == "counts"
     if values == "auto" and COUNTS_KEY in keys:
-        flag = _load(archive, path, COUNTS_KEY)
+        flag = load_array(archive, path, COUNTS_KEY)
         if flag.shape != () or flag.dtype != bool:
             raise DataError(f"{path.name}: '{COUNTS_KEY}' must be a 0-d bool, got shape "
                             f"{flag.shape} dtype {flag.dtype}; fix or remove the key")
@@ -252,94 +243,10 @@ def write_npz(path: str | os.PathLike, scan: ScanData, *, compress: bool = False
     _fsync_directory(path.parent)
 
 
-_OPTIONS = {
-    "values": ("auto", "amplitude", "counts"),
-    "zero_frequency": ("center", "corner"),
-    "positions": ("center", "corner"),
-    "layout": ("auto", "MNN", "NNM"),
-}
-
-
-def check_options(**options: object) -> None:
-    """Raise ConfigError unless each reader option (values, zero_frequency, positions,
-    layout) is one of its allowed values."""
-    for name, value in options.items():
-        allowed = _OPTIONS[name]
-        if value not in allowed:
-            raise ConfigError(f"{name}={value!r} is not an option; choose one of "
-                              + ", ".join(repr(a) for a in allowed))
-
-
-@contextlib.contextmanager
-def open_archive(path: str | os.PathLike) -> Iterator[np.lib.npyio.NpzFile]:
-    """Open an ``.npz`` (or bz2-compressed ``.npz.bz2``) with ``allow_pickle=False``.
-
-    A bz2 file (recognised by its magic bytes ``BZh``) is decompressed into an anonymous
-    temporary file, deleted when the block exits.
-
-    Raises:
-        DataError: no such file, not a (bz2-compressed) zip archive, truncated or corrupt, or a
-            single ``.npy`` array.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    with contextlib.ExitStack() as stack:
-        source = path
-        try:
-            with open(path, "rb") as raw:
-                if raw.read(3) == b"BZh":
-                    raw.seek(0)
-                    source = stack.enter_context(tempfile.TemporaryFile())
-                    with bz2.open(raw) as stream:
-                        shutil.copyfileobj(stream, source, length=1 << 20)
-                    source.seek(0)
-            archive = np.load(source, allow_pickle=False)
-        except _READ_ERRORS as exc:
-            raise DataError(f"{path} is not a readable .npz archive (truncated, corrupt, or "
-                            f"another format): {exc}. Re-create it with numpy.savez or "
-                            "pinn.data.write_npz") from exc
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise DataError(f"{path} holds a single .npy array, not an .npz archive of named "
-                            "arrays; save the scan with numpy.savez(path, diffraction=..., "
-                            "xcoords=..., ...)")
-        with archive:
-            yield archive
-
-
-def _load(archive, path: Path, key: str) -> np.ndarray:
-    try:
-        return archive[key]
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise DataError(
-                f"{path.name}: '{key}' is a pickled object array; pinn refuses to unpickle "
-                "files (it can run arbitrary code). Re-save it as a numeric array, e.g. "
-                f"numpy.asarray({key}, dtype=numpy.complex64), or remove the key") from exc
-        raise _corrupt(path, key, exc) from exc
-    except _READ_ERRORS as exc:
-        raise _corrupt(path, key, exc) from exc
-
-
-def _corrupt(path: Path, key: str, exc: Exception) -> DataError:
-    return DataError(f"{path}: cannot read '{key}' (the file is truncated or corrupt: {exc}); "
-                     "re-create the file")
-
-
-def _missing(path: Path, keys: list[str], wanted: str, also: str = "") -> DataError:
-    lower = {k.lower(): k for k in keys}
-    guess = lower.get(wanted.lower()) or next(iter(difflib.get_close_matches(
-        wanted, keys, n=1, cutoff=0.6)), None)
-    hint = f" Did you mean '{guess}'? Rename it to '{wanted}'." if guess else ""
-    alternatives = f" {also}" if also else ""
-    return DataError(f"{path.name} has no '{wanted}' array{alternatives} (keys found: "
-                     f"{sorted(keys)}).{hint}")
-
-
 def _coordinate_pair(path, keys, load, xkey, ykey, m):
     for key in (xkey, ykey):
         if key not in keys:
-            raise _missing(path, keys, key)
+            raise missing_key(path, keys, key)
     xs, ys = load(xkey), load(ykey)
     for key, c in ((xkey, xs), (ykey, ys)):
         name = f"{path.name}: '{key}'"

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from pinn.data import _checks
+from pinn.data._archive import check_options, load_array, missing_key, open_archive
 from pinn.data.crop import crop_scan
-from pinn.data.npz import _load, _missing, apply_conventions, check_options, open_archive
+from pinn.data.npz import apply_conventions
 from pinn.data.scan import ScanData
 from pinn.errors import DataError
 
@@ -87,8 +88,8 @@ def read_tike(archive: np.lib.npyio.NpzFile, path: Path, *, values: str = "count
     keys = list(archive.files)
     for key in KEYS:
         if key not in keys:
-            raise _missing(path, keys, key)
-    counts, probe, scan = (_checks.as_tensor(f"{path.name}: '{k}'", _load(archive, path, k))
+            raise missing_key(path, keys, key)
+    counts, probe, scan = (_checks.as_tensor(f"{path.name}: '{k}'", load_array(archive, path, k))
                            for k in KEYS)
 
     name = f"{path.name}: 'data'"

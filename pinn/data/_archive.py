@@ -1,0 +1,115 @@
+"""Opening scan archives safely: plain or bz2-compressed ``.npz``, never unpickled.
+
+Shared by every reader: :func:`open_archive` (bz2 detected by its magic bytes, decompressed to
+an anonymous temporary file), :func:`load_array` (``allow_pickle=False``; pickled object
+arrays and corrupt members become :class:`~pinn.errors.DataError`), :func:`missing_key`
+(suggests the right key name), and :func:`check_options` for the readers' convention options.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import difflib
+import os
+import shutil
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from pinn.errors import ConfigError, DataError
+
+READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
+
+_OPTIONS = {
+    "values": ("auto", "amplitude", "counts"),
+    "zero_frequency": ("center", "corner"),
+    "positions": ("center", "corner"),
+    "layout": ("auto", "MNN", "NNM"),
+}
+
+
+def check_options(**options: object) -> None:
+    """Raise ConfigError unless each reader option (values, zero_frequency, positions,
+    layout) is one of its allowed values."""
+    for name, value in options.items():
+        allowed = _OPTIONS[name]
+        if value not in allowed:
+            raise ConfigError(f"{name}={value!r} is not an option; choose one of "
+                              + ", ".join(repr(a) for a in allowed))
+
+
+@contextlib.contextmanager
+def open_archive(path: str | os.PathLike) -> Iterator[np.lib.npyio.NpzFile]:
+    """Open an ``.npz`` (or bz2-compressed ``.npz.bz2``) with ``allow_pickle=False``.
+
+    A bz2 file (recognised by its magic bytes ``BZh``) is decompressed into an anonymous
+    temporary file, deleted when the block exits.
+
+    Raises:
+        DataError: no such file, not a (bz2-compressed) zip archive, truncated or corrupt, or a
+            single ``.npy`` array.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    with contextlib.ExitStack() as stack:
+        source = path
+        try:
+            with open(path, "rb") as raw:
+                if raw.read(3) == b"BZh":
+                    raw.seek(0)
+                    source = stack.enter_context(tempfile.TemporaryFile())
+                    with bz2.open(raw) as stream:
+                        shutil.copyfileobj(stream, source, length=1 << 20)
+                    source.seek(0)
+            archive = np.load(source, allow_pickle=False)
+        except READ_ERRORS as exc:
+            raise DataError(f"{path} is not a readable .npz archive (truncated, corrupt, or "
+                            f"another format): {exc}. Re-create it with numpy.savez or "
+                            "pinn.data.write_npz") from exc
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataError(f"{path} holds a single .npy array, not an .npz archive of named "
+                            "arrays; save the scan with numpy.savez(path, diffraction=..., "
+                            "xcoords=..., ...)")
+        with archive:
+            yield archive
+
+
+def load_array(archive: np.lib.npyio.NpzFile, path: Path, key: str) -> np.ndarray:
+    """``archive[key]``, never unpickled.
+
+    Raises:
+        DataError: the key holds a pickled object array, or its member is truncated/corrupt.
+    """
+    try:
+        return archive[key]
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise DataError(
+                f"{path.name}: '{key}' is a pickled object array; pinn refuses to unpickle "
+                "files (it can run arbitrary code). Re-save it as a numeric array, e.g. "
+                f"numpy.asarray({key}, dtype=numpy.complex64), or remove the key") from exc
+        raise _corrupt(path, key, exc) from exc
+    except READ_ERRORS as exc:
+        raise _corrupt(path, key, exc) from exc
+
+
+def _corrupt(path: Path, key: str, exc: Exception) -> DataError:
+    return DataError(f"{path}: cannot read '{key}' (the file is truncated or corrupt: {exc}); "
+                     "re-create the file")
+
+
+def missing_key(path: Path, keys: list[str], wanted: str, also: str = "") -> DataError:
+    """The error for a missing ``wanted`` key, suggesting a close match among ``keys``."""
+    lower = {k.lower(): k for k in keys}
+    guess = lower.get(wanted.lower()) or next(iter(difflib.get_close_matches(
+        wanted, keys, n=1, cutoff=0.6)), None)
+    hint = f" Did you mean '{guess}'? Rename it to '{wanted}'." if guess else ""
+    alternatives = f" {also}" if also else ""
+    return DataError(f"{path.name} has no '{wanted}' array{alternatives} (keys found: "
+                     f"{sorted(keys)}).{hint}")
