@@ -8,13 +8,15 @@ conventions: channels-last ``(B, N, N, C)`` images, group offsets ``(B, 1, 2, C)
   two decoders (amplitude, phase) of conv-conv-upsample blocks, and the output head of each
   decoder (centre branch on the first F-4 feature channels zero-padded by N/4, border branch on
   the last 4 with swish; or a full-patch head without ``pad_object``).
-- :func:`reference_forward` is the training model after the CNN: intensity scaler, polar
-  combination, per-group merge, trim, extraction, illumination, diffraction, inverse scaler.
-  The physics comes from the TensorFlow op reference of ``tf_reference.py`` (its graph builders,
-  which are differentiable); this module adds only the network and the glue.
+- :func:`reference_forward` is the training model: intensity scaler, CNN, and then
+  (:func:`reference_physics`) polar combination, per-group merge, trim, extraction,
+  illumination, diffraction, inverse scaler. The physics comes from the TensorFlow op reference
+  ``tf_reference.py`` (its private graph builders ``_merge``, ``_extract``, ``_illuminate``,
+  ``_diffract``..., which are differentiable); this module adds only the network and the glue.
 - :func:`reference_loss` is the compiled loss ``1 * mean(NLL) + 0 * mean(MAE)``.
 - :func:`copy_weights` copies the Keras convolutions into a pinn generator, layer by layer in
   the order both networks create them.
+- :func:`torch_adam_epsilon` is the torch Adam epsilon that reproduces a Keras Adam step.
 
 Importing this module skips the calling test module when TensorFlow or Keras is missing.
 """
@@ -46,6 +48,17 @@ C_OUTER = 4  # feature channels of the decoder base that feed the border branch 
 
 #: The reference's optimiser (``model.py``): Keras Adam defaults with lr 1e-3.
 ADAM = {"learning_rate": 1e-3, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+
+
+def torch_adam_epsilon(step: int) -> float:
+    """The ``eps`` that makes ``torch.optim.Adam``'s update number ``step`` (1-based) equal Keras's.
+
+    Keras adds epsilon to ``sqrt(v)`` before the bias correction (the Adam paper's "epsilon
+    hat"): ``w -= lr * sqrt(1 - b2**t) / (1 - b1**t) * m / (sqrt(v) + eps)``; torch adds it
+    after: ``w -= lr / (1 - b1**t) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)``. They agree when
+    torch's ``eps`` is ``eps / sqrt(1 - b2**t)`` (3.2e-6 at the first step, 1e-7 in the limit).
+    """
+    return ADAM["epsilon"] / math.sqrt(1 - ADAM["beta_2"] ** step)
 
 
 @dataclass
@@ -177,24 +190,21 @@ def trainable_pairs(generator: KerasGenerator) -> list:
     return [(layer.kernel, layer.bias) for layer in generator.convs]
 
 
-def reference_forward(generator: KerasGenerator, x_in, offsets_xy, probe, log_scale,
-                      padded_size: int, object_big: bool = True, probe_mask: bool = False):
-    """The training model's outputs (§4.8) as tensors, differentiable w.r.t. the weights.
+def reference_physics(amp, phase, offsets_xy, probe, scale, padded_size: int,
+                      object_big: bool = True, probe_mask: bool = False):
+    """The training model after the CNN (§4.8), differentiable w.r.t. ``amp`` and ``phase``.
 
     Args:
-        x_in: ``(B, N, N, C)`` float32 ``s * X`` (model input, photon-unit amplitudes).
+        amp, phase: ``(B, N, N, C_out)`` float32 decoder outputs.
         offsets_xy: ``(B, 1, 2, C)`` ``coords_relative`` (centroid - position, (x, y)).
         probe: ``(N, N)`` complex64, already normalised (§3.5).
-        log_scale: float32 scalar ``log(s)``.
+        scale: float32 scalar tensor ``exp(log_scale)``.
 
     Returns:
         ``(trimmed_obj (B, N, N, 1) complex64, pred_amp (B, N, N, C), pred_intensity)``.
     """
-    x_in = tf.convert_to_tensor(x_in, tf.float32)
     offsets_xy = tf.convert_to_tensor(offsets_xy, tf.float32)
-    n, c = x_in.shape[1], x_in.shape[3]
-    scale = tf.exp(tf.convert_to_tensor(log_scale, tf.float32))  # IntensityScaler
-    amp, phase = generator.model(x_in / scale, training=True)
+    n, c = amp.shape[1], offsets_xy.shape[3]
     obj = tf.complex(amp * tf.cos(phase), amp * tf.sin(phase))  # CombineComplexLayer, polar
     if object_big:
         canvas, _ = tfr._merge(obj, offsets_xy, padded_size)  # (B, P, P, 1)
@@ -207,10 +217,28 @@ def reference_forward(generator: KerasGenerator, x_in, offsets_xy, probe, log_sc
     return trimmed, pred_amp, tf.square(pred_amp)
 
 
+def reference_forward(generator: KerasGenerator, x_in, offsets_xy, probe, log_scale,
+                      padded_size: int, object_big: bool = True, probe_mask: bool = False):
+    """The training model (§4.8): intensity scaler, CNN, then :func:`reference_physics`.
+
+    Args:
+        x_in: ``(B, N, N, C)`` float32 ``s * X`` (model input, photon-unit amplitudes).
+        log_scale: float32 ``log(s)``.
+
+    Returns:
+        ``(amp, phase, trimmed_obj, pred_amp, pred_intensity)``, tensors.
+    """
+    x_in = tf.convert_to_tensor(x_in, tf.float32)
+    scale = tf.exp(tf.convert_to_tensor(log_scale, tf.float32))  # IntensityScaler
+    amp, phase = generator.model(x_in / scale, training=True)
+    return (amp, phase) + reference_physics(amp, phase, offsets_xy, probe, scale, padded_size,
+                                            object_big, probe_mask)
+
+
 def reference_loss(pred_amp, pred_intensity, x_in, nll_weight: float = 1.0,
                    mae_weight: float = 0.0):
-    """The compiled loss (§6): ``nll_w * mean(pred_I - (sX)^2 log pred_I) + mae_w * mean|pred_amp - sX|``
-    (the realspace term has weight 0 and is the constant 0)."""
+    """The compiled loss (§6): ``nll_w * mean(pred_I - (sX)^2 log pred_I)``
+    ``+ mae_w * mean|pred_amp - sX|`` (the realspace term has weight 0 and is the constant 0)."""
     x_in = tf.convert_to_tensor(x_in, tf.float32)
     nll = tf.nn.log_poisson_loss(tf.square(x_in), tf.math.log(pred_intensity),
                                  compute_full_loss=False)
