@@ -115,8 +115,8 @@ def train(
             model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
     if config.compile:
         wrapped = torch.compile(wrapped)
-    # Keras's Adam epsilon (1e-7) rather than torch's default 1e-8, as in the reference.
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, eps=1e-7)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
+                                 eps=_keras_adam_eps(1))
     plateau = Plateau(lr=config.learning_rate, factor=config.plateau_factor,
                       patience=config.plateau_patience, min_lr=config.min_learning_rate)
     stopper = EarlyStopping(patience=config.early_stopping_patience)
@@ -228,6 +228,8 @@ def train(
                             "training stopped. Lower the learning rate, check the data for "
                             "zeros/NaN, or use precision 'off'")
                 else:
+                    for group in optimizer.param_groups:
+                        group["eps"] = _keras_adam_eps(loop["global_step"] + 1)
                     scaler.step(optimizer)
                     scaler.update()
                     loop["nonfinite"] = 0
@@ -306,6 +308,16 @@ def _canonical_json(run_info: Any) -> str:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"run_info must be JSON-able, as it is stored in checkpoints: {exc}"
                           ) from None
+
+
+def _keras_adam_eps(step: int, epsilon: float = 1e-7, beta2: float = 0.999) -> float:
+    """torch's Adam epsilon that reproduces Keras's Adam (the reference's) at ``step``.
+
+    Keras adds its epsilon (1e-7) to the uncorrected ``sqrt(v)``, torch adds its own to the
+    bias-corrected ``sqrt(v / (1 - beta2**t))``; the two updates agree exactly when torch's
+    epsilon is ``1e-7 / sqrt(1 - beta2**t)``.
+    """
+    return epsilon / math.sqrt(1.0 - beta2**step)
 
 
 def _shard(indices: torch.Tensor, runtime: Runtime) -> torch.Tensor:
