@@ -228,8 +228,9 @@ def train(
                             "training stopped. Lower the learning rate, check the data for "
                             "zeros/NaN, or use precision 'off'")
                 else:
+                    eps = _keras_adam_eps(_adam_steps_taken(optimizer) + 1)
                     for group in optimizer.param_groups:
-                        group["eps"] = _keras_adam_eps(loop["global_step"] + 1)
+                        group["eps"] = eps
                     scaler.step(optimizer)
                     scaler.update()
                     loop["nonfinite"] = 0
@@ -318,6 +319,14 @@ def _keras_adam_eps(step: int, epsilon: float = 1e-7, beta2: float = 0.999) -> f
     epsilon is ``1e-7 / sqrt(1 - beta2**t)``.
     """
     return epsilon / math.sqrt(1.0 - beta2**step)
+
+
+def _adam_steps_taken(optimizer: torch.optim.Optimizer) -> int:
+    """How many updates Adam has applied (its own counter; skipped steps do not count)."""
+    for state in optimizer.state.values():
+        if "step" in state:
+            return int(state["step"])
+    return 0
 
 
 def _shard(indices: torch.Tensor, runtime: Runtime) -> torch.Tensor:
