@@ -26,10 +26,6 @@ from pinn.errors import DataError
 from pinn.model import PtychoLoss, PtychoPINN, build_model
 from pinn.reconstruct import reconstruct
 
-#: nphotons assumed for amplitude data of unknown scale (the reference's default).
-DEFAULT_NPHOTONS = 1e9
-
-
 @dataclass
 class FitResult:
     """The trained ``model`` (on the CPU, eval mode), the per-epoch ``history``, the
@@ -116,8 +112,8 @@ def train_scan(
                         f"{scan.N} or crop the patterns")
     groups = group_positions(scan.positions, model_cfg.gridsize, neighbors=data_cfg.neighbors,
                              seed=data_cfg.grouping_seed)
-    nphotons = data_cfg.nphotons or scan.measured_nphotons or DEFAULT_NPHOTONS
-    dataset = GroupDataset(scan, groups, nphotons=nphotons)
+    dataset = GroupDataset(scan, groups, nphotons=data_cfg.nphotons)
+    nphotons = dataset.nphotons
     train_idx, val_idx = split_validation(len(dataset), train_cfg.validation_fraction)
     train_set, val_set = _Subset(dataset, train_idx), _Subset(dataset, val_idx)
 
