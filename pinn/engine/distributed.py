@@ -79,3 +79,12 @@ def all_reduce_sum(values: torch.Tensor, runtime: Runtime) -> torch.Tensor:
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
+
+
+def union_over_ranks(names: list[str], runtime: Runtime) -> list[str]:
+    """The sorted union of every process's ``names`` (this process's names, sorted, alone)."""
+    if not runtime.distributed:
+        return sorted(names)
+    gathered: list[list[str] | None] = [None] * runtime.world_size
+    dist.all_gather_object(gathered, list(names))
+    return sorted(set().union(*gathered))

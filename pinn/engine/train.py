@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from pinn.atomic import remove_stale_temporaries
 from pinn.config import TrainingConfig
 from pinn.engine import checkpoint as ckpt
-from pinn.engine.distributed import Runtime, all_reduce_sum, setup, teardown
+from pinn.engine.distributed import Runtime, all_reduce_sum, setup, teardown, union_over_ranks
 from pinn.engine.progress import ConsoleProgress, TensorBoard
 from pinn.engine.schedule import EarlyStopping, Plateau
 from pinn.engine.seed import epoch_generator, seed_everything
@@ -357,9 +357,12 @@ def _agree(flag: bool, runtime: Runtime, any_rank: bool = False) -> bool:
 
 
 def _reduce_sums(loop: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
-    """The epoch's running sums over all ranks (float64)."""
-    names = sorted(loop["sums"])
-    values = torch.tensor([loop["sums"][n] for n in names] + [loop["items"]], dtype=torch.float64)
+    """The epoch's running sums over all ranks (float64). A rank that has seen no items (an
+    empty share, or a resumed non-main rank) knows no metric names, so the names are agreed
+    first: all-reducing tensors of different lengths would hang or mix up the values."""
+    names = union_over_ranks(list(loop["sums"]), runtime)
+    values = torch.tensor([loop["sums"].get(n, 0.0) for n in names] + [loop["items"]],
+                          dtype=torch.float64)
     if runtime.distributed:
         values = all_reduce_sum(values.to(runtime.device), runtime).cpu()
     return {"sums": dict(zip(names, values[:-1].tolist())), "items": float(values[-1])}
