@@ -115,6 +115,9 @@ def train(
             model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
     if config.compile:
         wrapped = torch.compile(wrapped)
+    # Validation bypasses DDP: its forward can broadcast buffers, a collective that a rank
+    # without validation items would never join. (Compiling the module again reuses the code.)
+    evaluator = torch.compile(model) if config.compile else model
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
                                  eps=_keras_adam_eps(1))
     plateau = Plateau(lr=config.learning_rate, factor=config.plateau_factor,
@@ -264,7 +267,7 @@ def train(
             summary = {f"train_{k}": v / items for k, v in totals["sums"].items()}
             if has_val:
                 summary.update({f"val_{k}": v for k, v in
-                                _evaluate(wrapped, loss_fn, val_set, config, runtime,
+                                _evaluate(evaluator, loss_fn, val_set, config, runtime,
                                           autocast_dtype).items()})
             monitored = summary.get("val_loss", summary.get("train_loss", math.inf))
             summary["learning_rate"] = optimizer.param_groups[0]["lr"]
