@@ -198,13 +198,16 @@ def train(
                     with torch.autocast(runtime.device.type, dtype=autocast_dtype,
                                         enabled=autocast_dtype is not None):
                         loss, metrics = loss_fn(wrapped, batch)
-                    finite = _agree(bool(torch.isfinite(loss)), runtime)
+                    # A rank with an empty share of a short last batch (its loss is NaN or
+                    # not even differentiable) still joins DDP's gradient all-reduce, adding 0.
+                    n_local = len(local_idx)
+                    finite = _agree(n_local == 0 or bool(torch.isfinite(loss)), runtime)
                     if finite:
-                        scaler.scale(loss * weight).backward()
+                        objective = loss * weight if n_local else _zero_objective(model)
+                        scaler.scale(objective).backward()
                     else:
                         window_bad = True
-                n_local = len(local_idx)
-                if finite:
+                if finite and n_local:
                     for name, value in {"loss": loss, **metrics}.items():
                         loop["sums"][name] = (loop["sums"].get(name, 0.0)
                                               + float(value.detach()) * n_local)
@@ -344,6 +347,11 @@ def _collate(dataset: Any, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         return dataset.get_batch(indices)
     items = [dataset[int(i)] for i in indices]
     return {key: torch.stack([torch.as_tensor(item[key]) for item in items]) for key in items[0]}
+
+
+def _zero_objective(model: nn.Module) -> torch.Tensor:
+    """A scalar 0 that depends on every trainable parameter (its gradients are all 0)."""
+    return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
 
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
