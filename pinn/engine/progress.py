@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import types
 from pathlib import Path
 from typing import TextIO
 
@@ -70,6 +71,11 @@ class TensorBoard:
     def __init__(self, directory: Path | None) -> None:
         self.writer = None
         if directory is not None:
+            # TensorBoard's file I/O imports TensorFlow whenever it is installed (seconds of
+            # start-up and a large memory footprint for nothing); its documented switch to the
+            # built-in stub is the presence of the module `tensorboard.compat.notf`.
+            sys.modules.setdefault("tensorboard.compat.notf",
+                                   types.ModuleType("tensorboard.compat.notf"))
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=str(directory))
