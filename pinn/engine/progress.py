@@ -33,7 +33,7 @@ class ConsoleProgress:
         self.interval = interval
         self.enabled = enabled
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last = 0.0
+        self._last = -math.inf  # the first step is always shown
 
     def step(self, epoch: int, step: int, steps: int, loss: float, rate: float,
              eta_s: float) -> None:
