@@ -153,6 +153,9 @@ def reconstruct(
     numerator = torch.zeros(shape, dtype=torch.complex64)
     coverage = torch.zeros(shape, dtype=torch.float32)
     ones = torch.ones(crop_px, crop_px)
+    # the window keeps the patch's centre pixel N//2 as its own centre pixel crop_px//2, for
+    # odd crops too (ops.center_crop refuses a parity change, which would move the centre)
+    first = n // 2 - crop_px // 2
     total = len(groups)
     bar = _ProgressBar(total, enabled=progress)
     with torch.no_grad():
@@ -162,7 +165,7 @@ def reconstruct(
             amplitude = scan.diffraction[members].to(device) * scale  # (B, C, N, N)
             offsets = groups.offsets[start:stop].to(device=device, dtype=torch.float32)
             obj = model(amplitude, offsets).object  # (B, N, N)
-            obj = ops.center_crop(obj, crop_px).cpu()  # (B, M, M)
+            obj = obj[..., first:first + crop_px, first:first + crop_px].cpu()  # (B, M, M)
             if transpose:
                 obj = obj.transpose(-2, -1)
             pos = canvas_positions[start:stop].to(torch.float32)[None]  # (1, B, 2)
