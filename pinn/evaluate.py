@@ -2,8 +2,12 @@
 
 The reconstruction NPZ written by :func:`pinn.reconstruct.save_reconstruction` records the
 object-frame pixel of its canvas origin, so the ground truth (``objectGuess`` of a scan NPZ)
-is cut to the same pixel grid; metrics are computed over the bounding box of the well-covered
-pixels (coverage at least half the median coverage), after subpixel registration.
+is cut to the same pixel grid; metrics are computed over the largest rectangle of well-covered
+pixels (coverage at least half the median coverage) inside the ground truth, after subpixel
+registration. A rectangle because SSIM and FRC need one; the largest one *inside* the
+well-covered region, because the bounding box of an irregular (random or spiral) scan holds
+pixels no patch reached, which would score a perfect reconstruction well below 1 and bias the
+registration.
 """
 
 from __future__ import annotations
@@ -76,17 +80,47 @@ def load_ground_truth(path: str | os.PathLike) -> torch.Tensor:
 def evaluate(result: Reconstruction, ground_truth: torch.Tensor, *, register: bool = True,
              phase_ssim_compat: bool = False, coverage_fraction: float = 0.5) -> dict:
     """Metrics of a reconstruction against an object-frame ground truth (see
-    :func:`pinn.metrics.evaluate_reconstruction`), over the well-covered pixels that also lie
-    inside the ground truth."""
+    :func:`pinn.metrics.evaluate_reconstruction`), over the largest rectangle of pixels that
+    are well covered (coverage at least ``coverage_fraction`` of the median) and inside the
+    ground truth.
+
+    Raises:
+        DataError: no well-covered pixel lies inside the ground truth, or that rectangle is
+            smaller than 7 x 7.
+    """
     truth = result.object_window(ground_truth)
     inside = result.object_window(torch.ones(ground_truth.shape, dtype=torch.bool))
     mask = result.covered(coverage_fraction) & inside
     if not bool(mask.any()):
         raise DataError("the reconstruction does not overlap the ground truth; check that "
                         "both come from the same scan")
-    metrics = evaluate_reconstruction(result.object.numpy(), truth.numpy(), mask.numpy(),
+    region = largest_rectangle(mask.numpy())
+    metrics = evaluate_reconstruction(result.object.numpy(), truth.numpy(), region,
                                       register=register, phase_ssim_compat=phase_ssim_compat)
     return metrics
+
+
+def largest_rectangle(mask: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: the largest axis-aligned rectangle of True pixels of ``mask (H, W)``
+    (the first one found, scanning rows downwards, on ties). All False if ``mask`` is."""
+    mask = np.asarray(mask, dtype=bool)
+    height, width = mask.shape
+    heights = np.zeros(width + 1, dtype=np.int64)  # trailing 0 closes every run
+    best, box = 0, (0, 0, 0, 0)
+    for row in range(height):
+        heights[:width] = np.where(mask[row], heights[:width] + 1, 0)
+        stack: list[tuple[int, int]] = []  # (first column, height), heights increasing
+        for col, h in enumerate(heights.tolist()):
+            start = col
+            while stack and stack[-1][1] >= h:
+                start, top = stack.pop()
+                if top * (col - start) > best:
+                    best, box = top * (col - start), (row - top + 1, row + 1, start, col)
+            stack.append((start, h))
+    out = np.zeros_like(mask)
+    y0, y1, x0, x1 = box
+    out[y0:y1, x0:x1] = True
+    return out
 
 
 def evaluate_files(reconstruction: str | os.PathLike, reference: str | os.PathLike, *,
