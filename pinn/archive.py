@@ -29,6 +29,7 @@ from safetensors.torch import save as save_safetensors
 import pinn
 from pinn.atomic import atomic_write_bytes
 from pinn.config import Config, ModelConfig
+from pinn.engine.distributed import resolve_device
 from pinn.errors import ArchiveError, ConfigError
 from pinn.model import PtychoPINN, build_model
 
@@ -183,13 +184,16 @@ def _parse_manifest(config_bytes: bytes, path: Path) -> dict[str, Any]:
 
 
 def load_archive(path: str | os.PathLike, device: str | torch.device = "cpu") -> Archive:
-    """Load an archive and return the ready model (eval mode) on ``device``.
+    """Load an archive and return the ready model (eval mode) on ``device`` ("cpu", "cuda",
+    "cuda:N" or "auto").
 
     Raises:
         ArchiveError: missing/extra files, bad JSON, newer schema, checksum mismatch, missing,
             extra or misshapen tensors.
+        ConfigError: ``device`` is not a valid or available device.
     """
     path = Path(path)
+    device = resolve_device(device)
     config_bytes, weights = _read_members(path)
     manifest = _parse_manifest(config_bytes, path)
     if hashlib.sha256(weights).hexdigest() != manifest["weights_sha256"]:

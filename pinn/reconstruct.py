@@ -25,6 +25,7 @@ import torch
 
 from pinn import ops
 from pinn.data import Groups, ScanData, group_positions, normalization_factor
+from pinn.engine.distributed import resolve_device
 from pinn.errors import ConfigError, DataError
 from pinn.model import PtychoPINN
 
@@ -115,7 +116,7 @@ def reconstruct(
         transpose, flip_x, flip_y: the reference's stitching options: swap the axes of each
             object patch; negate the x / y coordinates of the positions.
         eps: added to the coverage before dividing.
-        device: where the network runs.
+        device: where the network runs ("cpu", "cuda", "cuda:N" or "auto").
         progress: show a progress bar on stderr.
         groups: precomputed groups (default: group the scan's positions).
         on_batch: called as ``on_batch(done, total)`` after each batch.
@@ -124,7 +125,7 @@ def reconstruct(
         The stitched :class:`Reconstruction` (on the CPU).
 
     Raises:
-        DataError: patterns of the wrong size; ConfigError: bad options.
+        DataError: patterns of the wrong size; ConfigError: bad options or device.
     """
     n = model.size
     if scan.N != n:
@@ -135,6 +136,7 @@ def reconstruct(
         raise ConfigError(f"crop_px is {crop_px}; use a value from 1 to the patch size {n}")
     if batch_size < 1:
         raise ConfigError(f"batch_size is {batch_size}; use a positive int")
+    device = resolve_device(device)
     gridsize = model.config.gridsize if hasattr(model, "config") else 1
     positions = scan.positions.clone()
     if flip_x:
@@ -148,7 +150,6 @@ def reconstruct(
     origin, shape = canvas_geometry(groups.centroids, crop_px)
     canvas_positions = (groups.centroids - torch.tensor(origin, dtype=torch.float64))
 
-    device = torch.device(device)
     model = model.to(device).eval()
     numerator = torch.zeros(shape, dtype=torch.complex64)
     coverage = torch.zeros(shape, dtype=torch.float32)
