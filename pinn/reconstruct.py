@@ -130,7 +130,7 @@ def reconstruct(
     n = model.size
     if scan.N != n:
         raise DataError(f"the scan's patterns are {scan.N} x {scan.N} but the model was trained "
-                        f"on {n} x {n}; crop or bin the patterns to {n} (e.g. --crop-px {n})")
+                        f"on {n} x {n}; crop or bin the patterns to {n} (e.g. --crop-patterns {n})")
     crop_px = n // 2 if crop_px is None else int(crop_px)
     if not 1 <= crop_px <= n:
         raise ConfigError(f"crop_px is {crop_px}; use a value from 1 to the patch size {n}")
