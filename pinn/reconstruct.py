@@ -145,8 +145,9 @@ def reconstruct(
         positions[:, 0] = -positions[:, 0]
     if groups is None:
         groups = group_positions(positions, gridsize, neighbors=neighbors, seed=seed)
-    scale = float(normalization_factor(scan.diffraction, groups.indices)) * float(
-        model.intensity_scale)
+    with torch.no_grad():  # a trainable intensity scale is a tensor that requires grad
+        model_scale = float(model.intensity_scale)
+    scale = float(normalization_factor(scan.diffraction, groups.indices)) * model_scale
     origin, shape = canvas_geometry(groups.centroids, crop_px)
     canvas_positions = (groups.centroids - torch.tensor(origin, dtype=torch.float64))
 
