@@ -4,6 +4,7 @@ uninterrupted run, bit for bit."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -12,13 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from _engine_helpers import (HERE, ImageSet, PYTHON, REPO, TinyNet, assert_bitwise_equal,
+from _engine_helpers import (HERE, PYTHON, REPO, ImageSet, TinyNet, assert_bitwise_equal,
                              child_env, config, load_result, make_model, mse_loss, run,
-                             strip_times)
+                             strip_times, weights)
 from _train_child import STEPS_PER_EPOCH
 from pinn.atomic import TEMP_SUFFIX
 from pinn.engine import checkpoint as ckpt
-from pinn.engine.train import CHECKPOINT_NAME, train
+from pinn.engine.train import CHECKPOINT_NAME, TrainingInterrupted, train
 from pinn.errors import ArchiveError, ConfigError
 
 CHILD = str(HERE / "_train_child.py")
@@ -298,3 +299,55 @@ def test_stale_temporaries_are_removed_at_start(tmp_path):
     unrelated.write_text("keep me")
     one_epoch(tmp_path, None)
     assert not stale.exists() and unrelated.exists()
+
+
+# --- stop signals in-process ------------------------------------------------------------------
+
+
+def signalling_loss(signals: dict[int, list[int]]):
+    """mse_loss that sends itself ``signals[k]`` during the k-th training call."""
+    calls = 0
+
+    def loss_fn(model, batch):
+        nonlocal calls
+        if model.training:
+            calls += 1
+            for signum in signals.get(calls, []):
+                os.kill(os.getpid(), signum)
+        return mse_loss(model, batch)
+
+    return loss_fn
+
+
+def test_sigterm_in_the_last_step_of_an_epoch_resumes_exactly(tmp_path):
+    reference = make_model(dropout=0.3)
+    expected = train(reference, mse_loss, ImageSet(8), ImageSet(4), config(epochs=3),
+                     verbose=False)
+    before = signal.getsignal(signal.SIGTERM)
+    model = make_model(dropout=0.3)
+    with pytest.raises(TrainingInterrupted, match="epoch 2, step 2"):
+        train(model, signalling_loss({4: [signal.SIGTERM]}), ImageSet(8), ImageSet(4),
+              config(epochs=3), checkpoint_dir=tmp_path, verbose=False)
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers are restored
+    loop = ckpt.load_checkpoint(tmp_path / CHECKPOINT_NAME)[1]["state"]["loop"]
+    assert (loop["epoch"], loop["step"], len(loop["history"])) == (1, 2, 1)
+    resumed = make_model(dropout=0.3)
+    result = train(resumed, mse_loss, ImageSet(8), ImageSet(4), config(epochs=3),
+                   checkpoint_dir=tmp_path, resume=True, verbose=False)
+    assert_bitwise_equal(weights(resumed), weights(reference))
+    assert strip_times(result.history) == strip_times(expected.history)
+
+
+def test_stop_without_checkpoint_dir_says_so():
+    with pytest.raises(TrainingInterrupted, match="no checkpoint directory was given"):
+        train(make_model(), signalling_loss({1: [signal.SIGTERM]}), ImageSet(8), None,
+              config(), verbose=False)
+
+
+def test_second_sigint_interrupts_at_once(tmp_path):
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train(make_model(), signalling_loss({2: [signal.SIGINT, signal.SIGINT]}),
+              ImageSet(16), None, config(), checkpoint_dir=tmp_path, verbose=False)
+    assert signal.getsignal(signal.SIGINT) is before
+    assert not (tmp_path / CHECKPOINT_NAME).exists()  # no save on the hard stop
