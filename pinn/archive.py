@@ -108,7 +108,12 @@ def save_archive(model: PtychoPINN, path: str | os.PathLike, *, config: Config |
 
 
 def _write_directory(path: Path, files: dict[str, bytes]) -> None:
-    """Write the files into a fresh temporary directory, then swap it in place of ``path``."""
+    """Write the files into a fresh temporary directory, then swap it in place of ``path``.
+
+    An existing archive is first renamed aside and put back if the second rename fails, so an
+    error leaves the previous archive in place. (Between the two renames a crash leaves it in
+    the ``.NAME.*.old`` directory beside ``path``: POSIX has no atomic directory exchange.)
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not path.is_dir():
         raise ArchiveError(f"{path} exists and is not a directory; choose another archive path")
@@ -121,7 +126,11 @@ def _write_directory(path: Path, files: dict[str, bytes]) -> None:
                                             dir=path.parent))
             os.rmdir(retired)
             os.replace(path, retired)
-            os.replace(staging, path)
+            try:
+                os.replace(staging, path)
+            except BaseException:
+                os.replace(retired, path)
+                raise
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(staging, path)
