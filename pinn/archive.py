@@ -117,6 +117,11 @@ def _write_directory(path: Path, files: dict[str, bytes]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not path.is_dir():
         raise ArchiveError(f"{path} exists and is not a directory; choose another archive path")
+    if path.is_dir():
+        foreign = sorted(p.name for p in path.iterdir() if p.name not in files)
+        if foreign:
+            raise ArchiveError(f"{path} is not a pinn archive (it holds {foreign[:5]}); "
+                               "refusing to replace it, choose another archive path")
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         for name, data in files.items():
