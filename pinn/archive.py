@@ -187,7 +187,8 @@ def _parse_manifest(config_bytes: bytes, path: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArchiveError(f"{path}: {CONFIG_NAME} is not a pinn model manifest")
     version = manifest.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
+    if (not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION
+            or version < 1):
         raise ArchiveError(f"{path}: archive schema version {version!r} is not supported by "
                            f"this pinn (reads 1 to {SCHEMA_VERSION}); upgrade pinn")
     for key in ("config", "intensity_scale", "weights_sha256"):
