@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,7 @@ def _read_members(path: Path) -> tuple[bytes, bytes]:
                     raise ArchiveError(f"zip archive {path}: {info.filename} claims "
                                        f"{info.file_size} bytes, more than allowed")
             return archive.read(CONFIG_NAME), archive.read(WEIGHTS_NAME)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as exc:
         raise ArchiveError(f"{path} is not a readable zip archive ({exc}); it may be truncated "
                            "or not an archive") from None
 
