@@ -259,13 +259,14 @@ def describe(path: str | os.PathLike) -> str:
         f"gridsize           {model.gridsize} ({model.channels} patterns per group)",
         f"parameters         {params:,}",
         f"intensity scale    {manifest['intensity_scale']:.6g}",
-        f"probe              {manifest['probe']['shape']} complex64, "
+        f"probe              {list(archive.model.probe.shape)} complex64, "
         f"{'trained' if model.probe_trainable else 'fixed'}",
         f"amp activation     {model.amp_activation}; object_big {model.object_big}; "
         f"probe_big {model.probe_big}; probe_mask {model.probe_mask}",
         f"weights sha256     {manifest['weights_sha256']}",
     ]
-    for key, value in sorted(manifest.get("provenance", {}).items()):
+    provenance = manifest.get("provenance")
+    for key, value in sorted(provenance.items() if isinstance(provenance, dict) else []):
         lines.append(f"{key:<18} {value}")
     return "\n".join(lines)
 
