@@ -83,7 +83,7 @@ def save_archive(model: PtychoPINN, path: str | os.PathLike, *, config: Config |
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "config": config.to_dict(),
-        "intensity_scale": float(model.intensity_scale),
+        "intensity_scale": float(model.intensity_scale.detach()),
         "probe": {
             "shape": list(model.probe.shape),
             "dtype": "complex64",
