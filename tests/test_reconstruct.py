@@ -1,0 +1,295 @@
+"""Tests of pinn.reconstruct: stitching geometry (with an oracle model that returns the true
+object), every position used, batch-size independence, crop/flip/transpose options, errors,
+and the files save_reconstruction writes."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pinn import ops
+from pinn.config import ModelConfig
+from pinn.data import make_positions, make_probe, simulate, simulate_scan
+from pinn.errors import ConfigError, DataError
+from pinn.evaluate import evaluate
+from pinn.model import build_model
+from pinn.plotting import figure
+from pinn.reconstruct import reconstruct, save_reconstruction
+
+N = 64
+
+
+def smooth_field(shape, sigma, rng):
+    """Periodic Gaussian-filtered white noise, zero mean, unit standard deviation."""
+    ky = np.fft.fftfreq(shape[0])[:, None]
+    kx = np.fft.fftfreq(shape[1])[None, :]
+    gain = np.exp(-2 * np.pi**2 * sigma**2 * (ky**2 + kx**2))
+    field = np.fft.ifft2(np.fft.fft2(rng.standard_normal(shape)) * gain).real
+    return (field - field.mean()) / field.std()
+
+
+@pytest.fixture(scope="module")
+def scan():
+    """30 random positions over a smooth 96 x 96 complex object (features of a few pixels, so
+    that the half-pixel blur of bilinear sampling and placement stays below SSIM 0.99)."""
+    rng = np.random.default_rng(0)
+    obj = (0.7 + 0.15 * smooth_field((96, 96), 2, rng)) * np.exp(
+        0.5j * smooth_field((96, 96), 2, rng))
+    positions = make_positions("random", (96, 96), N, 30, seed=0)
+    return simulate_scan(torch.from_numpy(obj), make_probe("default", N), positions, 1e5,
+                         seed=0)
+
+
+class Oracle(nn.Module):
+    """Stands in for a trained model: identifies each input pattern among the scan's patterns,
+    recovers the group centroid from the member's true position and its offset, and returns
+    the true object window (N x N, centre pixel on the centroid) for every group.
+
+    ``value`` replaces the object by a function of the centroid (constant patches), and
+    ``transpose`` returns each window transposed.
+    """
+
+    def __init__(self, scan, gridsize=1, intensity_scale=3.5, value=None, transpose=False):
+        super().__init__()
+        self.size = scan.N
+        self.config = ModelConfig(size_px=scan.N, gridsize=gridsize)
+        self.register_buffer("intensity_scale", torch.tensor(float(intensity_scale)))
+        flat = scan.diffraction.reshape(scan.n_scans, -1).double()
+        self.patterns = flat / flat.norm(dim=1, keepdim=True)
+        self.positions = scan.positions
+        self.truth = scan.object.to(torch.complex128)
+        self.value, self.transpose = value, transpose
+        self.calls = []  # (member indices (B, C), centroid spread) per call
+
+    def forward(self, amplitude, offsets):
+        b, c = amplitude.shape[:2]
+        flat = amplitude.reshape(b * c, -1).double()
+        flat = flat / flat.norm(dim=1, keepdim=True)
+        members = (flat @ self.patterns.T).argmax(dim=1).reshape(b, c)  # (B, C)
+        centroids = self.positions[members] - offsets.double()  # (B, C, 2), all C agree
+        spread = float((centroids - centroids.mean(dim=1, keepdim=True)).abs().max())
+        self.calls.append((members, spread))
+        centroid = centroids.mean(dim=1)  # (B, 2)
+        if self.value is not None:
+            obj = self.value(centroid)[:, None, None].expand(b, self.size, self.size)
+        else:
+            obj = ops.extract_patches(self.truth, centroid, self.size)  # (B, N, N)
+            if self.transpose:
+                obj = obj.transpose(-2, -1)
+        return SimpleNamespace(object=obj.to(torch.complex64))
+
+
+def label(centroid):
+    """A smooth complex value per group centroid."""
+    return torch.complex(1 + 0.01 * centroid[:, 0], 0.02 * centroid[:, 1])
+
+
+# ------------------------------------------------------------------------- stitching geometry
+
+
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_oracle_reproduces_the_object(scan, gridsize):
+    oracle = Oracle(scan, gridsize=gridsize)
+    result = reconstruct(oracle, scan, progress=False, batch_size=16)
+    # the oracle saw consistent offsets: every member of a group points to the same centroid
+    assert max(spread for _, spread in oracle.calls) < 1e-4
+    assert result.n_positions == scan.n_scans == 30
+    assert result.n_groups == 30
+    seen = torch.cat([m.flatten() for m, _ in oracle.calls]).unique()
+    assert seen.tolist() == list(range(scan.n_scans))  # every position went in
+
+    metrics = evaluate(result, scan.object)
+    assert metrics["amplitude_ssim"] > 0.98, metrics
+    assert metrics["phase_ssim"] > 0.98, metrics
+    # the canvas sits on the object's pixel grid: no registration shift is needed
+    assert abs(metrics["shift_y_px"]) < 0.1 and abs(metrics["shift_x_px"]) < 0.1
+    unregistered = evaluate(result, scan.object, register=False)
+    assert unregistered["amplitude_ssim"] > 0.98, unregistered
+
+
+def test_oracle_at_integer_positions_is_exact():
+    """At integer positions sampling and placement are exact: the stitched grf object equals
+    the truth on every covered pixel, so the frame is right to the pixel."""
+    grf = simulate("grf", n_scans=30, size=N, object_size=96, photons=1e5, seed=0)
+    grf = simulate_scan(grf.object, grf.probe, grf.positions.round(), 1e5, seed=0)
+    result = reconstruct(Oracle(grf), grf, progress=False)
+    truth = result.object_window(grf.object)
+    covered = result.coverage > 0.5
+    torch.testing.assert_close(result.object[covered], truth[covered], rtol=0, atol=1e-5)
+    assert not torch.allclose(result.object[covered], truth.roll(1, -1)[covered], atol=1e-2)
+    metrics = evaluate(result, grf.object)
+    assert metrics["amplitude_ssim"] > 0.9999 and metrics["phase_ssim"] > 0.9999, metrics
+    assert metrics["shift_y_px"] == 0 and metrics["shift_x_px"] == 0
+
+
+def test_every_scan_position_is_covered(scan):
+    result = reconstruct(Oracle(scan, gridsize=2), scan, progress=False)
+    oy, ox = result.origin_px
+    canvas = scan.positions - torch.tensor([oy, ox], dtype=torch.float64)
+    iy, ix = canvas.round().long().unbind(1)
+    assert bool((result.coverage[iy, ix] > 0).all())
+    assert result.n_positions == scan.n_scans
+
+
+@pytest.mark.parametrize("crop_px", [1, 17, 32, 64])
+def test_crop_px_sets_the_stitched_window(scan, crop_px):
+    result = reconstruct(Oracle(scan), scan, crop_px=crop_px, progress=False)
+    assert result.crop_px == crop_px
+    # every window landed entirely on the canvas: total coverage = groups x window area
+    assert float(result.coverage.sum()) == pytest.approx(30 * crop_px**2, rel=1e-5)
+    assert float(result.coverage.max()) <= 30
+    if crop_px >= 17:
+        assert evaluate(result, scan.object)["amplitude_ssim"] > 0.98
+
+
+def test_default_crop_is_half_the_patch(scan):
+    assert reconstruct(Oracle(scan), scan, progress=False).crop_px == N // 2
+
+
+@pytest.mark.parametrize("crop_px", [0, -3, N + 1])
+def test_bad_crop_px_is_refused(scan, crop_px):
+    with pytest.raises(ConfigError, match="crop_px"):
+        reconstruct(Oracle(scan), scan, crop_px=crop_px, progress=False)
+
+
+def test_bad_batch_size_is_refused(scan):
+    with pytest.raises(ConfigError, match="batch_size"):
+        reconstruct(Oracle(scan), scan, batch_size=0, progress=False)
+
+
+def test_batch_size_does_not_change_the_result(scan):
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(size_px=N, n_filters_scale=1), probe=scan.probe,
+                        intensity_scale=10.0)
+    small = scan.select(torch.arange(12))
+    results = [reconstruct(model, small, batch_size=b, progress=False) for b in (1, 5, 64)]
+    for other in results[1:]:
+        assert other.origin_px == results[0].origin_px
+        assert torch.equal(other.coverage, results[0].coverage)
+        torch.testing.assert_close(other.object, results[0].object, rtol=1e-5, atol=1e-6)
+    assert float(results[0].object.abs().sum()) > 0
+
+
+def test_the_network_sees_the_scaled_diffraction(scan):
+    """The inputs are the diffraction normalised with the scan's own factor and multiplied by
+    the model's intensity scale (what the training dataset feeds)."""
+    from pinn.data import group_positions, normalization_factor
+
+    seen = []
+
+    class Recorder(Oracle):
+        def forward(self, amplitude, offsets):
+            seen.append(amplitude)
+            return super().forward(amplitude, offsets)
+
+    reconstruct(Recorder(scan, intensity_scale=2.0), scan, progress=False, batch_size=64)
+    factor = normalization_factor(scan.diffraction, group_positions(scan.positions, 1).indices)
+    torch.testing.assert_close(seen[0][:, 0], scan.diffraction * factor * 2.0, rtol=1e-6,
+                               atol=0)
+
+
+# ------------------------------------------------------------------- flips and transposition
+
+
+def test_flip_x_mirrors_the_output_horizontally(scan):
+    # constant patches and an odd window are mirror-symmetric, so only placement differs
+    model = Oracle(scan, value=label)
+    plain = reconstruct(model, scan, crop_px=31, progress=False)
+    flipped = reconstruct(model, scan, crop_px=31, flip_x=True, progress=False)
+    assert flipped.object.shape == plain.object.shape
+    torch.testing.assert_close(flipped.coverage, plain.coverage.flip(-1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(flipped.object, plain.object.flip(-1), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(plain.object, plain.object.flip(-1), atol=1e-3)
+
+
+def test_flip_y_mirrors_the_output_vertically(scan):
+    model = Oracle(scan, value=label)
+    plain = reconstruct(model, scan, crop_px=31, progress=False)
+    flipped = reconstruct(model, scan, crop_px=31, flip_y=True, progress=False)
+    torch.testing.assert_close(flipped.coverage, plain.coverage.flip(-2), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(flipped.object, plain.object.flip(-2), rtol=1e-4, atol=1e-5)
+    both = reconstruct(model, scan, crop_px=31, flip_x=True, flip_y=True, progress=False)
+    torch.testing.assert_close(both.object, plain.object.flip(-2, -1), rtol=1e-4, atol=1e-5)
+
+
+def test_transpose_swaps_the_axes_of_each_patch(scan):
+    plain = reconstruct(Oracle(scan), scan, progress=False)
+    undone = reconstruct(Oracle(scan, transpose=True), scan, transpose=True, progress=False)
+    assert torch.equal(undone.object, plain.object)
+    wrong = reconstruct(Oracle(scan, transpose=True), scan, progress=False)
+    assert evaluate(wrong, scan.object)["amplitude_ssim"] < 0.9
+
+
+# ---------------------------------------------------------------------------------- errors
+
+
+def test_wrong_pattern_size_names_both_sizes():
+    small = simulate("grf", n_scans=4, size=32, object_size=48, photons=1e4, seed=0)
+    model = build_model(ModelConfig(size_px=64, n_filters_scale=1))
+    with pytest.raises(DataError, match=r"32 x 32.*64 x 64"):
+        reconstruct(model, small, progress=False)
+
+
+def test_too_few_positions_for_the_gridsize(scan):
+    with pytest.raises(DataError):
+        reconstruct(Oracle(scan, gridsize=2), scan.select([0, 1, 2]), progress=False)
+
+
+def test_progress_bar_writes_to_stderr_only_when_enabled(scan, capsys):
+    reconstruct(Oracle(scan), scan, progress=False)
+    assert capsys.readouterr().err == ""
+    reconstruct(Oracle(scan), scan, progress=True)
+    captured = capsys.readouterr()
+    assert "30/30 groups" in captured.err and captured.out == ""
+
+
+def test_on_batch_reports_progress(scan):
+    calls = []
+    reconstruct(Oracle(scan), scan, batch_size=8, progress=False,
+                on_batch=lambda done, total: calls.append((done, total)))
+    assert calls == [(8, 30), (16, 30), (24, 30), (30, 30)]
+
+
+# ------------------------------------------------------------------------- saved results
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(height, width) from a PNG's IHDR, after checking the signature and the chunk CRC."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    body = data[16:29]
+    (crc,) = struct.unpack(">I", data[29:33])
+    assert crc == zlib.crc32(b"IHDR" + body) & 0xFFFFFFFF
+    width, height, depth, colour = struct.unpack(">IIBB", body[:10])
+    assert (depth, colour) == (8, 2)
+    assert data.endswith(b"IEND\xaeB`\x82")
+    return height, width
+
+
+def test_save_reconstruction_writes_npz_and_pngs(scan, tmp_path):
+    result = reconstruct(Oracle(scan), scan, progress=False)
+    paths = save_reconstruction(result, tmp_path / "out")
+    assert paths["npz"] == tmp_path / "out" / "reconstruction.npz"
+    with np.load(paths["npz"], allow_pickle=False) as data:
+        assert sorted(data.files) == sorted(
+            ["object", "amplitude", "phase", "coverage", "origin_px", "crop_px"])
+        np.testing.assert_array_equal(data["object"], result.object.numpy())
+        np.testing.assert_array_equal(data["amplitude"], result.amplitude.numpy())
+        np.testing.assert_array_equal(data["phase"], result.phase.numpy())
+        np.testing.assert_array_equal(data["coverage"], result.coverage.numpy())
+        assert tuple(data["origin_px"].tolist()) == result.origin_px
+        assert int(data["crop_px"]) == result.crop_px
+        assert data["object"].dtype == np.complex64
+    expected = figure(result.amplitude.numpy()).shape[:2]
+    for key in ("amplitude", "phase"):
+        assert paths[key].name == f"{key}.png"
+        assert png_size(paths[key].read_bytes()) == expected
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "amplitude.png", "phase.png", "reconstruction.npz"]
