@@ -13,12 +13,12 @@ registration.
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pinn.data._archive import load_array, open_archive
 from pinn.errors import DataError
 from pinn.metrics import evaluate_reconstruction
 from pinn.reconstruct import Reconstruction
@@ -26,47 +26,67 @@ from pinn.reconstruct import Reconstruction
 _RECON_KEYS = ("object", "coverage", "origin_px", "crop_px")
 
 
-def _load_npz(path: Path, what: str) -> dict[str, np.ndarray]:
-    if not path.exists():
-        raise DataError(f"{what} {path} does not exist")
+def _read_arrays(path: Path, what: str, keys: tuple[str, ...]
+                 ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The arrays ``keys`` (those present) of an NPZ file and the names of all its arrays.
+
+    Only the wanted arrays are read, so an unrelated pickled key (the reference's
+    ``_metadata``) does not stop the read; the wanted ones are never unpickled.
+    """
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise DataError(f"{what} {path} is not a readable NPZ file ({exc})") from None
-    except ValueError as exc:
-        raise DataError(f"{what} {path} holds pickled (object) arrays, which pinn refuses to "
-                        f"load ({exc})") from None
+        with open_archive(path) as archive:
+            names = list(archive.files)
+            return {k: load_array(archive, path, k) for k in keys if k in names}, names
+    except DataError as exc:
+        raise DataError(f"{what}: {exc}") from None
+
+
+def _numeric(path: Path, key: str, value: np.ndarray) -> np.ndarray:
+    if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_):
+        raise DataError(f"{path.name}: '{key}' has dtype {value.dtype}; expected numbers")
+    return value
 
 
 def load_reconstruction(path: str | os.PathLike) -> Reconstruction:
-    """Read ``reconstruction.npz`` back into a :class:`Reconstruction`."""
+    """Read ``reconstruction.npz`` back into a :class:`Reconstruction`.
+
+    Raises:
+        DataError: the file is missing, not an NPZ archive, lacks a key, holds pickled or
+            non-numeric arrays, or the arrays have the wrong shapes.
+    """
     path = Path(path)
-    data = _load_npz(path, "reconstruction")
+    data, names = _read_arrays(path, "reconstruction", _RECON_KEYS)
     missing = [k for k in _RECON_KEYS if k not in data]
     if missing:
-        raise DataError(f"reconstruction {path} lacks {missing}; pass the reconstruction.npz "
-                        "written by `pinn reconstruct`")
-    obj, coverage = data["object"], data["coverage"]
+        raise DataError(f"reconstruction {path} lacks {missing} (keys found: {sorted(names)}); "
+                        "pass the reconstruction.npz written by `pinn reconstruct`")
+    obj, coverage = (_numeric(path, k, data[k]) for k in ("object", "coverage"))
     if obj.ndim != 2 or coverage.shape != obj.shape:
         raise DataError(f"reconstruction {path}: object {obj.shape} and coverage "
                         f"{coverage.shape} must be the same (H, W)")
-    origin = tuple(int(v) for v in np.asarray(data["origin_px"]).reshape(-1))
-    if len(origin) != 2:
-        raise DataError(f"reconstruction {path}: origin_px must hold (y, x)")
+    origin = _numeric(path, "origin_px", data["origin_px"]).reshape(-1)
+    crop = _numeric(path, "crop_px", data["crop_px"]).reshape(-1)
+    if origin.size != 2 or crop.size != 1:
+        raise DataError(f"reconstruction {path}: origin_px must hold (y, x) and crop_px one "
+                        f"integer (found {origin.size} and {crop.size} values)")
     return Reconstruction(object=torch.from_numpy(obj.astype(np.complex64)),
                           coverage=torch.from_numpy(coverage.astype(np.float32)),
-                          origin_px=origin, crop_px=int(data["crop_px"]), n_positions=0,
-                          n_groups=0)
+                          origin_px=(int(origin[0]), int(origin[1])), crop_px=int(crop[0]),
+                          n_positions=0, n_groups=0)
 
 
 def load_ground_truth(path: str | os.PathLike) -> torch.Tensor:
-    """``objectGuess`` (or ``object``) of an NPZ file, ``(H, W)`` complex64."""
+    """``objectGuess`` (or ``object``) of an NPZ file, ``(H, W)`` complex64.
+
+    Raises:
+        DataError: the file is missing or not an NPZ archive; it has neither key; the object
+            is pickled, not a numeric ``(H, W)`` image, or not finite.
+    """
     path = Path(path)
-    data = _load_npz(path, "reference")
+    data, names = _read_arrays(path, "reference", ("objectGuess", "object"))
     key = next((k for k in ("objectGuess", "object") if k in data), None)
     if key is None:
-        raise DataError(f"reference {path} has no objectGuess (keys: {sorted(data)}); pass "
+        raise DataError(f"reference {path} has no objectGuess (keys: {sorted(names)}); pass "
                         "an NPZ with the ground-truth object, e.g. one from `pinn simulate`")
     obj = data[key]
     if obj.ndim != 2 or not np.issubdtype(obj.dtype, np.number):
