@@ -36,9 +36,14 @@ def _read_arrays(path: Path, what: str, keys: tuple[str, ...]
     try:
         with open_archive(path) as archive:
             names = list(archive.files)
-            return {k: load_array(archive, path, k) for k in keys if k in names}, names
+            arrays = {k: load_array(archive, path, k) for k in keys if k in names}
     except DataError as exc:
         raise DataError(f"{what}: {exc}") from None
+    for key, value in arrays.items():
+        if not isinstance(value, np.ndarray):  # numpy returns a non-.npy member as bytes
+            raise DataError(f"{what}: {path}: '{key}' is not a NumPy array (a zip member "
+                            "without an .npy header); re-create the file with numpy.savez")
+    return arrays, names
 
 
 def _numeric(path: Path, key: str, value: np.ndarray) -> np.ndarray:
