@@ -118,8 +118,16 @@ def figure(image: np.ndarray, mask: np.ndarray | None = None, title: str = "",
 
 
 def encode_png(rgb: np.ndarray) -> bytes:
-    """Encode an ``(H, W, 3)`` uint8 array as PNG bytes (8-bit RGB, no interlace)."""
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    """Encode an ``(H, W, 3)`` uint8 array as PNG bytes (8-bit RGB, no interlace).
+
+    Raises:
+        ValueError: another shape or dtype, or an empty image (a PNG has at least one pixel).
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
+        raise ValueError(f"encode_png needs a non-empty (H, W, 3) uint8 array; got shape "
+                         f"{rgb.shape} {rgb.dtype} (convert with colormap() or figure())")
+    rgb = np.ascontiguousarray(rgb)
     h, w = rgb.shape[:2]
     raw = b"".join(b"\x00" + rgb[row].tobytes() for row in range(h))  # filter 0 per row
 
