@@ -58,7 +58,10 @@ _FONT = {
 
 
 def colormap(values: np.ndarray, name: str) -> np.ndarray:
-    """Map values in [0, 1] ``(...)`` to RGB ``(..., 3)`` uint8 with colour map ``name``."""
+    """Map values in [0, 1] ``(...)`` to RGB ``(..., 3)`` uint8 with colour map ``name``
+    (``"gray"``, ``"viridis"`` or ``"twilight"``; ValueError for others)."""
+    if name not in _CMAPS:
+        raise ValueError(f"unknown colour map {name!r}; use one of {sorted(_CMAPS)}")
     anchors = _CMAPS[name]
     points = np.array([a[0] for a in anchors])
     colours = np.array([a[1] for a in anchors])
@@ -91,6 +94,10 @@ def figure(image: np.ndarray, mask: np.ndarray | None = None, title: str = "",
     its minimum, middle and maximum values, and a title. Colour limits come from the unmasked
     pixels."""
     image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 2 or image.size == 0:
+        raise ValueError(f"figure needs a non-empty (H, W) image; got shape {image.shape}")
+    if mask is not None and np.shape(mask) != image.shape:
+        raise ValueError(f"mask has shape {np.shape(mask)}; expected {image.shape}")
     valid = np.isfinite(image) if mask is None else (np.asarray(mask, bool) & np.isfinite(image))
     if not valid.any():
         valid = np.isfinite(image)
