@@ -29,7 +29,8 @@ from pinn.engine import checkpoint as ckpt
 from pinn.engine.train import TrainingInterrupted, train
 
 CONFIG = dict(epochs=4, batch_size=3, grad_accumulation=2, grad_clip_norm=0.5,
-              learning_rate=2e-2, plateau_patience=1, min_learning_rate=1e-4, seed=7)
+              learning_rate=2e-2, plateau_patience=1, min_learning_rate=1e-4,
+              early_stopping_patience=3, seed=7)
 N_TRAIN, N_VAL = 20, 6
 STEPS_PER_EPOCH = 7  # ceil(20 / 3) micro-batches
 RUN_INFO = {"test": "resume", "config": CONFIG, "shape": (N_TRAIN, 1, 8, 8)}
@@ -56,7 +57,11 @@ def main() -> int:
             calls += 1
             if calls == pause_call:
                 pause(control)
-        return mse_loss(model, batch)
+            return mse_loss(model, batch)
+        # A validation loss that never improves, so that the plateau cuts the rate every
+        # epoch from the second on (val_mae stays the real one).
+        _, metrics = mse_loss(model, batch)
+        return torch.tensor(1.0), metrics
 
     pause_write = int(os.environ.get("PINN_TEST_PAUSE_IN_WRITE", "0"))
     writes = 0
