@@ -19,6 +19,13 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with pinn's one-line usage errors (``pinn: error: ...``, exit status 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"pinn: error: {message} (see {self.prog} --help)\n")
+
+
 def _add_read_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("how to read the scan file")
     group.add_argument("--values", choices=("amplitude", "counts"), default=None,
@@ -147,7 +154,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pinn", description="PtychoPINN in pure PyTorch: physics-informed neural "
         "reconstruction of ptychographic scans.")
     parser.add_argument("--version", action="version", version=f"pinn {__version__}")
