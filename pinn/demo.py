@@ -20,6 +20,7 @@ from pinn.archive import load_archive
 from pinn.atomic import atomic_write_bytes
 from pinn.config import Config, ModelConfig, TrainingConfig
 from pinn.data import simulate, write_npz
+from pinn.engine.distributed import resolve_device
 from pinn.evaluate import evaluate
 from pinn.fit import train_scan
 from pinn.plotting import save_side_by_side
@@ -61,6 +62,7 @@ def run_demo(out_dir: str | os.PathLike, *, device: str = "cpu", quick: bool = F
         settings: override the demo's settings.
     """
     s = settings or (QUICK if quick else DemoSettings())
+    resolve_device(device)  # a bad device fails here, before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
