@@ -132,6 +132,7 @@ def train(
     if n_train < runtime.world_size:
         raise ConfigError(f"only {n_train} training groups for {runtime.world_size} processes")
     has_val = val_set is not None and len(val_set) > 0
+    batching = {"global_batch": world_batch, "grad_accumulation": config.grad_accumulation}
 
     loop: dict[str, Any] = {"epoch": 0, "step": 0, "sums": {}, "items": 0.0, "nonfinite": 0,
                             "global_step": 0, "history": [], "stopped_early": False}
@@ -142,6 +143,14 @@ def train(
             raise ConfigError(f"checkpoint {checkpoint_path} was written by a run with a "
                               "different configuration or data; start a new output directory "
                               "or drop --resume")
+        # A mid-epoch position counts global micro-batches and accumulation windows: it means
+        # something else with another batch size, number of processes or accumulation.
+        saved_batching = state.get("batching", batching)
+        if state["loop"]["step"] and saved_batching != batching:
+            raise ConfigError(
+                f"checkpoint {checkpoint_path} stopped mid-epoch with {saved_batching}; this "
+                f"run has {batching}. Resume with the same batch size, number of processes and "
+                "gradient accumulation")
         extra = ckpt.restore(tensors, meta, model, optimizer)
         loop.update(state["loop"])
         plateau = Plateau(**state["plateau"])
@@ -162,7 +171,7 @@ def train(
         if checkpoint_path is None or not runtime.is_main:
             return
         state = {"loop": loop_state, "run_info": json.loads(run_info_json),
-                 "plateau": plateau.state_dict(),
+                 "batching": batching, "plateau": plateau.state_dict(),
                  "early_stopping": stopper.state_dict()}
         if config.precision == "fp16":
             state["scaler"] = scaler.state_dict()
