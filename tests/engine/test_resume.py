@@ -351,3 +351,21 @@ def test_second_sigint_interrupts_at_once(tmp_path):
               ImageSet(16), None, config(), checkpoint_dir=tmp_path, verbose=False)
     assert signal.getsignal(signal.SIGINT) is before
     assert not (tmp_path / CHECKPOINT_NAME).exists()  # no save on the hard stop
+
+
+@pytest.mark.parametrize("change", [{"batch_size": 4}, {"grad_accumulation": 2}])
+def test_mid_epoch_resume_with_other_batching_is_refused(tmp_path, change):
+    with pytest.raises(TrainingInterrupted):
+        train(make_model(), signalling_loss({2: [signal.SIGTERM]}), ImageSet(16), None,
+              config(batch_size=2), checkpoint_dir=tmp_path, verbose=False)
+    with pytest.raises(ConfigError, match="stopped mid-epoch"):
+        train(make_model(), mse_loss, ImageSet(16), None, config(**{"batch_size": 2, **change}),
+              checkpoint_dir=tmp_path, resume=True, verbose=False)
+
+
+def test_resume_at_an_epoch_boundary_may_change_the_batch_size(tmp_path):
+    one_epoch(tmp_path, None)
+    model = make_model()
+    result = train(model, mse_loss, ImageSet(8), None, config(epochs=2, batch_size=2),
+                   checkpoint_dir=tmp_path, resume=True, verbose=False)
+    assert len(result.history) == 2
