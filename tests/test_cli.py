@@ -1,0 +1,335 @@
+"""Tests of the ``pinn`` command: help texts, the simulate -> train -> info -> reconstruct ->
+evaluate cycle, one-line errors with exit status 2 (and nothing half-written), --debug
+tracebacks, interruption, and ``python -m pinn``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pinn import cli
+from pinn.archive import load_archive
+from pinn.errors import DataError
+from pinn.evaluate import load_reconstruction
+
+TINY = ["--epochs", "1", "--batch-size", "8", "--n-filters-scale", "1", "--quiet"]
+
+
+def run_main(argv, capsys):
+    """``pinn.cli.main(argv)`` -> (status, stdout, stderr); SystemExit counts as a status."""
+    try:
+        status = cli.main([str(a) for a in argv])
+    except SystemExit as exc:
+        status = exc.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def subcommands():
+    parser = cli.build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return parser, action.choices
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A simulated scan and a model trained on it for one epoch, made through the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "scan.npz"
+    assert cli.main(["simulate", str(data), "--object", "grf", "--n-scans", "30",
+                     "--size", "64", "--photons", "1e5", "--object-size", "96"]) == 0
+    assert cli.main(["train", str(data), "--out", str(root / "run"), *TINY]) == 0
+    return root
+
+
+def all_paths(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*")}
+
+
+# ------------------------------------------------------------------------------------ help
+
+
+def test_help_documents_every_option(capsys):
+    parser, commands = subcommands()
+    status, out, _ = run_main(["--help"], capsys)
+    assert status == 0
+    for name in commands:
+        assert name in out
+    for option in ("--debug", "--version"):
+        assert option in out
+    for name, sub in commands.items():
+        status, out, err = run_main([name, "--help"], capsys)
+        assert status == 0 and err == ""
+        for action in sub._actions:
+            assert action.help, f"pinn {name}: {action.dest} has no help text"
+            for string in action.option_strings:
+                assert string in out, f"pinn {name} --help does not mention {string}"
+            if not action.option_strings:
+                assert action.metavar in out, f"pinn {name}: {action.metavar}"
+
+
+def test_version(capsys):
+    status, out, _ = run_main(["--version"], capsys)
+    assert status == 0 and out.startswith("pinn ")
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_simulate_train_info_reconstruct_evaluate(workspace, capsys, tmp_path):
+    run = workspace / "run"
+    assert (run / "model" / "config.json").is_file()
+    assert (run / "checkpoints" / "last.safetensors").is_file()
+
+    status, out, err = run_main(["info", run / "model"], capsys)
+    assert status == 0 and err == ""
+    assert "gridsize           1" in out and "parameters" in out and "weights sha256" in out
+    assert "epochs_run         1" in out
+
+    recon = tmp_path / "recon"
+    status, out, err = run_main(["reconstruct", run / "model", workspace / "scan.npz",
+                                 "--out", recon, "--quiet"], capsys)
+    assert status == 0 and err == ""
+    assert "30 positions" in out
+    assert sorted(p.name for p in recon.iterdir()) == ["amplitude.png", "phase.png",
+                                                       "reconstruction.npz"]
+    result = load_reconstruction(recon / "reconstruction.npz")
+    assert result.object.shape == result.coverage.shape
+
+    metrics_path = tmp_path / "metrics.json"
+    status, out, err = run_main(["evaluate", recon / "reconstruction.npz", "--reference",
+                                 workspace / "scan.npz", "--json", metrics_path], capsys)
+    assert status == 0 and err == ""
+    metrics = json.loads(metrics_path.read_text())
+    for key in ("amplitude_ssim", "phase_ssim", "amplitude_psnr", "amplitude_frc_half_bit"):
+        assert key in metrics and key in out
+    assert -1 <= metrics["amplitude_ssim"] <= 1
+
+
+def test_reconstruct_options_reach_the_library(workspace, capsys, tmp_path):
+    status, _, _ = run_main(["reconstruct", workspace / "run" / "model",
+                             workspace / "scan.npz", "--out", tmp_path, "--quiet",
+                             "--crop-px", "16", "--batch-size", "7", "--flip-x"], capsys)
+    assert status == 0
+    result = load_reconstruction(tmp_path / "reconstruction.npz")
+    assert result.crop_px == 16
+    assert result.origin_px[1] < 0  # negated x coordinates
+
+
+def test_reconstruct_progress_goes_to_stderr(workspace, capsys, tmp_path):
+    status, out, err = run_main(["reconstruct", workspace / "run" / "model",
+                                 workspace / "scan.npz", "--out", tmp_path], capsys)
+    assert status == 0 and "groups" in err and "groups" not in out
+
+
+def test_train_with_a_config_file(workspace, capsys, tmp_path):
+    manifest = json.loads((workspace / "run" / "model" / "config.json").read_text())
+    config = manifest["config"]
+    config["training"]["learning_rate"] = 5e-4
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    status, _, err = run_main(["train", workspace / "scan.npz", "--out", tmp_path / "run",
+                               "--config", tmp_path / "config.json", "--epochs", "1",
+                               "--quiet"], capsys)
+    assert status == 0, err
+    loaded = load_archive(tmp_path / "run" / "model").config
+    assert loaded.training.learning_rate == 5e-4
+    assert loaded.model.n_filters_scale == 1  # from the file
+    assert loaded.training.epochs == 1  # the command line wins
+
+
+# ------------------------------------------------------------------------------------ errors
+
+
+def assert_one_line_error(status, out, err, match=""):
+    assert status == 2
+    lines = err.strip("\n").split("\n")
+    assert len(lines) == 1, err
+    assert lines[0].startswith("pinn: error: ")
+    assert "Traceback" not in err
+    assert match in lines[0], lines[0]
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    (tmp_path / "text.npz").write_text("this is not an npz file\n")
+    np.savez(tmp_path / "nokeys.npz", something=np.zeros(3))
+    return tmp_path
+
+
+def corrupt_copy(workspace, tmp_path):
+    bad = tmp_path / "corrupt_model"
+    bad.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        data = bytearray((workspace / "run" / "model" / name).read_bytes())
+        if name == "model.safetensors":
+            data[len(data) // 2] ^= 0xFF
+        (bad / name).write_bytes(bytes(data))
+    return bad
+
+
+ERROR_CASES = {
+    "missing data file": (["train", "{tmp}/absent.npz", "--out", "{out}", *TINY],
+                          "absent.npz"),
+    "non-npz file": (["train", "{tmp}/text.npz", "--out", "{out}", *TINY], "text.npz"),
+    "npz missing keys": (["train", "{tmp}/nokeys.npz", "--out", "{out}", *TINY], "xcoords"),
+    "unknown device": (["train", "{data}", "--out", "{out}", "--device", "tpu9", *TINY],
+                       "device"),
+    "fp16 on CPU": (["train", "{data}", "--out", "{out}", "--amp", "fp16", *TINY], "fp16"),
+    "gridsize 0": (["train", "{data}", "--out", "{out}", "--gridsize", "0", *TINY],
+                   "gridsize"),
+    "size 100": (["train", "{data}", "--out", "{out}", "--size", "100", *TINY], "100"),
+    "size unlike the data": (["train", "{data}", "--out", "{out}", "--size", "128", *TINY],
+                             "128"),
+    "validation fraction 1": (["train", "{data}", "--out", "{out}",
+                               "--validation-fraction", "1", *TINY], "validation_fraction"),
+    "missing config file": (["train", "{data}", "--out", "{out}", "--config",
+                             "{tmp}/absent.json", *TINY], "absent.json"),
+    "archive does not exist": (["reconstruct", "{tmp}/no_model", "{data}", "--out", "{out}"],
+                               "no_model"),
+    "corrupt archive": (["reconstruct", "{corrupt}", "{data}", "--out", "{out}"], "checksum"),
+    "reconstruct unknown device": (["reconstruct", "{model}", "{data}", "--out", "{out}",
+                                    "--device", "tpu9"], "device"),
+    "reconstruct bad data": (["reconstruct", "{model}", "{tmp}/text.npz", "--out", "{out}"],
+                             "text.npz"),
+    "reconstruct zero crop": (["reconstruct", "{model}", "{data}", "--out", "{out}",
+                               "--crop-px", "0"], "crop_px"),
+    "info missing archive": (["info", "{tmp}/no_model"], "no_model"),
+    "info corrupt archive": (["info", "{corrupt}"], "checksum"),
+    "info zip not an archive": (["info", "{tmp}/text.npz"], "text.npz"),
+    "evaluate non-npz": (["evaluate", "{tmp}/text.npz", "--reference", "{data}", "--json",
+                          "{out}/m.json"], "text.npz"),
+    "evaluate missing keys": (["evaluate", "{tmp}/nokeys.npz", "--reference", "{data}",
+                               "--json", "{out}/m.json"], "lacks"),
+    "evaluate no ground truth": (["evaluate", "{recon}", "--reference", "{tmp}/nokeys.npz",
+                                  "--json", "{out}/m.json"], "objectGuess"),
+    "simulate bad size": (["simulate", "{out}/s.npz", "--size", "0"], "size"),
+    "simulate bad photons": (["simulate", "{out}/s.npz", "--photons", "-5"], "photons"),
+    "demo unknown device": (["demo", "--out", "{out}", "--device", "tpu9", "--quick"],
+                            "device"),
+    "unknown choice": (["simulate", "{out}/s.npz", "--object", "cat"], "cat"),
+    "no command": ([], "COMMAND"),
+    "not an int": (["train", "{data}", "--out", "{out}", "--epochs", "many"], "many"),
+    "missing --out": (["train", "{data}"], "--out"),
+}
+
+
+@pytest.fixture(scope="module")
+def saved_recon(workspace, tmp_path_factory):
+    out = tmp_path_factory.mktemp("recon")
+    assert cli.main(["reconstruct", str(workspace / "run" / "model"),
+                     str(workspace / "scan.npz"), "--out", str(out), "--quiet"]) == 0
+    return out / "reconstruction.npz"
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+def test_bad_input_is_one_line_and_writes_nothing(case, workspace, saved_recon, inputs,
+                                                  capsys):
+    argv, match = ERROR_CASES[case]
+    out = inputs / "out"
+    values = {"tmp": inputs, "out": out, "data": workspace / "scan.npz",
+              "model": workspace / "run" / "model", "recon": saved_recon,
+              "corrupt": corrupt_copy(workspace, inputs) if "{corrupt}" in argv else ""}
+    argv = [a.format(**values) for a in argv]
+    before = all_paths(inputs)
+    status, stdout, err = run_main(argv, capsys)
+    assert_one_line_error(status, stdout, err, match)
+    assert all_paths(inputs) == before, "files were left behind"
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(DataError):
+        cli.main(["--debug", "train", str(tmp_path / "absent.npz"), "--out",
+                  str(tmp_path / "o"), *TINY])
+
+
+def test_interrupted_training_exits_130(workspace, monkeypatch, capsys, tmp_path):
+    from pinn import fit
+    from pinn.engine import TrainingInterrupted
+
+    def interrupted(*args, **kwargs):
+        raise TrainingInterrupted("training interrupted at epoch 1; checkpoint saved")
+
+    monkeypatch.setattr(fit, "train_scan", interrupted)
+    status, _, err = run_main(["train", workspace / "scan.npz", "--out", tmp_path / "r",
+                               *TINY], capsys)
+    assert status == 130 and err.strip() == "pinn: training interrupted at epoch 1; " \
+                                            "checkpoint saved"
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit, "train_scan", ctrl_c)
+    status, _, err = run_main(["train", workspace / "scan.npz", "--out", tmp_path / "r",
+                               *TINY], capsys)
+    assert status == 130 and err.strip() == "pinn: interrupted"
+
+
+def test_os_errors_are_one_line(workspace, saved_recon, capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    status, out, err = run_main(["evaluate", saved_recon, "--reference",
+                                 workspace / "scan.npz", "--json", blocker / "m.json"], capsys)
+    assert_one_line_error(status, out, err, str(blocker))
+
+
+def test_bugs_are_not_hidden(workspace, monkeypatch, tmp_path):
+    """An unexpected exception (a bug, not a user error) keeps its traceback."""
+    from pinn import fit
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(fit, "train_scan", bug)
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["train", str(workspace / "scan.npz"), "--out", str(tmp_path / "o"), *TINY])
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def run_process(args, **kwargs):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, **kwargs)
+
+
+def test_python_dash_m_pinn_help():
+    proc = run_process([sys.executable, "-m", "pinn", "--help"])
+    assert proc.returncode == 0
+    assert "simulate" in proc.stdout and "reconstruct" in proc.stdout
+
+
+def test_console_script_error_in_a_process(tmp_path):
+    script = Path(sys.executable).with_name("pinn")
+    if not script.exists():
+        pytest.skip("the pinn console script is not installed beside this python")
+    proc = run_process([str(script), "info", str(tmp_path / "nothing")])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"pinn: error: no archive at {tmp_path / 'nothing'}; pass a directory written by "
+        "`pinn train` (RUN/model) or a .zip archive"]
+    assert proc.stdout == ""
+
+
+def test_debug_traceback_in_a_process(tmp_path):
+    proc = run_process([sys.executable, "-m", "pinn", "--debug", "info",
+                        str(tmp_path / "nothing")])
+    assert proc.returncode == 1
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "ArchiveError" in proc.stderr
+
+
+def test_zip_archives_work_from_the_command_line(workspace, capsys, tmp_path):
+    path = tmp_path / "model.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in ("config.json", "model.safetensors"):
+            archive.write(workspace / "run" / "model" / name, name)
+    status, out, _ = run_main(["info", path], capsys)
+    assert status == 0 and "weights sha256" in out
