@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,11 +19,10 @@ from pinn.engine.train import CHECKPOINT_NAME, train
 TIMEOUT_S = 150
 
 
-@pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory):
+def launch(out: Path) -> tuple[list[int], list[str]]:
     """Two worker processes with the environment ``torchrun`` gives them (started directly,
-    so that a hung run can be stopped: torchrun puts its workers in their own sessions)."""
-    out = tmp_path_factory.mktemp("ddp")
+    so that a hung run can be stopped: torchrun puts its workers in their own sessions).
+    Returns their exit codes (negative: hung and killed) and outputs."""
     port = str(free_port())
     procs, logs = [], []
     for rank in range(2):
@@ -48,7 +48,16 @@ def ddp_run(tmp_path_factory):
         log.seek(0)
         output.append(log.read())
         log.close()
-    codes = [proc.returncode for proc in procs]
+    return [proc.returncode for proc in procs], output
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    for _ in range(3):  # the free port may be taken by someone else before rank 0 binds it
+        out = tmp_path_factory.mktemp("ddp")
+        codes, output = launch(out)
+        if codes == [0, 0] or "address already in use" not in "".join(output).lower():
+            break
     assert codes == [0, 0], f"DDP workers ended with {codes} (negative: hung and killed):\n" + (
         "\n".join(text[-3000:] for text in output))
     return out, output
