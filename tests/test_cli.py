@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pinn import cli
 from pinn.archive import load_archive
@@ -21,6 +22,16 @@ from pinn.errors import DataError
 from pinn.evaluate import load_reconstruction
 
 TINY = ["--epochs", "1", "--batch-size", "8", "--n-filters-scale", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One intra-op thread: faster for these tiny networks, and on a shared machine two
+    OpenMP threads waiting for each other made an epoch up to fifty times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def run_main(argv, capsys):
@@ -296,7 +307,7 @@ def test_bugs_are_not_hidden(workspace, monkeypatch, tmp_path):
 
 
 def run_process(args, **kwargs):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, **kwargs)
 
 

@@ -25,6 +25,16 @@ from pinn.reconstruct import reconstruct, save_reconstruction
 N = 64
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One intra-op thread: faster for these tiny networks, and on a shared machine two
+    OpenMP threads waiting for each other made an epoch up to fifty times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def smooth_field(shape, sigma, rng):
     """Periodic Gaussian-filtered white noise, zero mean, unit standard deviation."""
     ky = np.fft.fftfreq(shape[0])[:, None]
