@@ -382,6 +382,15 @@ def test_zip_with_traversal_instead_of_a_member(saved, tmp_path):
         load_archive(zip_with(tmp_path / "bad.zip", members))
 
 
+def test_zip_member_claiming_too_many_bytes(model, tmp_path, monkeypatch):
+    import pinn.archive
+
+    path = save_archive(model, tmp_path / "m.zip")
+    monkeypatch.setattr(pinn.archive, "MAX_MEMBER_BYTES", 1000)
+    with pytest.raises(ArchiveError, match="claims [0-9]+ bytes, more than allowed"):
+        load_archive(path)
+
+
 def test_zip_missing_a_member(saved, tmp_path):
     members = members_of(saved)
     del members["config.json"]

@@ -148,10 +148,11 @@ def test_train_with_a_config_file(workspace, capsys, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     status, _, err = run_main(["train", workspace / "scan.npz", "--out", tmp_path / "run",
                                "--config", tmp_path / "config.json", "--epochs", "1",
-                               "--quiet"], capsys)
+                               "--nphotons", "2e5", "--quiet"], capsys)
     assert status == 0, err
     loaded = load_archive(tmp_path / "run" / "model").config
     assert loaded.training.learning_rate == 5e-4
+    assert loaded.data.nphotons == 2e5
     assert loaded.model.n_filters_scale == 1  # from the file
     assert loaded.training.epochs == 1  # the command line wins
 
@@ -253,6 +254,21 @@ def test_bad_input_is_one_line_and_writes_nothing(case, workspace, saved_recon, 
     status, stdout, err = run_main(argv, capsys)
     assert_one_line_error(status, stdout, err, match)
     assert all_paths(inputs) == before, "files were left behind"
+
+
+def test_demo_command_passes_its_options(monkeypatch, capsys, tmp_path):
+    from pinn import demo
+
+    calls = []
+
+    def fake_demo(out, **kwargs):
+        calls.append((out, kwargs))
+        return out / "report.md"
+
+    monkeypatch.setattr(demo, "run_demo", fake_demo)
+    status, out, _ = run_main(["demo", "--out", tmp_path, "--quick", "--quiet"], capsys)
+    assert status == 0 and "report.md" in out
+    assert calls == [(tmp_path, {"device": "cpu", "quick": True, "verbose": False})]
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -13,7 +13,7 @@ import torch
 
 from pinn.archive import load_archive
 from pinn.data import load_scan
-from pinn.demo import QUICK, run_demo
+from pinn.demo import QUICK, _verdict, run_demo
 from pinn.errors import ConfigError
 from pinn.evaluate import evaluate_files
 
@@ -103,3 +103,10 @@ def test_bad_device_writes_nothing(tmp_path):
     with pytest.raises(ConfigError, match="device"):
         run_demo(tmp_path / "out", device="tpu9", quick=True, verbose=False)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("ssim, words", [
+    (0.95, "close to the truth"), (0.9, "close to the truth"), (0.85, "good"),
+    (0.7, "recognisable"), (0.59, "poor"), (float("nan"), "poor")])
+def test_verdict(ssim, words):
+    assert words in _verdict(ssim)

@@ -204,6 +204,20 @@ def test_the_network_sees_the_scaled_diffraction(scan):
                                atol=0)
 
 
+def test_covered_region():
+    from pinn.reconstruct import Reconstruction
+
+    coverage = torch.tensor([[0.0, 1.0, 4.0], [4.0, 4.0, 2.0]])
+    result = Reconstruction(object=torch.zeros(2, 3, dtype=torch.complex64), coverage=coverage,
+                            origin_px=(0, 0), crop_px=1, n_positions=1, n_groups=1)
+    assert result.covered().tolist() == [[False, False, True], [True, True, True]]
+    assert result.covered(0.1).tolist() == [[False, True, True], [True, True, True]]
+    empty = Reconstruction(object=torch.zeros(2, 2, dtype=torch.complex64),
+                           coverage=torch.zeros(2, 2), origin_px=(0, 0), crop_px=1,
+                           n_positions=1, n_groups=1)
+    assert not empty.covered().any()
+
+
 # ------------------------------------------------------------------- flips and transposition
 
 
