@@ -145,6 +145,11 @@ def reconstruct(
         positions[:, 0] = -positions[:, 0]
     if groups is None:
         groups = group_positions(positions, gridsize, neighbors=neighbors, seed=seed)
+    elif flip_x or flip_y:  # the flips apply to given groups as to positions
+        sign = torch.tensor([-1.0 if flip_y else 1.0, -1.0 if flip_x else 1.0],
+                            dtype=torch.float64)
+        groups = Groups(indices=groups.indices, offsets=groups.offsets * sign,
+                        centroids=groups.centroids * sign)
     with torch.no_grad():  # a trainable intensity scale is a tensor that requires grad
         model_scale = float(model.intensity_scale)
     scale = float(normalization_factor(scan.diffraction, groups.indices)) * model_scale
