@@ -242,6 +242,19 @@ def test_flip_y_mirrors_the_output_vertically(scan):
     torch.testing.assert_close(both.object, plain.object.flip(-2, -1), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("flips", [{"flip_x": True}, {"flip_y": True},
+                                   {"flip_x": True, "flip_y": True}])
+def test_flips_apply_to_precomputed_groups(scan, flips):
+    from pinn.data import group_positions
+
+    model = Oracle(scan, gridsize=2, value=label)
+    grouped = reconstruct(model, scan, crop_px=31, progress=False,
+                          groups=group_positions(scan.positions, 2), **flips)
+    default = reconstruct(model, scan, crop_px=31, progress=False, **flips)
+    assert grouped.origin_px == default.origin_px
+    torch.testing.assert_close(grouped.object, default.object)
+
+
 def test_transpose_swaps_the_axes_of_each_patch(scan):
     plain = reconstruct(Oracle(scan), scan, progress=False)
     undone = reconstruct(Oracle(scan, transpose=True), scan, transpose=True, progress=False)
