@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -88,3 +89,24 @@ def union_over_ranks(names: list[str], runtime: Runtime) -> list[str]:
     gathered: list[list[str] | None] = [None] * runtime.world_size
     dist.all_gather_object(gathered, list(names))
     return sorted(set().union(*gathered))
+
+
+def agree(flag: bool, runtime: Runtime, any_rank: bool = False) -> bool:
+    """Make every rank take the same branch: all must be True (or, with ``any_rank``, one)."""
+    if not runtime.distributed:
+        return flag
+    value = torch.tensor([0.0 if flag else 1.0] if not any_rank else [1.0 if flag else 0.0])
+    total = all_reduce_sum(value.to(runtime.device), runtime).item()
+    return total > 0 if any_rank else total == 0
+
+
+def reduce_sums(loop: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
+    """The epoch's running sums over all ranks (float64). A rank that has seen no items (an
+    empty share, or a resumed non-main rank) knows no metric names, so the names are agreed
+    first: all-reducing tensors of different lengths would hang or mix up the values."""
+    names = union_over_ranks(list(loop["sums"]), runtime)
+    values = torch.tensor([loop["sums"].get(n, 0.0) for n in names] + [loop["items"]],
+                          dtype=torch.float64)
+    if runtime.distributed:
+        values = all_reduce_sum(values.to(runtime.device), runtime).cpu()
+    return {"sums": dict(zip(names, values[:-1].tolist())), "items": float(values[-1])}

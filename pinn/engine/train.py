@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -29,10 +28,13 @@ from torch.nn.parallel import DistributedDataParallel
 from pinn.atomic import remove_stale_temporaries
 from pinn.config import TrainingConfig
 from pinn.engine import checkpoint as ckpt
-from pinn.engine.distributed import Runtime, all_reduce_sum, setup, teardown, union_over_ranks
+from pinn.engine.batching import collate, shard, to_device
+from pinn.engine.distributed import Runtime, agree, reduce_sums, setup, teardown
+from pinn.engine.optim import adam_steps_taken, keras_adam_eps
 from pinn.engine.progress import ConsoleProgress, TensorBoard
 from pinn.engine.schedule import EarlyStopping, Plateau
 from pinn.engine.seed import epoch_generator, seed_everything
+from pinn.engine.signals import install_stop_handlers
 from pinn.errors import ConfigError, PinnError, TrainingError
 
 #: ``loss_fn(model, batch) -> (loss, metrics)``: a scalar loss (mean over the batch's items)
@@ -119,7 +121,7 @@ def train(
     # without validation items would never join. (Compiling the module again reuses the code.)
     evaluator = torch.compile(model) if config.compile else model
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
-                                 eps=_keras_adam_eps(1))
+                                 eps=keras_adam_eps(1))
     plateau = Plateau(lr=config.learning_rate, factor=config.plateau_factor,
                       patience=config.plateau_patience, min_lr=config.min_learning_rate)
     stopper = EarlyStopping(patience=config.early_stopping_patience)
@@ -179,7 +181,7 @@ def train(
                              extra_tensors={"torch_rng": torch.get_rng_state()})
 
     stop_requested = threading.Event()
-    restore_signals = _install_signal_handlers(stop_requested)
+    restore_signals = install_stop_handlers(stop_requested)
     try:
         # --- the loop -------------------------------------------------------------------------
         for epoch in range(loop["epoch"], config.epochs):
@@ -196,8 +198,8 @@ def train(
                 window_end = min(window_start + config.grad_accumulation, steps)
                 window_items = min(window_end * world_batch, n_train) - window_start * world_batch
                 batch_idx = order[step * world_batch:(step + 1) * world_batch]
-                local_idx = _shard(batch_idx, runtime)
-                batch = _to_device(_collate(train_set, local_idx), runtime.device)
+                local_idx = shard(batch_idx, runtime)
+                batch = to_device(collate(train_set, local_idx), runtime.device)
                 # Weight so that the DDP-averaged gradient is the mean over the whole window.
                 weight = len(local_idx) * runtime.world_size / window_items
                 last_in_window = step + 1 == window_end
@@ -210,7 +212,7 @@ def train(
                     # A rank with an empty share of a short last batch (its loss is NaN or
                     # not even differentiable) still joins DDP's gradient all-reduce, adding 0.
                     n_local = len(local_idx)
-                    finite = _agree(n_local == 0 or bool(torch.isfinite(loss)), runtime)
+                    finite = agree(n_local == 0 or bool(torch.isfinite(loss)), runtime)
                     if finite:
                         objective = loss * weight if n_local else _zero_objective(model)
                         scaler.scale(objective).backward()
@@ -243,7 +245,7 @@ def train(
                             "training stopped. Lower the learning rate, check the data for "
                             "zeros/NaN, or use precision 'off'")
                 else:
-                    eps = _keras_adam_eps(_adam_steps_taken(optimizer) + 1)
+                    eps = keras_adam_eps(adam_steps_taken(optimizer) + 1)
                     for group in optimizer.param_groups:
                         group["eps"] = eps
                     scaler.step(optimizer)
@@ -265,8 +267,8 @@ def train(
                                   loop["global_step"])
                 progress.step(epoch, step + 1, steps, float(loss.detach()), rate, remaining)
 
-                if _agree(stop_requested.is_set(), runtime, any_rank=True):
-                    totals = _reduce_sums(loop, runtime)
+                if agree(stop_requested.is_set(), runtime, any_rank=True):
+                    totals = reduce_sums(loop, runtime)
                     save(dict(loop, epoch=epoch, step=step + 1, **totals))
                     raise TrainingInterrupted(
                         f"training interrupted at epoch {epoch + 1}, step {step + 1}; "
@@ -274,7 +276,7 @@ def train(
                            if checkpoint_path else "no checkpoint directory was given"))
 
             # --- end of epoch: validate, schedule, log, checkpoint ----------------------------
-            totals = _reduce_sums(loop, runtime)
+            totals = reduce_sums(loop, runtime)
             items = max(totals["items"], 1.0)
             summary = {f"train_{k}": v / items for k, v in totals["sums"].items()}
             if has_val:
@@ -326,66 +328,9 @@ def _canonical_json(run_info: Any) -> str:
                           ) from None
 
 
-def _keras_adam_eps(step: int, epsilon: float = 1e-7, beta2: float = 0.999) -> float:
-    """torch's Adam epsilon that reproduces Keras's Adam (the reference's) at ``step``.
-
-    Keras adds its epsilon (1e-7) to the uncorrected ``sqrt(v)``, torch adds its own to the
-    bias-corrected ``sqrt(v / (1 - beta2**t))``; the two updates agree exactly when torch's
-    epsilon is ``1e-7 / sqrt(1 - beta2**t)``.
-    """
-    return epsilon / math.sqrt(1.0 - beta2**step)
-
-
-def _adam_steps_taken(optimizer: torch.optim.Optimizer) -> int:
-    """How many updates Adam has applied (its own counter; skipped steps do not count)."""
-    for state in optimizer.state.values():
-        if "step" in state:
-            return int(state["step"])
-    return 0
-
-
-def _shard(indices: torch.Tensor, runtime: Runtime) -> torch.Tensor:
-    """This rank's contiguous share of a global batch (as even as possible)."""
-    if not runtime.distributed:
-        return indices
-    return torch.tensor_split(indices, runtime.world_size)[runtime.rank]
-
-
-def _collate(dataset: Any, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-    if hasattr(dataset, "get_batch"):
-        return dataset.get_batch(indices)
-    items = [dataset[int(i)] for i in indices]
-    return {key: torch.stack([torch.as_tensor(item[key]) for item in items]) for key in items[0]}
-
-
 def _zero_objective(model: nn.Module) -> torch.Tensor:
     """A scalar 0 that depends on every trainable parameter (its gradients are all 0)."""
     return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
-
-
-def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def _agree(flag: bool, runtime: Runtime, any_rank: bool = False) -> bool:
-    """Make every rank take the same branch: all must be True (or, with ``any_rank``, one)."""
-    if not runtime.distributed:
-        return flag
-    value = torch.tensor([0.0 if flag else 1.0] if not any_rank else [1.0 if flag else 0.0])
-    total = all_reduce_sum(value.to(runtime.device), runtime).item()
-    return total > 0 if any_rank else total == 0
-
-
-def _reduce_sums(loop: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
-    """The epoch's running sums over all ranks (float64). A rank that has seen no items (an
-    empty share, or a resumed non-main rank) knows no metric names, so the names are agreed
-    first: all-reducing tensors of different lengths would hang or mix up the values."""
-    names = union_over_ranks(list(loop["sums"]), runtime)
-    values = torch.tensor([loop["sums"].get(n, 0.0) for n in names] + [loop["items"]],
-                          dtype=torch.float64)
-    if runtime.distributed:
-        values = all_reduce_sum(values.to(runtime.device), runtime).cpu()
-    return {"sums": dict(zip(names, values[:-1].tolist())), "items": float(values[-1])}
 
 
 @torch.no_grad()
@@ -398,37 +343,15 @@ def _evaluate(model: nn.Module, loss_fn: LossFn, dataset: Any, config: TrainingC
     items = 0
     world_batch = config.batch_size * runtime.world_size
     for start in range(0, len(dataset), world_batch):
-        local = _shard(order[start:start + world_batch], runtime)
+        local = shard(order[start:start + world_batch], runtime)
         if len(local) == 0:
             continue
-        batch = _to_device(_collate(dataset, local), runtime.device)
+        batch = to_device(collate(dataset, local), runtime.device)
         with torch.autocast(runtime.device.type, dtype=autocast_dtype,
                             enabled=autocast_dtype is not None):
             loss, metrics = loss_fn(model, batch)
         for name, value in {"loss": loss, **metrics}.items():
             sums[name] = sums.get(name, 0.0) + float(value) * len(local)
         items += len(local)
-    totals = _reduce_sums({"sums": sums, "items": float(items)}, runtime)
+    totals = reduce_sums({"sums": sums, "items": float(items)}, runtime)
     return {k: v / max(totals["items"], 1.0) for k, v in totals["sums"].items()}
-
-
-def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
-    """SIGINT/SIGTERM request a clean stop (checkpoint, then TrainingInterrupted); a second
-    SIGINT interrupts at once. Only possible from the main thread; elsewhere a no-op."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def handler(signum, frame):
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-
-    for sig in previous:
-        signal.signal(sig, handler)
-
-    def restore() -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-    return restore

@@ -1,0 +1,25 @@
+"""The optimiser's details that make pinn's Adam the reference's (Keras's) Adam."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def keras_adam_eps(step: int, epsilon: float = 1e-7, beta2: float = 0.999) -> float:
+    """torch's Adam epsilon that reproduces Keras's Adam (the reference's) at ``step``.
+
+    Keras adds its epsilon (1e-7) to the uncorrected ``sqrt(v)``, torch adds its own to the
+    bias-corrected ``sqrt(v / (1 - beta2**t))``; the two updates agree exactly when torch's
+    epsilon is ``1e-7 / sqrt(1 - beta2**t)``.
+    """
+    return epsilon / math.sqrt(1.0 - beta2**step)
+
+
+def adam_steps_taken(optimizer: torch.optim.Optimizer) -> int:
+    """How many updates Adam has applied (its own counter; skipped steps do not count)."""
+    for state in optimizer.state.values():
+        if "step" in state:
+            return int(state["step"])
+    return 0
