@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from pinn import cli
 from pinn.archive import load_archive
@@ -24,14 +23,7 @@ from pinn.evaluate import load_reconstruction
 TINY = ["--epochs", "1", "--batch-size", "8", "--n-filters-scale", "1", "--quiet"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: faster for these tiny networks, and on a shared machine two
-    OpenMP threads waiting for each other made an epoch up to fifty times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_main(argv, capsys):

@@ -9,7 +9,6 @@ import struct
 
 import numpy as np
 import pytest
-import torch
 
 from pinn.archive import load_archive
 from pinn.data import load_scan
@@ -18,14 +17,7 @@ from pinn.errors import ConfigError
 from pinn.evaluate import evaluate_files
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: faster for these tiny networks, and on a shared machine two
-    OpenMP threads waiting for each other made an epoch up to fifty times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

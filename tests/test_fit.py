@@ -19,14 +19,7 @@ CONFIG = Config(model=ModelConfig(n_filters_scale=1),
                 training=TrainingConfig(epochs=2, batch_size=8))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: faster for these tiny networks, and on a shared machine two
-    OpenMP threads waiting for each other made an epoch up to fifty times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
