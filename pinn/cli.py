@@ -114,6 +114,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     archive = load_archive(args.model, device=args.device)
     scan = _read_scan(args)
     result = reconstruct(archive.model, scan, batch_size=args.batch_size, crop_px=args.crop_px,
+                         weighting=args.weighting,
                          transpose=args.transpose, flip_x=args.flip_x, flip_y=args.flip_y,
                          device=args.device, progress=not args.quiet)
     paths = save_reconstruction(result, args.out)
@@ -230,7 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, metavar="B",
                    help="groups per forward pass (default: 64)")
     p.add_argument("--crop-px", type=int, default=None, metavar="M",
-                   help="central window of each object patch that is stitched (default: N/2)")
+                   help="central window of each object patch that is stitched (default: the "
+                        "whole patch with probe weighting, 5N/16 with uniform weighting)")
+    p.add_argument("--weighting", choices=("probe", "uniform"), default="probe",
+                   help="weight each object pixel by the probe's illumination (default) or "
+                        "average the cropped windows equally (the reference's stitching)")
     p.add_argument("--transpose", action="store_true", help="swap the axes of each patch")
     p.add_argument("--flip-x", action="store_true", help="negate the x coordinates")
     p.add_argument("--flip-y", action="store_true", help="negate the y coordinates")

@@ -35,7 +35,8 @@ class Reconstruction:
     """A stitched object.
 
     object: ``(H, W)`` complex64; 0 where no patch reached.
-    coverage: ``(H, W)`` float32 summed patch weight per pixel.
+    coverage: ``(H, W)`` float32 summed patch weight per pixel (illumination with
+        ``weighting="probe"``).
     origin_px: ``(y, x)`` object-frame pixel of canvas pixel ``(0, 0)`` (integers).
     crop_px: side of the central window kept from each group's object.
     n_positions, n_groups: how many scan points and groups went in.
@@ -58,11 +59,13 @@ class Reconstruction:
 
     def covered(self, fraction: float = 0.5) -> torch.Tensor:
         """``(H, W)`` bool: pixels whose coverage is at least ``fraction`` of the median
-        coverage of covered pixels (the well-covered region to evaluate)."""
-        positive = self.coverage[self.coverage > 0]
-        if positive.numel() == 0:
+        coverage of the lit pixels (those above 1 % of the maximum): the well-covered region
+        to evaluate. The 1 % floor keeps the faint tails of probe weights out of the median."""
+        peak = float(self.coverage.max())
+        lit = self.coverage[self.coverage > 0.01 * peak]
+        if peak <= 0 or lit.numel() == 0:
             return torch.zeros_like(self.coverage, dtype=torch.bool)
-        return self.coverage >= fraction * positive.median()
+        return self.coverage >= fraction * lit.median()
 
     def object_window(self, image: torch.Tensor) -> torch.Tensor:
         """The part of an object-frame image (e.g. the ground truth) under this canvas, zero
@@ -93,12 +96,13 @@ def reconstruct(
     *,
     batch_size: int = 64,
     crop_px: int | None = None,
+    weighting: str = "probe",
     neighbors: int = 4,
     seed: int = 0,
     transpose: bool = False,
     flip_x: bool = False,
     flip_y: bool = False,
-    eps: float = 1e-6,
+    eps: float = 1e-9,
     device: str | torch.device = "cpu",
     progress: bool = True,
     groups: Groups | None = None,
@@ -110,12 +114,17 @@ def reconstruct(
         model: a trained :class:`PtychoPINN` (e.g. ``load_archive(path).model``).
         scan: the scan; its patterns must be ``N x N`` for the model's N.
         batch_size: groups per forward pass.
-        crop_px: side of each group object's central window that is stitched (default N/2,
-            the window the decoder fills without its border branch).
+        crop_px: side of each group object's central window that is stitched (default: the
+            whole patch with ``weighting="probe"``, ``5N/16`` with ``"uniform"``, which is the
+            reference's 20 px at N = 64).
+        weighting: ``"probe"`` weights every object pixel by the group's illumination
+            (``sum_c |probe|**2`` at the members' positions, peak 1), as iterative ptychography
+            weights its object update, so that poorly lit pixels count little; ``"uniform"``
+            averages the cropped windows with equal weights (the reference's stitching).
         neighbors, seed: grouping options for gridsize > 1 (every position is a seed).
         transpose, flip_x, flip_y: the reference's stitching options: swap the axes of each
             object patch; negate the x / y coordinates of the positions.
-        eps: added to the coverage before dividing.
+        eps: added to the coverage, relative to its maximum, before dividing.
         device: where the network runs ("cpu", "cuda", "cuda:N" or "auto").
         progress: show a progress bar on stderr.
         groups: precomputed groups (default: group the scan's positions).
@@ -131,7 +140,11 @@ def reconstruct(
     if scan.N != n:
         raise DataError(f"the scan's patterns are {scan.N} x {scan.N} but the model was trained "
                         f"on {n} x {n}; crop or bin the patterns to {n} (e.g. --crop-patterns {n})")
-    crop_px = n // 2 if crop_px is None else int(crop_px)
+    if weighting not in ("probe", "uniform"):
+        raise ConfigError(f"weighting is {weighting!r}; use 'probe' or 'uniform'")
+    if crop_px is None:
+        crop_px = n if weighting == "probe" else (5 * n) // 16
+    crop_px = int(crop_px)
     if not 1 <= crop_px <= n:
         raise ConfigError(f"crop_px is {crop_px}; use a value from 1 to the patch size {n}")
     if batch_size < 1:
@@ -160,9 +173,9 @@ def reconstruct(
     numerator = torch.zeros(shape, dtype=torch.complex64)
     coverage = torch.zeros(shape, dtype=torch.float32)
     ones = torch.ones(crop_px, crop_px)
+    window = slice(n // 2 - crop_px // 2, n // 2 - crop_px // 2 + crop_px)
     # the window keeps the patch's centre pixel N//2 as its own centre pixel crop_px//2, for
     # odd crops too (ops.center_crop refuses a parity change, which would move the centre)
-    first = n // 2 - crop_px // 2
     total = len(groups)
     bar = _ProgressBar(total, enabled=progress)
     with torch.no_grad():
@@ -171,19 +184,21 @@ def reconstruct(
             members = groups.indices[start:stop]  # (B, C)
             amplitude = scan.diffraction[members].to(device) * scale  # (B, C, N, N)
             offsets = groups.offsets[start:stop].to(device=device, dtype=torch.float32)
-            obj = model(amplitude, offsets).object  # (B, N, N)
-            obj = obj[..., first:first + crop_px, first:first + crop_px].cpu()  # (B, M, M)
+            obj = model(amplitude, offsets).object[..., window, window].cpu()  # (B, M, M)
+            if weighting == "probe":
+                weight = model.illumination(offsets)[..., window, window].cpu()  # (B, M, M)
+            else:
+                weight = ones.expand(stop - start, -1, -1)
             if transpose:
-                obj = obj.transpose(-2, -1)
+                obj, weight = obj.transpose(-2, -1), weight.transpose(-2, -1)
             pos = canvas_positions[start:stop].to(torch.float32)[None]  # (1, B, 2)
-            numerator += ops.reassemble_patches(obj[None], pos, shape)[0]
-            coverage += ops.reassemble_patches(ones.expand(stop - start, -1, -1)[None], pos,
-                                               shape)[0]
+            numerator += ops.reassemble_patches((obj * weight)[None], pos, shape)[0]
+            coverage += ops.reassemble_patches(weight[None], pos, shape)[0]
             bar.update(stop)
             if on_batch is not None:
                 on_batch(stop, total)
     bar.close()
-    image = numerator / (coverage + eps)
+    image = numerator / (coverage + eps * float(coverage.max().clamp_min(1e-30)))
     return Reconstruction(object=image, coverage=coverage, origin_px=origin, crop_px=crop_px,
                           n_positions=scan.n_scans, n_groups=total)
 

@@ -69,6 +69,11 @@ class Oracle(nn.Module):
         self.truth = scan.object.to(torch.complex128)
         self.value, self.transpose = value, transpose
         self.calls = []  # (member indices (B, C), centroid spread) per call
+        # the illumination weights of a real model with this scan's probe
+        self.lit = build_model(self.config, probe=scan.probe)
+
+    def illumination(self, offsets):
+        return self.lit.illumination(offsets)
 
     def forward(self, amplitude, offsets):
         b, c = amplitude.shape[:2]
@@ -121,7 +126,7 @@ def test_oracle_at_integer_positions_is_exact():
     the truth on every covered pixel, so the frame is right to the pixel."""
     grf = simulate("grf", n_scans=30, size=N, object_size=96, photons=1e5, seed=0)
     grf = simulate_scan(grf.object, grf.probe, grf.positions.round(), 1e5, seed=0)
-    result = reconstruct(Oracle(grf), grf, progress=False)
+    result = reconstruct(Oracle(grf), grf, progress=False, weighting="uniform")
     truth = result.object_window(grf.object)
     covered = result.coverage > 0.5
     torch.testing.assert_close(result.object[covered], truth[covered], rtol=0, atol=1e-5)
@@ -142,7 +147,8 @@ def test_every_scan_position_is_covered(scan):
 
 @pytest.mark.parametrize("crop_px", [1, 17, 32, 64])
 def test_crop_px_sets_the_stitched_window(scan, crop_px):
-    result = reconstruct(Oracle(scan), scan, crop_px=crop_px, progress=False)
+    result = reconstruct(Oracle(scan), scan, crop_px=crop_px, weighting="uniform",
+                         progress=False)
     assert result.crop_px == crop_px
     # every window landed entirely on the canvas: total coverage = groups x window area
     assert float(result.coverage.sum()) == pytest.approx(30 * crop_px**2, rel=1e-5)
@@ -151,8 +157,28 @@ def test_crop_px_sets_the_stitched_window(scan, crop_px):
         assert evaluate(result, scan.object)["amplitude_ssim"] > 0.98
 
 
-def test_default_crop_is_half_the_patch(scan):
-    assert reconstruct(Oracle(scan), scan, progress=False).crop_px == N // 2
+def test_default_crop_depends_on_the_weighting(scan):
+    """Probe weighting stitches whole patches; uniform weighting the reference's 5N/16 window
+    (20 px at N = 64), because the object is unconstrained where the probe is dark."""
+    assert reconstruct(Oracle(scan), scan, progress=False).crop_px == N
+    assert reconstruct(Oracle(scan), scan, weighting="uniform",
+                       progress=False).crop_px == 5 * N // 16
+
+
+def test_probe_weighting_counts_lit_pixels(scan):
+    """Coverage sums the illumination |probe|**2 (peak 1): the weight of a pixel falls with
+    the probe, and the image is still the oracle's object where the probe is bright."""
+    result = reconstruct(Oracle(scan), scan, progress=False)
+    iy, ix = scan.positions.round().long().T - torch.tensor(result.origin_px)[:, None]
+    at_centres = result.coverage[iy, ix]
+    assert bool((at_centres > 0.5).all())
+    assert float(result.coverage.max()) <= 30
+    assert evaluate(result, scan.object)["amplitude_ssim"] > 0.98
+
+
+def test_unknown_weighting_is_refused(scan):
+    with pytest.raises(ConfigError, match="weighting"):
+        reconstruct(Oracle(scan), scan, weighting="gaussian", progress=False)
 
 
 @pytest.mark.parametrize("crop_px", [0, -3, N + 1])
@@ -174,7 +200,8 @@ def test_batch_size_does_not_change_the_result(scan):
     results = [reconstruct(model, small, batch_size=b, progress=False) for b in (1, 5, 64)]
     for other in results[1:]:
         assert other.origin_px == results[0].origin_px
-        assert torch.equal(other.coverage, results[0].coverage)
+        # float weights summed in another order: equal up to rounding
+        torch.testing.assert_close(other.coverage, results[0].coverage, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(other.object, results[0].object, rtol=1e-5, atol=1e-6)
     assert float(results[0].object.abs().sum()) > 0
 
@@ -217,8 +244,9 @@ def test_covered_region():
 def test_flip_x_mirrors_the_output_horizontally(scan):
     # constant patches and an odd window are mirror-symmetric, so only placement differs
     model = Oracle(scan, value=label)
-    plain = reconstruct(model, scan, crop_px=31, progress=False)
-    flipped = reconstruct(model, scan, crop_px=31, flip_x=True, progress=False)
+    plain = reconstruct(model, scan, crop_px=31, weighting="uniform", progress=False)
+    flipped = reconstruct(model, scan, crop_px=31, flip_x=True, weighting="uniform",
+                          progress=False)
     assert flipped.object.shape == plain.object.shape
     torch.testing.assert_close(flipped.coverage, plain.coverage.flip(-1), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(flipped.object, plain.object.flip(-1), rtol=1e-4, atol=1e-5)
@@ -227,11 +255,13 @@ def test_flip_x_mirrors_the_output_horizontally(scan):
 
 def test_flip_y_mirrors_the_output_vertically(scan):
     model = Oracle(scan, value=label)
-    plain = reconstruct(model, scan, crop_px=31, progress=False)
-    flipped = reconstruct(model, scan, crop_px=31, flip_y=True, progress=False)
+    plain = reconstruct(model, scan, crop_px=31, weighting="uniform", progress=False)
+    flipped = reconstruct(model, scan, crop_px=31, flip_y=True, weighting="uniform",
+                          progress=False)
     torch.testing.assert_close(flipped.coverage, plain.coverage.flip(-2), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(flipped.object, plain.object.flip(-2), rtol=1e-4, atol=1e-5)
-    both = reconstruct(model, scan, crop_px=31, flip_x=True, flip_y=True, progress=False)
+    both = reconstruct(model, scan, crop_px=31, flip_x=True, flip_y=True,
+                       weighting="uniform", progress=False)
     torch.testing.assert_close(both.object, plain.object.flip(-2, -1), rtol=1e-4, atol=1e-5)
 
 

@@ -102,6 +102,17 @@ class PtychoPINN(nn.Module):
         """Group-canvas positions ``(B, C, 2)`` of the members' centre pixels."""
         return offsets.to(torch.float32) + (self.padded_size // 2)
 
+    def illumination(self, offsets: torch.Tensor) -> torch.Tensor:
+        """How strongly each pixel of the ``(B, N, N)`` group object is lit: ``|probe|**2``
+        (peak 1) placed at every member's position on the group canvas and summed, then
+        cropped like the object. Used to weight the stitching of a scan."""
+        intensity = self.probe.abs().square()
+        intensity = intensity / intensity.max().clamp_min(1e-30)
+        positions = self.canvas_positions(offsets)  # (B, C, 2)
+        spots = intensity.expand(*positions.shape[:2], -1, -1)  # (B, C, N, N)
+        canvas = ops.reassemble_patches(spots, positions, (self.padded_size, self.padded_size))
+        return ops.center_crop(canvas, self.size)  # (B, N, N)
+
     def decode(self, amplitude: torch.Tensor) -> torch.Tensor:
         """Object patches ``(B, C_out, N, N)`` complex64 from amplitudes ``(B, C, N, N)``."""
         amp, phase = self.generator(amplitude / self.intensity_scale)
