@@ -37,7 +37,6 @@ def translate_and_sum(patches: torch.Tensor, positions: torch.Tensor, canvas: in
                       chunk: int = 16) -> torch.Tensor:
     """The reference's reassembly: every patch padded to the canvas, the canvas translated so
     that the patch centre lands on its position, all canvases summed. O(P * canvas**2)."""
-    n = patches.shape[-1]
     total = torch.zeros(canvas, canvas, dtype=patches.dtype, device=patches.device)
     centre = canvas // 2
     for start in range(0, patches.shape[1], chunk):
