@@ -11,6 +11,7 @@ from __future__ import annotations
 import bz2
 import contextlib
 import difflib
+import math
 import os
 import shutil
 import tempfile
@@ -23,7 +24,11 @@ import numpy as np
 
 from pinn.errors import ConfigError, DataError
 
-READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError)
+# What zipfile, zlib, bz2 and numpy raise for a damaged file: besides the obvious ones,
+# NotImplementedError (an unknown compression method, zip version or flag) and RuntimeError
+# (zipfile's "encrypted, password required").
+READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError,
+               NotImplementedError, RuntimeError)
 
 _OPTIONS = {
     "values": ("auto", "amplitude", "counts"),
@@ -83,11 +88,19 @@ def open_archive(path: str | os.PathLike) -> Iterator[np.lib.npyio.NpzFile]:
 def load_array(archive: np.lib.npyio.NpzFile, path: Path, key: str) -> np.ndarray:
     """``archive[key]``, never unpickled.
 
+    The member's ``.npy`` header is read first: an array claiming more bytes than its member
+    holds is refused before any memory is allocated for it.
+
     Raises:
-        DataError: the key holds a pickled object array, or its member is truncated/corrupt.
+        DataError: the key holds a pickled object array, its member is truncated/corrupt, or
+            the array does not fit in memory.
     """
     try:
+        _check_claimed_size(archive, path, key)
         return archive[key]
+    except MemoryError:
+        raise DataError(f"{path.name}: '{key}' does not fit in memory; use a machine with more "
+                        "memory or split the scan") from None
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
             raise DataError(
@@ -97,6 +110,29 @@ def load_array(archive: np.lib.npyio.NpzFile, path: Path, key: str) -> np.ndarra
         raise _corrupt(path, key, exc) from exc
     except READ_ERRORS as exc:
         raise _corrupt(path, key, exc) from exc
+
+
+def _check_claimed_size(archive: np.lib.npyio.NpzFile, path: Path, key: str) -> None:
+    """Refuse an ``.npy`` member whose header claims more data than the member holds."""
+    name = f"{key}.npy"
+    if name not in archive.zip.namelist():
+        return  # a member without .npy header: numpy returns its bytes
+    info = archive.zip.getinfo(name)
+    with archive.zip.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise ValueError(f".npy format version {version} is not supported")
+        header_bytes = member.tell()
+    if dtype.hasobject:
+        return  # refused as a pickled array by numpy itself
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed > info.file_size - header_bytes:
+        raise ValueError(f"the header claims {claimed} bytes of data (shape {shape}, "
+                         f"{dtype}) but the member holds {info.file_size - header_bytes}")
 
 
 def _corrupt(path: Path, key: str, exc: Exception) -> DataError:

@@ -30,7 +30,13 @@ def as_tensor(name: str, value: object) -> torch.Tensor:
         array = array.astype(array.dtype.newbyteorder("="))
     if array.dtype == np.uint16 or array.dtype == np.uint32:
         array = array.astype(np.int64)  # torch has no arithmetic on these
-    return torch.from_numpy(np.ascontiguousarray(array))
+    elif array.dtype == np.longdouble and array.dtype != np.float64:
+        array = array.astype(np.float64)  # torch has no extended precision
+    elif array.dtype == np.clongdouble and array.dtype != np.complex128:
+        array = array.astype(np.complex128)
+    if not array.flags.c_contiguous:
+        array = array.copy()  # (np.ascontiguousarray would turn a 0-d array into 1-d)
+    return torch.from_numpy(array)
 
 
 def check_real(name: str, x: torch.Tensor, hint: str = "") -> None:

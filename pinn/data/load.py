@@ -106,7 +106,7 @@ def read_probe(path: str | os.PathLike) -> torch.Tensor:
         if key is None:
             raise missing_key(path, keys, "probeGuess", also="or 'probe'")
         probe = _checks.as_tensor(f"{path.name}: '{key}'", load_array(archive, path, key))
-    while probe.dim() > 2:
+    while probe.dim() > 2 and probe.shape[0] > 0:
         probe = probe[0]
     if probe.dim() != 2 or probe.shape[0] != probe.shape[1] or probe.numel() == 0:
         raise DataError(f"{path.name}: '{key}' has shape {tuple(probe.shape)}; expected a "

@@ -119,7 +119,7 @@ def read_tike(archive: np.lib.npyio.NpzFile, path: Path, *, values: str = "count
 def _squeeze_leading(name: str, x: torch.Tensor, ndim: int, layout: str,
                      first: bool = False) -> torch.Tensor:
     """Drop leading singleton axes down to ``ndim`` (with ``first``, take index 0 instead)."""
-    while x.dim() > ndim and (first or x.shape[0] == 1):
+    while x.dim() > ndim and (x.shape[0] == 1 or (first and x.shape[0] > 1)):
         x = x[0]
     if x.dim() != ndim:
         raise DataError(f"{name} has shape {tuple(x.shape)}; expected {layout} (leading "

@@ -133,3 +133,5 @@ def test_read_probe_keys_and_modes(tmp_path):
         read_probe(probe_file(tmp_path, np.ones((4, 5)), name="rect.npz"))
     with pytest.raises(DataError, match="NaN"):
         read_probe(probe_file(tmp_path, np.full((4, 4), np.nan), name="nan.npz"))
+    with pytest.raises(DataError, match=r"shape \(0, 4, 4\)"):
+        read_probe(probe_file(tmp_path, np.ones((0, 4, 4)), name="no_modes.npz"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ def scan_with_everything():
     g = torch.Generator().manual_seed(1)
     return ScanData(
         diffraction=torch.rand(M, N, N, generator=g),
-        positions=torch.rand(M, 2, generator=g, dtype=torch.float64) * 30,
+        positions=torch.rand(M, 2, generator=g, dtype=torch.float64) * 30 + 4,  # inside
         probe=torch.randn(N, N, generator=g, dtype=torch.complex64),
         object=torch.randn(40, 50, generator=g, dtype=torch.complex64),
         scan_index=torch.arange(M) % 2,
@@ -87,8 +88,8 @@ def test_written_file_follows_the_contract(tmp_path):
 
 
 def test_start_positions_default_to_positions_when_written(tmp_path):
-    scan = ScanData(diffraction=torch.ones(M, N, N), positions=torch.ones(M, 2),
-                    probe=torch.ones(N, N))
+    scan = ScanData(diffraction=torch.ones(M, N, N),
+                    positions=torch.arange(2.0 * M).reshape(M, 2), probe=torch.ones(N, N))
     write_npz(tmp_path / "a.npz", scan)
     back = read_npz(tmp_path / "a.npz")
     assert torch.equal(back.positions_start, scan.positions)
@@ -96,12 +97,12 @@ def test_start_positions_default_to_positions_when_written(tmp_path):
 
 
 def test_reads_reference_keys_and_orders_positions_yx(tmp_path):
-    arrays = contract(objectGuess=np.ones((30, 40), np.complex64), scan_index=np.arange(M))
+    arrays = contract(objectGuess=np.ones((50, 60), np.complex64), scan_index=np.arange(M))
     scan = read_npz(save(tmp_path, **arrays))
     np.testing.assert_array_equal(scan.positions[:, 0].numpy(), arrays["ycoords"])
     np.testing.assert_array_equal(scan.positions[:, 1].numpy(), arrays["xcoords"])
     np.testing.assert_array_equal(scan.diffraction.numpy(), arrays["diffraction"])
-    assert scan.object.shape == (30, 40) and scan.scan_index.tolist() == list(range(M))
+    assert scan.object.shape == (50, 60) and scan.scan_index.tolist() == list(range(M))
     assert scan.positions_start is None and scan.counts is False
 
 
@@ -405,3 +406,80 @@ def test_malformed_counts_flag_is_named(tmp_path):
 def test_complex_coordinates_are_rejected(tmp_path):
     with pytest.raises(DataError, match="'xcoords' is complex"):
         read_npz(save(tmp_path, **contract(xcoords=np.zeros(M, np.complex128))))
+
+
+# ------------------------------------------------------------------ more malformed input
+
+
+def test_zero_dimensional_arrays_report_their_shape(tmp_path):
+    with pytest.raises(DataError, match=r"'xcoords' has shape \(\); expected \(M,\)"):
+        read_npz(save(tmp_path, **contract(xcoords=np.float64(3.0))))
+    with pytest.raises(DataError, match=r"'diffraction' has shape \(\)"):
+        read_npz(save(tmp_path, **contract(diffraction=np.float32(1.0))))
+
+
+def test_extended_precision_arrays_are_read(tmp_path):
+    arrays = contract()
+    arrays["diffraction"] = arrays["diffraction"].astype(np.longdouble)
+    arrays["probeGuess"] = arrays["probeGuess"].astype(np.clongdouble)
+    scan = read_npz(save(tmp_path, **arrays))
+    np.testing.assert_array_equal(scan.diffraction.numpy(),
+                                  arrays["diffraction"].astype(np.float32))
+    np.testing.assert_array_equal(scan.probe.numpy(), arrays["probeGuess"].astype(np.complex64))
+
+
+def npy_bytes(shape, dtype="<f8", payload=b""):
+    """A version 1.0 ``.npy`` member whose header claims ``shape`` but holds ``payload``."""
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': %r, }" % (dtype, shape)
+    header += " " * (63 - (len(header) + 10) % 64) + "\n"
+    return (b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+            + payload)
+
+
+def replace_member(source, target, name, data):
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as out:
+        for info in src.infolist():
+            out.writestr(info, data if info.filename == name else src.read(info))
+
+
+@pytest.mark.parametrize("shape", [(10**12,), (2**40, 2**30), (10**8,)])
+def test_member_claiming_more_data_than_it_holds_is_refused_before_allocating(tmp_path, shape,
+                                                                              monkeypatch):
+    path = save(tmp_path, "ok.npz", **contract())
+    replace_member(path, tmp_path / "bomb.npz", "xcoords.npy", npy_bytes(shape, payload=b"\0" * 64))
+    real_empty = np.empty
+
+    def guarded_empty(shape, *args, **kwargs):
+        assert np.prod(shape, dtype=object) < 10**6, "allocated the claimed array"
+        return real_empty(shape, *args, **kwargs)
+
+    monkeypatch.setattr(np, "empty", guarded_empty)
+    with pytest.raises(DataError, match="'xcoords'.*claims"):
+        read_npz(tmp_path / "bomb.npz")
+
+
+def patch_zip_headers(path, name, *, method=None, flags=None):
+    """Set the compression method or flag bits of member ``name`` in both its local header
+    and its central directory entry."""
+    data = bytearray(path.read_bytes())
+    encoded = name.encode()
+    for signature, flag_at, method_at, name_at in ((b"PK\x03\x04", 6, 8, 30),
+                                                   (b"PK\x01\x02", 8, 10, 46)):
+        start = 0
+        while (start := data.find(signature, start)) >= 0:
+            if data[start + name_at:start + name_at + len(encoded)] == encoded:
+                if flags is not None:
+                    data[start + flag_at:start + flag_at + 2] = flags.to_bytes(2, "little")
+                if method is not None:
+                    data[start + method_at:start + method_at + 2] = method.to_bytes(2, "little")
+            start += 4
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("patch", [dict(method=99), dict(flags=0x1), dict(flags=0x20)],
+                         ids=["unknown compression", "encrypted", "patched data"])
+def test_zip_features_numpy_cannot_read_are_data_errors(tmp_path, patch):
+    path = save(tmp_path, **contract())
+    patch_zip_headers(path, "xcoords.npy", **patch)
+    with pytest.raises(DataError, match="scan.npz"):
+        read_npz(path)
