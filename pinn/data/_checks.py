@@ -98,3 +98,34 @@ def positive_int(name: str, value: object) -> int:
     if not ok:
         raise ConfigError(f"{name} must be a positive int, got {value!r}")
     return int(value)
+
+
+def check_not_all_equal(name: str, positions: torch.Tensor) -> None:
+    """Refuse ``(M, 2)`` positions that are all the same point (M >= 2): the coordinates are
+    missing or broken. Some repeated positions are fine (repeated exposures, several scans)."""
+    if positions.shape[0] >= 2 and bool((positions == positions[:1]).all()):
+        y, x = (float(v) for v in positions[0])
+        raise DataError(f"{name}: all {positions.shape[0]} scan points are at the same position "
+                        f"(y, x) = ({y:.6g}, {x:.6g}); a ptychographic scan moves the probe, so "
+                        "the coordinates are missing or wrong. Store the real positions")
+
+
+def check_windows_inside(name: str, positions: torch.Tensor, object_name: str,
+                         object_shape: tuple[int, ...], n: int, hint: str) -> None:
+    """Every ``n x n`` window whose centre pixel ``n//2`` sits on a position of ``(M, 2)``
+    ``(y, x)`` lies inside the ``(H, W)`` object: ``n//2 <= p <= (H, W) - n + n//2``."""
+    height, width = object_shape
+    if height < n or width < n:
+        raise DataError(f"{object_name} is {height} x {width} pixels, smaller than one {n} x {n} "
+                        f"window; {hint}")
+    low = torch.tensor([n // 2, n // 2], dtype=positions.dtype)
+    high = torch.tensor([height - n + n // 2, width - n + n // 2], dtype=positions.dtype)
+    outside = ((positions < low) | (positions > high)).any(dim=1)
+    if bool(outside.any()):
+        first = int(outside.nonzero()[0])
+        y, x = (float(v) for v in positions[first])
+        raise DataError(
+            f"{name}: {int(outside.sum())} of {positions.shape[0]} positions put the {n} x {n} "
+            f"window partly outside {object_name} ({height} x {width}), the first at index "
+            f"{first}, (y, x) = ({y:.6g}, {x:.6g}); window centres must lie within "
+            f"{tuple(low.tolist())} .. {tuple(high.tolist())}. {hint}")

@@ -75,7 +75,9 @@ def read_npz(
         DataError: the file is missing, not a zip/NPZ, truncated or corrupt; a needed key is
             missing (the message suggests the right name) or holds a pickled object array;
             an array has the wrong rank, shape or dtype (complex diffraction), lengths disagree,
-            values are NaN/inf or negative, arrays are empty, or the probe is not N x N.
+            values are NaN/inf or negative, arrays are empty, the probe is not N x N, all
+            positions are the same point, or (with ``objectGuess``) a window leaves the object.
+            Some repeated positions are accepted (repeated exposures, several scans).
     """
     check_options(values=values, zero_frequency=zero_frequency, positions=positions, layout=layout)
     path = Path(path)
@@ -143,6 +145,15 @@ def read_contract(archive: np.lib.npyio.NpzFile, path: Path, *, values: str = "a
     diffraction, yx, yx_start = apply_conventions(
         f"{path.name}: '{dkey}'", diffraction, yx, yx_start, values=values,
         zero_frequency=zero_frequency, positions=positions)
+    coordinates = f"{path.name}: 'xcoords'/'ycoords'"
+    _checks.check_not_all_equal(coordinates, yx)
+    if obj is not None:
+        other = "center" if positions == "corner" else "corner"
+        _checks.check_windows_inside(
+            coordinates, yx, "'objectGuess'", tuple(obj.shape), n,
+            f"If the coordinates mark window {other}s, read them with positions='{other}' "
+            f"(pinn: --positions {other}); if not, 'objectGuess' does not cover the scan: "
+            "remove it from the file or pad it")
     return ScanData(diffraction=diffraction, positions=yx, probe=probe, object=obj,
                     scan_index=scan_index, positions_start=yx_start, counts=from_counts)
 

@@ -61,7 +61,7 @@ def read_tike_npz(
 
     Raises:
         DataError: unreadable/corrupt file, missing keys (``data``, ``probe``, ``scan``), wrong
-            shapes, negative or non-finite counts, pickled arrays.
+            shapes, negative or non-finite counts, pickled arrays, all positions the same.
         ConfigError: a bad option or ``crop_px``.
     """
     check_options(values=values, zero_frequency=zero_frequency, positions=positions)
@@ -112,6 +112,7 @@ def read_tike(archive: np.lib.npyio.NpzFile, path: Path, *, values: str = "count
         corners = corners - corners.min(dim=0).values
     amplitude, centres, _ = apply_conventions(name, counts, corners, None, values=values,
                                               zero_frequency=zero_frequency, positions=positions)
+    _checks.check_not_all_equal(f"{path.name}: 'scan'", centres)
     return ScanData(diffraction=amplitude, positions=centres, probe=probe,
                     counts=values == "counts")
 

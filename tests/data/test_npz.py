@@ -483,3 +483,36 @@ def test_zip_features_numpy_cannot_read_are_data_errors(tmp_path, patch):
     patch_zip_headers(path, "xcoords.npy", **patch)
     with pytest.raises(DataError, match="scan.npz"):
         read_npz(path)
+
+
+def test_all_positions_at_one_point_are_refused(tmp_path):
+    arrays = contract(xcoords=np.full(M, 12.0), ycoords=np.full(M, 20.0))
+    with pytest.raises(DataError, match="'xcoords'/'ycoords': all 6 scan points are at the same "
+                                        r"position \(y, x\) = \(20, 12\)"):
+        read_npz(save(tmp_path, **arrays))
+
+
+def test_repeated_positions_are_accepted(tmp_path):
+    xs, ys = np.repeat([10.0, 20.0, 30.0], 2), np.repeat([15.0, 25.0, 35.0], 2)
+    scan = read_npz(save(tmp_path, **contract(xcoords=xs, ycoords=ys)))
+    assert scan.positions[:, 1].tolist() == xs.tolist()
+
+
+def test_windows_outside_the_object_are_refused(tmp_path):
+    corners = np.array([0.0, 6, 16, 26, 32, 32])  # object 40 wide, N = 8: corners 0 .. 32
+    arrays = contract(xcoords=corners, ycoords=np.full(M, 10.0) + np.arange(M),
+                      objectGuess=np.ones((40, 40), np.complex64))
+    path = save(tmp_path, **arrays)
+    with pytest.raises(DataError, match=r"1 of 6 positions put the 8 x 8 window partly outside "
+                                        r"'objectGuess' \(40 x 40\), the first at index 0, "
+                                        r"\(y, x\) = \(10, 0\).*positions='corner'"):
+        read_npz(path)  # corners read as centres
+    assert read_npz(path, positions="corner").n_scans == M
+    arrays["xcoords"] = corners + 1  # the last window now ends one pixel past the object
+    with pytest.raises(DataError, match="2 of 6 positions.*index 4.*positions='center'"):
+        read_npz(save(tmp_path, **arrays), positions="corner")
+
+
+def test_object_smaller_than_a_window_is_refused(tmp_path):
+    with pytest.raises(DataError, match=r"'objectGuess' is 5 x 30 pixels, smaller than one 8 x 8"):
+        read_npz(save(tmp_path, **contract(objectGuess=np.ones((5, 30), np.complex64))))

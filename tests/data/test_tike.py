@@ -111,6 +111,7 @@ def test_bad_crop_sizes(tmp_path, crop):
     (lambda a: a.update(probe=np.ones((4, 4), np.complex64)), "'probe'"),
     (lambda a: a.update(data=np.ones((2, M, N, N), np.float32)), "'data'"),
     (lambda a: a.update(probe=np.ones((0, N, N), np.complex64)), r"'probe' has shape \(0, 16"),
+    (lambda a: a.update(scan=np.full((1, M, 2), 3.0, np.float32)), "'scan'.*same position"),
 ])
 def test_bad_files(tmp_path, change, words):
     arrays = tike_arrays()
