@@ -8,6 +8,10 @@ the seed's ``K`` nearest neighbours *excluding* the seed; pinn includes the seed
 scan point belongs to at least one group. Offsets follow pinn's sign: position minus the group
 centroid (the reference's ``coords_relative`` is the opposite, centroid minus position).
 
+Repeated positions (repeated exposures, several scans over one grid) are legal: a point's twin
+is simply its nearest neighbour at distance 0. A scan with fewer distinct positions than C is
+refused, since then every group would stack patterns taken at fewer than C spots.
+
 The nearest-neighbour search is exact and never builds an M x M matrix: points are binned
 into cells and each seed is compared with the points of the cells around it, a block that
 grows until it provably contains the seed's nearest neighbours.
@@ -87,7 +91,8 @@ def group_positions(
 
     Raises:
         ConfigError: ``gridsize < 1``, ``neighbors < C - 1``, ``n_groups < 1``.
-        DataError: positions not ``(M, 2)`` finite reals, or fewer than C points.
+        DataError: positions not ``(M, 2)`` finite reals, fewer than C points, or fewer than
+            C distinct positions (repeated positions are otherwise fine).
     """
     pos = _checks.as_tensor("positions", positions)
     _checks.check_real("positions", pos)
@@ -102,6 +107,13 @@ def group_positions(
     if m < c:
         raise DataError(f"positions has {m} scan point(s) but gridsize {gridsize} needs at least "
                         f"C = {c} per group; use a smaller gridsize or more scan points")
+    if c > 1:
+        distinct = int(torch.unique(pos, dim=0).shape[0])
+        if distinct < c:
+            raise DataError(f"positions has {m} scan points but only {distinct} distinct (y, x) "
+                            f"position(s); gridsize {gridsize} groups C = {c} neighbouring "
+                            "positions, so the groups would be degenerate. Check the "
+                            "coordinates, or use gridsize 1")
     if c > 1 and (int(neighbors) != neighbors or neighbors < c - 1):
         raise ConfigError(f"neighbors={neighbors!r} is too small for gridsize {gridsize}: each "
                           f"group draws {c - 1} neighbours besides its seed; use neighbors >= "

@@ -142,6 +142,21 @@ def test_invalid_requests(kwargs, error, words):
         group_positions(random_positions(10), **kwargs)
 
 
+def test_repeated_positions_group_with_their_twins():
+    pos = raster(4, 4).repeat_interleave(2, dim=0)  # every position measured twice
+    groups = group_positions(pos, 2)
+    for seed in range(len(pos)):  # the twin is the nearest neighbour, at distance 0
+        assert nearest_neighbors(pos, torch.tensor([seed]), 1)[0, 0] == seed ^ 1
+    assert set(groups.indices.flatten().tolist()) == set(range(len(pos)))
+
+
+def test_fewer_distinct_positions_than_a_group_needs():
+    pos = torch.tensor([[0.0, 0.0], [5.0, 5.0], [9.0, 1.0]]).repeat(4, 1)  # 12 points, 3 spots
+    assert len(group_positions(pos, 1)) == 12
+    with pytest.raises(DataError, match="12 scan points but only 3 distinct.*gridsize 2"):
+        group_positions(pos, 2)
+
+
 @pytest.mark.parametrize("pos, words", [
     (torch.zeros(10, 3), "positions"),
     (torch.tensor([[float("nan"), 0.0]] * 10), "NaN"),
