@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +30,49 @@ AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
 PRECISIONS = ("off", "bf16", "fp16")
 
 
+MAX_SEED = 2**63 - 1
+
+_EXPECTED = {"int": "an int", "float": "a finite number", "bool": "true or false",
+             "str": "a string"}
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+def _check_types(config: Any, section: str) -> None:
+    """Check every field against its annotation (``int``, ``float``, ``bool``, ``str``, each
+    optionally ``| None``) before any value check: a JSON ``"false"`` is not False, ``64.0``
+    is not a patch size, ``true`` is not a gridsize. Floats must be finite; ints given for
+    float fields become floats, NumPy scalars become Python ones."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        kind, _, rest = str(f.type).partition("|")
+        kind = kind.strip()
+        if rest.strip() == "None" and value is None:
+            continue
+        if kind == "bool":
+            ok = isinstance(value, bool)
+        elif kind == "int":
+            ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            converted = int(value) if ok else None
+        elif kind == "float":
+            ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                  and math.isfinite(value))
+            converted = float(value) if ok else None
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            also = " or null (unset)" if rest.strip() == "None" else ""
+            raise ConfigError(f"{section}.{f.name} is {value!r} ({type(value).__name__}); "
+                              f"expected {_EXPECTED[kind]}{also}")
+        if kind in ("int", "float"):
+            object.__setattr__(config, f.name, converted)
+
+
+def _check_seed(name: str, seed: int) -> None:
+    _require(0 <= seed <= MAX_SEED, f"{name} is {seed}; use an int from 0 to 2**63 - 1")
 
 
 @dataclass(frozen=True)
@@ -72,6 +113,7 @@ class ModelConfig:
     intensity_scale_trainable: bool = False
 
     def __post_init__(self) -> None:
+        _check_types(self, "model")
         _require(self.size_px in SUPPORTED_SIZES,
                  f"size_px is {self.size_px}; the network supports N in {SUPPORTED_SIZES} "
                  "(crop or bin the diffraction patterns to one of these)")
@@ -124,6 +166,7 @@ class DataConfig:
     grouping_seed: int = 0
 
     def __post_init__(self) -> None:
+        _check_types(self, "data")
         _require(self.values in ("amplitude", "counts"),
                  f"values is {self.values!r}; use 'amplitude' or 'counts'")
         _require(self.zero_frequency in ("center", "corner"),
@@ -132,8 +175,9 @@ class DataConfig:
                  f"positions is {self.positions!r}; use 'center' or 'corner'")
         _require(isinstance(self.neighbors, int) and self.neighbors >= 1,
                  f"neighbors is {self.neighbors!r}; use a positive int")
-        _require(self.nphotons is None or (math.isfinite(self.nphotons) and self.nphotons > 0),
+        _require(self.nphotons is None or self.nphotons > 0,
                  f"nphotons is {self.nphotons!r}; use a positive number or leave it unset")
+        _check_seed("data.grouping_seed", self.grouping_seed)
 
 
 @dataclass(frozen=True)
@@ -181,6 +225,7 @@ class TrainingConfig:
     log_images: bool = True
 
     def __post_init__(self) -> None:
+        _check_types(self, "training")
         _require(isinstance(self.epochs, int) and self.epochs >= 1,
                  f"epochs is {self.epochs!r}; use a positive int")
         _require(isinstance(self.batch_size, int) and self.batch_size >= 1,
@@ -204,6 +249,7 @@ class TrainingConfig:
                  f"precision is {self.precision!r}; use one of {PRECISIONS}")
         _require(isinstance(self.max_nonfinite_steps, int) and self.max_nonfinite_steps >= 1,
                  "max_nonfinite_steps must be a positive int")
+        _check_seed("training.seed", self.seed)
 
 
 @dataclass(frozen=True)
@@ -222,6 +268,8 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Config:
+        _require(isinstance(raw, dict), "configuration must be a JSON object "
+                 f"({{\"model\": {{...}}, ...}}), got {type(raw).__name__}")
         raw = upgrade(raw)
         sections = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig}
         unknown = set(raw) - set(sections) - {"schema_version"}
@@ -234,7 +282,7 @@ class Config:
     def from_json(cls, text: str) -> Config:
         try:
             raw = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise ConfigError(f"configuration is not valid JSON ({exc})") from None
         _require(isinstance(raw, dict), "configuration JSON must be an object")
         return cls.from_dict(raw)
@@ -259,7 +307,8 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     Raises ConfigError for a dict from a newer pinn than this one.
     """
     version = raw.get("schema_version", SCHEMA_VERSION)
-    _require(isinstance(version, int), f"schema_version is {version!r}; expected an int")
+    _require(isinstance(version, int) and not isinstance(version, bool),
+             f"schema_version is {version!r}; expected an int")
     _require(version <= SCHEMA_VERSION,
              f"configuration schema version {version} is newer than this pinn supports "
              f"({SCHEMA_VERSION}); upgrade pinn")

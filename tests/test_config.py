@@ -1,0 +1,91 @@
+"""Configuration: every field is type-checked (a JSON ``"false"`` is not False), floats are
+finite, seeds fit the generators, and JSON round trips and rejections name the field."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import numpy as np
+import pytest
+
+from pinn.config import SCHEMA_VERSION, Config, DataConfig, ModelConfig, TrainingConfig
+from pinn.errors import ConfigError
+
+
+def test_json_round_trip_is_exact():
+    config = Config(model=ModelConfig(gridsize=2, probe_trainable=True),
+                    data=DataConfig(nphotons=1e7, neighbors=6),
+                    training=TrainingConfig(epochs=3, grad_clip_norm=1.5, seed=2**63 - 1))
+    assert Config.from_json(config.to_json()) == config
+    assert json.loads(config.to_json())["schema_version"] == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("section, key, value, words", [
+    ("model", "size_px", 64.0, "model.size_px is 64.0 (float); expected an int"),
+    ("model", "gridsize", True, "model.gridsize is True (bool); expected an int"),
+    ("model", "object_big", "false", "model.object_big is 'false' (str); expected true or false"),
+    ("model", "probe_mask", 1, "model.probe_mask is 1 (int); expected true or false"),
+    ("model", "probe_scale", "4", "model.probe_scale is '4' (str); expected a finite number"),
+    ("model", "merge_eps", None, "model.merge_eps is None"),
+    ("model", "amp_activation", ["sigmoid"], "model.amp_activation is ['sigmoid']"),
+    ("model", "offset_px", 4.5, "model.offset_px is 4.5"),
+    ("training", "learning_rate", float("inf"), "training.learning_rate is inf"),
+    ("training", "learning_rate", float("nan"), "training.learning_rate is nan"),
+    ("training", "nll_weight", float("inf"), "training.nll_weight is inf"),
+    ("training", "epochs", 2.0, "training.epochs is 2.0"),
+    ("training", "compile", "no", "training.compile is 'no'"),
+    ("training", "deterministic", None, "training.deterministic is None"),
+    ("training", "grad_clip_norm", "1", "grad_clip_norm is '1' (str); expected a finite "
+                                        "number or null (unset)"),
+    ("training", "seed", "7", "training.seed is '7'"),
+    ("training", "seed", -1, "training.seed is -1; use an int from 0 to 2**63 - 1"),
+    ("training", "seed", 2**64, "training.seed is 18446744073709551616"),
+    ("data", "nphotons", "1e9", "data.nphotons is '1e9'"),
+    ("data", "nphotons", float("inf"), "data.nphotons is inf"),
+    ("data", "grouping_seed", 2**70, "data.grouping_seed"),
+    ("data", "neighbors", 4.0, "data.neighbors is 4.0"),
+])
+def test_wrong_types_and_values_name_the_field(section, key, value, words):
+    raw = {section: {key: value}}
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        Config.from_dict(raw)
+    with pytest.raises(ConfigError, match=re.escape(words.split(" is ")[0])):
+        Config.from_json(json.dumps(raw))
+
+
+def test_numbers_are_normalised():
+    config = ModelConfig(size_px=np.int64(128), probe_scale=4, merge_eps=np.float32(0.5))
+    assert type(config.size_px) is int and config.size_px == 128
+    assert type(config.probe_scale) is float and type(config.merge_eps) is float
+    assert Config.from_json(Config(model=config).to_json()).model == config
+    assert type(TrainingConfig(learning_rate=1).learning_rate) is float
+
+
+def test_every_field_is_checked():
+    """A field added later without a type the checker knows would escape validation."""
+    for kind in (ModelConfig, DataConfig, TrainingConfig):
+        for f in dataclasses.fields(kind):
+            assert str(f.type).split("|")[0].strip() in ("int", "float", "bool", "str"), f.name
+
+
+@pytest.mark.parametrize("text, words", [
+    ("{", "not valid JSON"),
+    ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
+    ("[1, 2]", "must be an object"),
+    ('{"model": 3}', "section 'model' must be an object"),
+    ('{"optimizer": {}}', r"unknown configuration sections \['optimizer'\]"),
+    ('{"model": {"sizepx": 64}}', r"unknown keys \['sizepx'\] in configuration section 'model'"),
+    ('{"schema_version": 99}', "newer than this pinn supports"),
+    ('{"schema_version": true}', "schema_version is True"),
+    ('{"schema_version": "1"}', "schema_version is '1'"),
+])
+def test_bad_json(text, words):
+    with pytest.raises(ConfigError, match=words):
+        Config.from_json(text)
+
+
+def test_from_dict_refuses_non_objects():
+    with pytest.raises(ConfigError, match="must be a JSON object"):
+        Config.from_dict(["model"])
