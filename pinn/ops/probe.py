@@ -13,16 +13,16 @@ from pinn.ops.disk_mask import disk_mask
 
 def _gaussian_smooth(image: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
     """Separable Gaussian blur of a 2-D float64 image, edges mirrored including the edge pixel
-    (``scipy.ndimage.gaussian_filter`` with ``mode='reflect'``)."""
+    (``scipy.ndimage.gaussian_filter`` with ``mode='reflect'``), repeatedly when the kernel is
+    wider than the image."""
     radius = int(truncate * sigma + 0.5)
     taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
     kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
     kernel = kernel / kernel.sum()
     for axis in (0, 1):
         n = image.shape[axis]
-        index = torch.arange(-radius, n + radius)
-        index = torch.where(index < 0, -index - 1, index)
-        index = torch.where(index >= n, 2 * n - index - 1, index)
+        index = torch.arange(-radius, n + radius) % (2 * n)
+        index = torch.where(index >= n, 2 * n - 1 - index, index)  # symmetric reflection
         padded = image.index_select(axis, index)
         image = sum(kernel[k] * padded.narrow(axis, k, n) for k in range(2 * radius + 1))
     return image
