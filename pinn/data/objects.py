@@ -10,6 +10,7 @@ zero. Randomness comes only from the ``seed`` argument (an int or a ``torch.Gene
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -224,8 +225,10 @@ def generator_from(seed: int | torch.Generator) -> torch.Generator:
     """
     if isinstance(seed, torch.Generator):
         return seed
-    if isinstance(seed, bool) or int(seed) != seed:
-        raise ConfigError(f"seed must be an int or a torch.Generator, got {seed!r}")
+    if (isinstance(seed, bool) or not isinstance(seed, numbers.Real) or int(seed) != seed
+            or not -2**63 <= int(seed) < 2**64):  # the range torch.Generator accepts
+        raise ConfigError(f"seed must be an int from -2**63 to 2**64 - 1 or a torch.Generator, "
+                          f"got {seed!r}")
     return torch.Generator().manual_seed(int(seed))
 
 

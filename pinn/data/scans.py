@@ -88,8 +88,8 @@ def raster_positions(object_shape: tuple[int, int], size: int, n_scans: int, *,
     xs = _even(float(low[1]), float(high[1]), cols)
     grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)[:n]
     if jitter_px:
-        if not jitter_px > 0:
-            raise ConfigError(f"jitter_px must be >= 0, got {jitter_px!r}")
+        if not (jitter_px > 0 and math.isfinite(jitter_px)):
+            raise ConfigError(f"jitter_px must be finite and >= 0, got {jitter_px!r}")
         noise = torch.randn(n, 2, generator=generator_from(seed), dtype=torch.float64)
         grid = torch.minimum(torch.maximum(grid + float(jitter_px) * noise, low), high)
     return grid

@@ -54,7 +54,7 @@ def simulate_scan(
     Raises:
         DataError: shapes disagree, non-finite inputs, windows outside the object, or the
             exit waves are all zero.
-        ConfigError: ``photons`` not finite and positive.
+        ConfigError: ``photons`` not finite and positive, or above 1e18 with ``noise``.
     """
     obj = _checks.as_tensor("object", object)
     if obj.dim() != 2:
@@ -83,7 +83,7 @@ def simulate_scan(
             f"{int(outside.sum())} of {pos.shape[0]} positions put the {n} x {n} window (partly) "
             f"outside the {tuple(obj.shape)} object; keep them within {low.tolist()} .. "
             f"{high.tolist()} (see pinn.data.scans.scan_bounds)")
-    photons = _photons(photons)
+    photons = _photons(photons, noise)
 
     amplitude = torch.cat([
         diffract(illuminate(extract_patches(obj[None], block[None], n)[0], probe))
@@ -199,7 +199,7 @@ def illuminate_and_diffract(
     if amp.dim() != 3 or phi.shape != amp.shape or probe.shape != amp.shape[-2:]:
         raise DataError(f"amplitude {tuple(amp.shape)}, phase {tuple(phi.shape)} and probe "
                         f"{tuple(probe.shape)} must be (B, N, N), (B, N, N) and (N, N)")
-    nphotons = _photons(nphotons)
+    nphotons = _photons(nphotons, noise)
     energy = (amp.double() * probe.abs().double()).square().sum(dim=(-2, -1)).mean()
     if not float(energy) > 0:
         raise DataError("the illuminated patches are zero; nothing to diffract")
@@ -210,7 +210,10 @@ def illuminate_and_diffract(
     return far / scale, scale
 
 
-def _photons(photons: object) -> float:
+MAX_NOISY_PHOTONS = 1e18  # torch.poisson draws int64 counts: rates past ~9.2e18 overflow
+
+
+def _photons(photons: object, noise: bool) -> float:
     try:
         value = float(photons)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -218,4 +221,8 @@ def _photons(photons: object) -> float:
     if not (value > 0 and value != float("inf")):
         raise ConfigError(f"photons must be finite and > 0 (expected counts per pattern), "
                           f"got {photons!r}")
+    if noise and value > MAX_NOISY_PHOTONS:
+        raise ConfigError(f"photons is {value:g}; Poisson counts are drawn as 64-bit integers, "
+                          f"so use at most {MAX_NOISY_PHOTONS:g} photons per pattern (or no "
+                          "noise)")
     return value

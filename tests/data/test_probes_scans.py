@@ -107,6 +107,8 @@ def test_raster_jitter_is_seeded_and_bounded():
     assert 0.5 < float((a - grid).std()) < 5
     with pytest.raises(ConfigError, match="jitter_px"):
         raster_positions((96, 96), 32, 25, jitter_px=-1.0)
+    with pytest.raises(ConfigError, match="jitter_px must be finite"):
+        raster_positions((96, 96), 32, 25, jitter_px=float("inf"))
 
 
 def test_spiral_is_deterministic_and_spread():

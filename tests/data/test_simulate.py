@@ -102,6 +102,9 @@ def test_seeds(parts):
     (dict(object=torch.zeros(96, 96)), DataError, "zero"),
     (dict(photons=0.0), ConfigError, "photons"),
     (dict(photons=float("nan")), ConfigError, "photons"),
+    (dict(photons=1e20), ConfigError, "at most 1e[+]18 photons"),
+    (dict(seed=2**64), ConfigError, "seed must be an int from"),
+    (dict(seed="7"), ConfigError, "seed must be an int from"),
 ])
 def test_errors(parts, kwargs, error, words):
     obj, probe, positions = parts
