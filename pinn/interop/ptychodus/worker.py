@@ -1,0 +1,188 @@
+"""The work behind :class:`PinnReconstructor`, and running it in a fresh process.
+
+The functions here do the actual reading, training and reconstructing on plain arguments.
+:func:`spawn` runs one of them in a new ``spawn``-started process so that Ptychodus' own
+process never runs torch compute or touches a GPU (Ptychodus runs its other machine-learning
+back ends the same way) and so that a training run can be stopped cleanly: ``SIGTERM`` makes
+pinn's training loop write its checkpoint and stop, which it can only do in a main thread.
+The child sends back one message, ``("ok", result)`` or ``("error", exception)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import pickle
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from ptychodus.api.io import StandardFileLayout
+from ptychodus.api.product import Product
+from ptychodus.api.reconstruct import ReconstructInput
+
+from pinn.archive import load_archive, read_manifest, save_archive
+from pinn.data import ScanData, load_scan
+from pinn.errors import DataError, PinnError, TrainingError
+from pinn.fit import train_scan
+from pinn.interop.ptychodus.convert import (product_from_reconstruction, read_input_folder,
+                                            scan_from_input)
+from pinn.interop.ptychodus.settings import PinnOptions
+from pinn.model import PtychoPINN
+from pinn.reconstruct import reconstruct
+
+__all__ = ["load_training_scan", "receive", "reconstruct_product", "spawn", "stop",
+           "train_archive"]
+
+#: Seconds a stopped child gets to write its checkpoint before it is killed.
+STOP_GRACE_S = 30.0
+
+
+def load_training_scan(path: str | os.PathLike, *, fill: str = "neighbors") -> ScanData:
+    """Training data as a pinn scan.
+
+    ``path`` is a scan file (an NPZ exported by :meth:`PinnReconstructor.export_training_data`,
+    or any file ``pinn train`` reads), or a folder holding either ``diffraction.h5`` +
+    ``product.h5`` (Ptychodus' batch layout; bad pixels filled by ``fill``) or exactly one
+    ``.npz`` file.
+
+    Raises:
+        DataError: nothing usable at ``path``, or the data fail pinn's checks.
+    """
+    path = Path(path)
+    if path.is_file():
+        return load_scan(path)
+    if not path.is_dir():
+        raise DataError(f"no training data at {path}; pass an .npz scan file or a folder with "
+                        f"{StandardFileLayout.DIFFRACTION} and {StandardFileLayout.PRODUCT}")
+    if (path / StandardFileLayout.DIFFRACTION).is_file() \
+            or (path / StandardFileLayout.PRODUCT).is_file():
+        return scan_from_input(read_input_folder(path), fill=fill)
+    scans = sorted(path.glob("*.npz"))
+    if len(scans) != 1:
+        raise DataError(f"{path} holds {len(scans)} .npz files and no "
+                        f"{StandardFileLayout.DIFFRACTION} + {StandardFileLayout.PRODUCT}; put "
+                        "exactly one exported .npz scan or the two Ptychodus files there")
+    return load_scan(scans[0])
+
+
+def train_archive(input_path: Path, run_dir: Path, archive_path: Path,
+                  options: PinnOptions) -> list[dict[str, float]]:
+    """Train on the data at ``input_path`` and write the single-file archive
+    ``archive_path`` (``.zip``). ``run_dir`` receives pinn's run layout (``model/``,
+    ``checkpoints/last.safetensors`` written every epoch, ``tb/``). Returns the per-epoch
+    history (dicts with ``epoch``, ``train_loss``, ``val_loss``...)."""
+    scan = load_training_scan(input_path, fill=options.bad_pixels)
+    config = replace(options.config, model=replace(options.config.model, size_px=scan.N))
+    data_path = input_path if input_path.is_file() else None
+    result = train_scan(scan, config, run_dir, device=options.train_device,
+                        data_path=data_path, verbose=options.verbose)
+    provenance = {k: v for k, v in read_manifest(result.archive)["provenance"].items()
+                  if k not in ("pinn_version", "torch_version")}
+    save_archive(result.model, archive_path, config=config,
+                 provenance={**provenance, "trained_by": "pinn.interop.ptychodus",
+                             "training_data": str(input_path)})
+    return result.history
+
+
+def reconstruct_product(model: PtychoPINN | str | os.PathLike, inp: ReconstructInput,
+                        options: PinnOptions) -> Product:
+    """Reconstruct the scan of ``inp`` with a model (or the archive at that path) and return
+    the input product with the stitched object (:func:`product_from_reconstruction`).
+
+    Raises:
+        DataError: the patterns are not the model's N x N, or the input fails conversion.
+        ArchiveError: the archive cannot be loaded.
+    """
+    data = options.config.data
+    if not isinstance(model, PtychoPINN):
+        archive = load_archive(model)
+        model, data = archive.model, archive.config.data
+    scan = scan_from_input(inp, fill=options.bad_pixels)
+    if scan.N != model.size:
+        raise DataError(f"the patterns are {scan.N} x {scan.N} but the loaded model was trained "
+                        f"on {model.size} x {model.size}; crop the detector to {model.size} "
+                        "in Ptychodus or train a model on this size")
+    result = reconstruct(model, scan, batch_size=options.infer_batch_size,
+                         crop_px=options.crop_px, neighbors=data.neighbors,
+                         seed=data.grouping_seed, device=options.infer_device, progress=False)
+    return product_from_reconstruction(inp.product, result)
+
+
+def spawn(function: Callable[..., Any], *args: Any) -> tuple[multiprocessing.Process,
+                                                              Connection]:
+    """Start ``function(*args)`` (a module-level function of this module) in a new
+    ``spawn``-started daemon process; returns the process and the connection on which its one
+    ``("ok", result)`` or ``("error", exception)`` message arrives."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child_main, args=(function.__name__, args, sender),
+                              name=f"pinn-{function.__name__}", daemon=True)
+    process.start()
+    sender.close()
+    return process, receiver
+
+
+def receive(process: multiprocessing.Process, connection: Connection,
+            timeout_s: float | None = None) -> tuple[bool, Any]:
+    """Wait for the child's message: ``(True, result)`` once it arrived, ``(False, None)``
+    if ``timeout_s`` passed first (None: wait until it arrives). A child's exception is
+    raised here.
+
+    Raises:
+        TrainingError: the child died without a message (killed, out of memory...).
+    """
+    while not connection.poll(0.5 if timeout_s is None else timeout_s):
+        if not process.is_alive() and not connection.poll(0):
+            raise _died(process)
+        if timeout_s is not None:
+            return False, None
+    try:
+        kind, value = connection.recv()
+    except EOFError:
+        raise _died(process) from None
+    if kind == "error":
+        raise value
+    return True, value
+
+
+def _died(process: multiprocessing.Process) -> TrainingError:
+    process.join(5)
+    return TrainingError(f"the pinn worker process died (exit code {process.exitcode}) "
+                         "without a result; see its output above")
+
+
+def stop(process: multiprocessing.Process, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the child if it still runs, give it ``grace_s`` to finish, then kill it."""
+    if process.is_alive():
+        process.terminate()
+        process.join(grace_s)
+    if process.is_alive():
+        process.kill()
+    process.join()
+
+
+def _child_main(name: str, args: tuple[Any, ...], sender: Connection) -> None:
+    try:
+        message = ("ok", globals()[name](*args))
+    except BaseException as exc:  # everything goes back to the parent, which re-raises it
+        if not isinstance(exc, PinnError):
+            traceback.print_exc(file=sys.stderr)
+        message = ("error", _portable(exc))
+    with contextlib.suppress(OSError):
+        sender.send(message)
+        sender.close()
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling, else a RuntimeError with its text."""
+    try:
+        return pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
