@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from _corrupt import patch_zip_headers
 from pinn.data import ScanData, read_npz, write_npz
 from pinn.errors import ConfigError, DataError
 
@@ -456,24 +457,6 @@ def test_member_claiming_more_data_than_it_holds_is_refused_before_allocating(tm
     monkeypatch.setattr(np, "empty", guarded_empty)
     with pytest.raises(DataError, match="'xcoords'.*claims"):
         read_npz(tmp_path / "bomb.npz")
-
-
-def patch_zip_headers(path, name, *, method=None, flags=None):
-    """Set the compression method or flag bits of member ``name`` in both its local header
-    and its central directory entry."""
-    data = bytearray(path.read_bytes())
-    encoded = name.encode()
-    for signature, flag_at, method_at, name_at in ((b"PK\x03\x04", 6, 8, 30),
-                                                   (b"PK\x01\x02", 8, 10, 46)):
-        start = 0
-        while (start := data.find(signature, start)) >= 0:
-            if data[start + name_at:start + name_at + len(encoded)] == encoded:
-                if flags is not None:
-                    data[start + flag_at:start + flag_at + 2] = flags.to_bytes(2, "little")
-                if method is not None:
-                    data[start + method_at:start + method_at + 2] = method.to_bytes(2, "little")
-            start += 4
-    path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("patch", [dict(method=99), dict(flags=0x1), dict(flags=0x20)],
