@@ -10,9 +10,11 @@ strictly. Writes are atomic: a crash leaves the previous archive intact.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -29,7 +31,7 @@ from safetensors.torch import save as save_safetensors
 
 import pinn
 from pinn.atomic import atomic_write_bytes
-from pinn.config import Config, ModelConfig
+from pinn.config import Config, ModelConfig, upgrade
 from pinn.engine.distributed import resolve_device
 from pinn.errors import ArchiveError, ConfigError
 from pinn.model import PtychoPINN, build_model
@@ -153,6 +155,9 @@ def _read_members(path: Path) -> tuple[bytes, bytes]:
         except FileNotFoundError as exc:
             raise ArchiveError(f"archive {path} lacks {Path(exc.filename).name}; an archive "
                                f"holds {CONFIG_NAME} and {WEIGHTS_NAME}") from None
+        except OSError as exc:
+            raise ArchiveError(f"cannot read {exc.filename} in archive {path}: "
+                               f"{exc.strerror or exc}") from None
     if not path.exists():
         raise ArchiveError(f"no archive at {path}; pass a directory written by `pinn train` "
                            "(RUN/model) or a .zip archive")
@@ -169,7 +174,9 @@ def _read_members(path: Path) -> tuple[bytes, bytes]:
                     raise ArchiveError(f"zip archive {path}: {info.filename} claims "
                                        f"{info.file_size} bytes, more than allowed")
             return archive.read(CONFIG_NAME), archive.read(WEIGHTS_NAME)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
+            NotImplementedError, RuntimeError, ValueError) as exc:
+        # NotImplementedError: unknown compression or zip version; RuntimeError: encrypted
         raise ArchiveError(f"{path} is not a readable zip archive ({exc}); it may be truncated "
                            "or not an archive") from None
 
@@ -183,7 +190,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
 def _parse_manifest(config_bytes: bytes, path: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(config_bytes)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ArchiveError(f"{path}: {CONFIG_NAME} is not valid JSON ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArchiveError(f"{path}: {CONFIG_NAME} is not a pinn model manifest")
@@ -199,13 +206,26 @@ def _parse_manifest(config_bytes: bytes, path: Path) -> dict[str, Any]:
     return manifest
 
 
+def _require_complete_model(model: Any) -> None:
+    """An archive's model section must name every ModelConfig field (after the schema
+    upgrade): a missing one would silently take today's default, which may build another
+    network (activation, masks, probe scale) that still fits the weights."""
+    if not isinstance(model, dict):
+        return  # Config.from_dict reports it
+    missing = sorted({f.name for f in dataclasses.fields(ModelConfig)} - set(model))
+    if missing:
+        raise ConfigError(f"the 'model' section lacks {missing}; an archive records every "
+                          "model option, so this one is incomplete or was edited. Add the "
+                          "keys or save the archive again")
+
+
 def load_archive(path: str | os.PathLike, device: str | torch.device = "cpu") -> Archive:
     """Load an archive and return the ready model (eval mode) on ``device`` ("cpu", "cuda",
     "cuda:N" or "auto").
 
     Raises:
-        ArchiveError: missing/extra files, bad JSON, newer schema, checksum mismatch, missing,
-            extra or misshapen tensors.
+        ArchiveError: missing/extra files, bad JSON, newer schema, checksum mismatch, an
+            invalid or incomplete model configuration, missing, extra or misshapen tensors.
         ConfigError: ``device`` is not a valid or available device.
     """
     path = Path(path)
@@ -218,7 +238,9 @@ def load_archive(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     try:
         if not isinstance(manifest["config"], dict) or "model" not in manifest["config"]:
             raise ConfigError("the 'model' section is missing")
-        config = Config.from_dict(manifest["config"])
+        raw = upgrade(manifest["config"])
+        _require_complete_model(raw["model"])
+        config = Config.from_dict(raw)
     except ConfigError as exc:
         raise ArchiveError(f"{path}: invalid configuration in {CONFIG_NAME}: {exc}") from None
     try:
@@ -227,8 +249,10 @@ def load_archive(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         raise ArchiveError(f"{path}: {WEIGHTS_NAME} is not a valid safetensors file ({exc})"
                            ) from None
     scale = manifest["intensity_scale"]
-    if not isinstance(scale, (int, float)) or not scale > 0:
-        raise ArchiveError(f"{path}: intensity_scale is {scale!r}; expected a positive number")
+    if (not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0
+            or not math.isfinite(scale)):
+        raise ArchiveError(f"{path}: intensity_scale is {scale!r}; expected a finite positive "
+                           "number")
     model = build_model(config.model, intensity_scale=float(scale))
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))

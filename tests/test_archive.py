@@ -3,11 +3,13 @@ rejection with its message, atomic overwrites and describe()."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import os
 import pickle
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -17,6 +19,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from _corrupt import patch_zip_headers
 from pinn.archive import describe, load_archive, read_manifest, save_archive
 from pinn.config import Config, DataConfig, ModelConfig, TrainingConfig
 from pinn.errors import ArchiveError, ConfigError
@@ -259,7 +262,41 @@ def test_invalid_model_config(saved, change, match):
         load_archive(saved)
 
 
-@pytest.mark.parametrize("scale", [0, -1.0, "big", None])
+@pytest.mark.parametrize("key", [f.name for f in dataclasses.fields(ModelConfig)])
+def test_every_model_key_is_required(saved, key):
+    """A missing model option would silently take today's default (another activation,
+    mask or probe scale that still fits the weights)."""
+    manifest = manifest_of(saved)
+    del manifest["config"]["model"][key]
+    rewrite(saved, manifest=manifest)
+    with pytest.raises(ArchiveError, match=re.escape(f"the 'model' section lacks ['{key}']")):
+        load_archive(saved)
+
+
+def test_data_and_training_sections_may_be_partial(saved, model):
+    """They record how the model was trained; nothing loaded from an archive depends on them."""
+    manifest = manifest_of(saved)
+    del manifest["config"]["training"]
+    del manifest["config"]["data"]["neighbors"]
+    rewrite(saved, manifest=manifest)
+    assert_same_state(model, load_archive(saved).model)
+
+
+def test_deeply_nested_config_json(saved):
+    (saved / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ArchiveError, match="not valid JSON"):
+        load_archive(saved)
+
+
+@pytest.mark.parametrize("member", ["config.json", "model.safetensors"])
+def test_member_that_is_a_directory(saved, member):
+    (saved / member).unlink()
+    (saved / member).mkdir()
+    with pytest.raises(ArchiveError, match=f"cannot read .*{member}"):
+        load_archive(saved)
+
+
+@pytest.mark.parametrize("scale", [0, -1.0, "big", None, True, float("inf"), float("nan")])
 def test_invalid_intensity_scale(saved, scale):
     manifest = manifest_of(saved)
     manifest["intensity_scale"] = scale
@@ -381,6 +418,16 @@ def test_zip_member_claiming_too_many_bytes(model, tmp_path, monkeypatch):
     path = save_archive(model, tmp_path / "m.zip")
     monkeypatch.setattr(pinn.archive, "MAX_MEMBER_BYTES", 1000)
     with pytest.raises(ArchiveError, match="claims [0-9]+ bytes, more than allowed"):
+        load_archive(path)
+
+
+@pytest.mark.parametrize("patch", [dict(method=99), dict(flags=0x1), dict(flags=0x20)],
+                         ids=["unknown compression", "encrypted", "patched data"])
+@pytest.mark.parametrize("member", ["config.json", "model.safetensors"])
+def test_zip_features_that_cannot_be_read(model, tmp_path, patch, member):
+    path = save_archive(model, tmp_path / "m.zip")
+    patch_zip_headers(path, member, **patch)
+    with pytest.raises(ArchiveError, match="not a readable zip"):
         load_archive(path)
 
 
