@@ -4,7 +4,9 @@ A checkpoint holds everything an exact resume needs: the model's weights and buf
 optimiser state (its tensors as tensors, the rest as JSON), the loop state (epoch, step within
 the epoch, running sums, schedule and early-stopping state, history) and the torch RNG state.
 Tensors go into the safetensors body; everything else is JSON in the file's metadata header,
-together with the sha256 of the body, so that a damaged file is refused rather than resumed.
+together with a sha256 of the whole content (the metadata, and every tensor's name, dtype,
+shape and bytes), so that a damaged file is refused rather than resumed: a flipped digit in a
+learning rate or a dtype letter in the tensor table is caught as surely as one in the weights.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from pinn.atomic import atomic_write_bytes
 from pinn.errors import ArchiveError
 
 FORMAT = "pinn-checkpoint"
-FORMAT_VERSION = 1
+#: 2: ``content_sha256`` covers metadata and tensors; 1: ``data_sha256`` covered the body only.
+FORMAT_VERSION = 2
 _META_KEY = "pinn_checkpoint"
+_DIGEST_KEY = "content_sha256"
 
 
 def _tensor_copy(t: torch.Tensor) -> torch.Tensor:
@@ -73,10 +77,19 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
     tensors.update({f"extra/{k}": _tensor_copy(v) for k, v in (extra_tensors or {}).items()})
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "state": state,
             "optimizer": optimizer_meta}
-    # The body (everything after the header) does not depend on the metadata, so its digest
-    # can be taken from a first serialisation and stored in the header of the second.
-    meta["data_sha256"] = hashlib.sha256(_body(save_safetensors(tensors))).hexdigest()
+    meta = json.loads(json.dumps(meta))  # as it reads back: tuples become lists, keys strings
+    meta[_DIGEST_KEY] = _content_digest(tensors, meta)
     atomic_write_bytes(path, save_safetensors(tensors, metadata={_META_KEY: json.dumps(meta)}))
+
+
+def _content_digest(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
+    """sha256 of the metadata (canonical JSON, without the digest itself) and of the tensors
+    as safetensors serialises them without metadata (names, dtypes, shapes, bytes, in
+    safetensors' own deterministic order)."""
+    content = {k: v for k, v in meta.items() if k != _DIGEST_KEY}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode())
+    digest.update(save_safetensors(tensors))
+    return digest.hexdigest()
 
 
 def _body(data: bytes) -> bytes:
@@ -102,13 +115,20 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         meta = json.loads(header["__metadata__"][_META_KEY])
         if not isinstance(meta, dict):
             raise TypeError("its metadata is not a JSON object")
-        expected = meta.get("data_sha256")
-        if expected is not None and hashlib.sha256(_body(data)).hexdigest() != expected:
-            raise ValueError("the tensor data does not match its sha256")
-    except (SafetensorError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        if _DIGEST_KEY in meta:
+            if _content_digest(tensors, meta) != meta[_DIGEST_KEY]:
+                raise ValueError("its content does not match its sha256")
+        elif meta.get("format_version") == 1 and "data_sha256" in meta:  # older checkpoints
+            if hashlib.sha256(_body(data)).hexdigest() != meta["data_sha256"]:
+                raise ValueError("the tensor data does not match its sha256")
+        elif meta.get("format") == FORMAT:
+            raise ValueError("it has no checksum")
+    except (SafetensorError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise ArchiveError(f"checkpoint {path} is corrupt or not a pinn checkpoint ({exc}); "
                            "delete it to start over, or resume from another copy") from None
-    if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
+    version = meta.get("format_version")
+    if (meta.get("format") != FORMAT or not isinstance(version, int)
+            or not 1 <= version <= FORMAT_VERSION):
         raise ArchiveError(f"checkpoint {path} has format {meta.get('format')!r} version "
                            f"{meta.get('format_version')!r}; this pinn reads {FORMAT} "
                            f"up to version {FORMAT_VERSION}")

@@ -3,6 +3,7 @@ restored exactly, and rejected with ArchiveError when damaged or mismatched."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -224,3 +225,90 @@ def test_fresh_optimizer_without_state_round_trips(tmp_path):
     ckpt.restore(tensors, meta, target, target_optimizer)
     assert_bitwise_equal(target.state_dict(), model.state_dict())
     assert target_optimizer.state_dict() == optimizer.state_dict()
+
+
+# ------------------------------------------------------------------ the header is covered too
+
+
+def edit_header(path: Path, edit) -> None:
+    """Rewrite a safetensors file's JSON header with ``edit(header)``; the body is kept."""
+    data = path.read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    edit(header)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + length:])
+
+
+def edit_meta(path: Path, edit) -> None:
+    def apply(header):
+        meta = json.loads(header["__metadata__"]["pinn_checkpoint"])
+        edit(meta)
+        header["__metadata__"]["pinn_checkpoint"] = json.dumps(meta)
+    edit_header(path, apply)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m["state"]["plateau"].update(lr=9e-3),
+    lambda m: m["state"]["loop"].update(epoch=3),
+    lambda m: m["optimizer"]["param_groups"][0].update(lr=0.5),
+    lambda m: m.pop("content_sha256"),
+], ids=["learning rate", "epoch", "optimizer group", "no checksum"])
+def test_changed_metadata_is_rejected(saved, edit):
+    path, _, _ = saved
+    edit_meta(path, edit)
+    with pytest.raises(ArchiveError, match="corrupt"):
+        ckpt.load_checkpoint(path)
+
+
+def test_changed_tensor_table_is_rejected(saved):
+    """A dtype letter or swapped offsets leave the body intact but change what it means."""
+    path, _, _ = saved
+    original = path.read_bytes()
+
+    def retype(header):
+        header["model/conv1.weight"]["dtype"] = "I32"  # same width as F32
+
+    def swap(header):
+        a, b = header["optimizer/1/exp_avg"], header["optimizer/1/exp_avg_sq"]
+        assert a["shape"] == b["shape"] and a["dtype"] == b["dtype"]
+        a["data_offsets"], b["data_offsets"] = b["data_offsets"], a["data_offsets"]
+
+    for edit in (retype, swap):
+        path.write_bytes(original)
+        edit_header(path, edit)
+        with pytest.raises(ArchiveError, match="corrupt"):
+            ckpt.load_checkpoint(path)
+
+
+def test_version_1_checkpoints_still_load_and_are_still_checked(saved):
+    path, _, _ = saved
+    tensors, meta = ckpt.load_checkpoint(path)
+    body = ckpt._body(path.read_bytes())
+
+    def as_version_1(m):
+        m.pop("content_sha256")
+        m["format_version"] = 1
+        m["data_sha256"] = hashlib.sha256(body).hexdigest()
+
+    edit_meta(path, as_version_1)
+    old_tensors, old_meta = ckpt.load_checkpoint(path)
+    assert_bitwise_equal(old_tensors, tensors)
+    assert old_meta["state"] == meta["state"]
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match="corrupt"):
+        ckpt.load_checkpoint(path)
+
+
+@pytest.mark.parametrize("version", [0, "2", None, 2.0])
+def test_unknown_format_versions_are_rejected(saved, version):
+    path, model, optimizer = saved
+    tensors, meta = ckpt.load_checkpoint(path)
+    meta["format_version"] = version
+    meta["content_sha256"] = ckpt._content_digest(tensors, meta)
+    edit_meta(path, lambda m: m.update(meta))
+    with pytest.raises(ArchiveError, match="version"):
+        ckpt.load_checkpoint(path)
