@@ -20,14 +20,13 @@ reads back identically.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pinn.atomic import atomic_open
 from pinn.data import _checks
 from pinn.data._archive import check_options, load_array, missing_key, open_archive
 from pinn.data.scan import ScanData, sqrt_counts
@@ -206,10 +205,10 @@ def write_npz(path: str | os.PathLike, scan: ScanData, *, compress: bool = False
     ``objectGuess`` (H, W) complex64 when present; ``scan_index`` (M,) int64;
     ``amplitude_from_counts`` 0-d bool (``scan.counts``). No object arrays, nothing pickled.
 
-    The archive is written to a temporary file in the destination's directory, flushed and
-    fsynced, then renamed over ``path`` (``os.replace``): a crash leaves the old file intact
-    and never a half-written one; the temporary file is removed on any error. ``path`` is used
-    as given (no ``.npz`` is appended).
+    The archive is written atomically (:func:`pinn.atomic.atomic_open`: a temporary file in
+    the destination's directory, flushed and fsynced, then renamed over ``path``): a crash
+    leaves the old file intact and never a half-written one; the temporary file is removed on
+    any error. ``path`` is used as given (no ``.npz`` is appended).
 
     Args:
         path: destination file; its directory must exist.
@@ -240,18 +239,8 @@ def write_npz(path: str | os.PathLike, scan: ScanData, *, compress: bool = False
     if scan.object is not None:
         arrays["objectGuess"] = scan.object.numpy().astype(np.complex64, copy=False)
     save = np.savez_compressed if compress else np.savez
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            save(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    _fsync_directory(path.parent)
+    with atomic_open(path) as handle:
+        save(handle, **arrays)
 
 
 def _coordinate_pair(path, keys, load, xkey, ykey, m):
@@ -292,17 +281,3 @@ def _diffraction(name: str, d: torch.Tensor, m: int, layout: str) -> torch.Tenso
                         f"but xcoords has {m} positions; they must agree (wrong layout? pass "
                         "layout='NNM' for (N, N, M) arrays)")
     return d.contiguous()
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Persist the rename (skipped where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
