@@ -183,13 +183,14 @@ class PinnReconstructor(TrainableReconstructor):
 
         Args:
             input_path: an NPZ scan file, or a folder with ``diffraction.h5`` + ``product.h5``
-                or exactly one ``.npz`` (see :func:`worker.load_training_scan`).
+                or exactly one ``.npz`` (see :func:`worker.training_source`).
             output_path: a folder (created if missing) that receives ``model.zip`` and
                 ``pinn-training/``.
 
         Yields:
-            ``TrainOutput`` with the losses of every finished epoch so far (``LossValue``
-            epochs count from 1) and ``progress`` = epochs finished.
+            One ``TrainOutput`` per finished epoch, with the losses of every epoch so far
+            (``LossValue`` epochs count from 1) and ``progress`` = epochs finished. The trained
+            model is loaded when the generator is exhausted.
 
         Raises:
             DataError, ConfigError, TrainingError: from reading the data or training (raised
@@ -197,7 +198,7 @@ class PinnReconstructor(TrainableReconstructor):
             (after the checkpoint of the running epoch is written).
         """
         options = self.options()
-        input_path, output_path = Path(input_path), Path(output_path)
+        input_path, output_path = worker.training_source(input_path), Path(output_path)
         if output_path.exists() and not output_path.is_dir():
             raise DataError(f"the training output {output_path} is a file; pass a folder")
         output_path.mkdir(parents=True, exist_ok=True)
@@ -216,14 +217,14 @@ class PinnReconstructor(TrainableReconstructor):
                 stamp = _stamp(checkpoint)
                 if stamp is not None and stamp != seen:
                     seen, epochs = stamp, _history(checkpoint)
-                    if len(epochs) > reported:
-                        reported = len(epochs)
-                        yield _train_output(epochs)
+                    for count in range(reported + 1, len(epochs) + 1):
+                        yield _train_output(epochs[:count])
+                    reported = max(reported, len(epochs))
         finally:
             worker.stop(process)
         self.load_model_from_file(archive_path)
-        if len(history) > reported or not history:
-            yield _train_output(history)
+        for count in range(reported + 1, len(history) + 1):
+            yield _train_output(history[:count])
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

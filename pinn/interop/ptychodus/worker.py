@@ -37,38 +37,50 @@ from pinn.model import PtychoPINN
 from pinn.reconstruct import reconstruct
 
 __all__ = ["load_training_scan", "receive", "reconstruct_product", "spawn", "stop",
-           "train_archive"]
+           "train_archive", "training_source"]
 
 #: Seconds a stopped child gets to write its checkpoint before it is killed.
 STOP_GRACE_S = 30.0
 
 
-def load_training_scan(path: str | os.PathLike, *, fill: str = "neighbors") -> ScanData:
-    """Training data as a pinn scan.
-
-    ``path`` is a scan file (an NPZ exported by :meth:`PinnReconstructor.export_training_data`,
-    or any file ``pinn train`` reads), or a folder holding either ``diffraction.h5`` +
-    ``product.h5`` (Ptychodus' batch layout; bad pixels filled by ``fill``) or exactly one
-    ``.npz`` file.
+def training_source(path: str | os.PathLike) -> Path:
+    """The file or Ptychodus folder that training reads at ``path``, checked without reading
+    the data: a scan file as is (an NPZ exported by
+    :meth:`PinnReconstructor.export_training_data`, or any file ``pinn train`` reads); a folder
+    holding ``diffraction.h5`` + ``product.h5`` (Ptychodus' batch layout) as is; a folder
+    holding exactly one ``.npz`` file: that file.
 
     Raises:
-        DataError: nothing usable at ``path``, or the data fail pinn's checks.
+        DataError: nothing usable at ``path``.
     """
     path = Path(path)
     if path.is_file():
-        return load_scan(path)
+        return path
     if not path.is_dir():
         raise DataError(f"no training data at {path}; pass an .npz scan file or a folder with "
                         f"{StandardFileLayout.DIFFRACTION} and {StandardFileLayout.PRODUCT}")
     if (path / StandardFileLayout.DIFFRACTION).is_file() \
             or (path / StandardFileLayout.PRODUCT).is_file():
-        return scan_from_input(read_input_folder(path), fill=fill)
+        return path
     scans = sorted(path.glob("*.npz"))
     if len(scans) != 1:
         raise DataError(f"{path} holds {len(scans)} .npz files and no "
                         f"{StandardFileLayout.DIFFRACTION} + {StandardFileLayout.PRODUCT}; put "
                         "exactly one exported .npz scan or the two Ptychodus files there")
-    return load_scan(scans[0])
+    return scans[0]
+
+
+def load_training_scan(path: str | os.PathLike, *, fill: str = "neighbors") -> ScanData:
+    """Training data as a pinn scan, from what :func:`training_source` finds at ``path``
+    (bad pixels of a Ptychodus folder filled by ``fill``).
+
+    Raises:
+        DataError: nothing usable at ``path``, or the data fail pinn's checks.
+    """
+    source = training_source(path)
+    if source.is_dir():
+        return scan_from_input(read_input_folder(source), fill=fill)
+    return load_scan(source)
 
 
 def train_archive(input_path: Path, run_dir: Path, archive_path: Path,
@@ -77,16 +89,17 @@ def train_archive(input_path: Path, run_dir: Path, archive_path: Path,
     ``archive_path`` (``.zip``). ``run_dir`` receives pinn's run layout (``model/``,
     ``checkpoints/last.safetensors`` written every epoch, ``tb/``). Returns the per-epoch
     history (dicts with ``epoch``, ``train_loss``, ``val_loss``...)."""
-    scan = load_training_scan(input_path, fill=options.bad_pixels)
+    source = training_source(input_path)
+    scan = load_training_scan(source, fill=options.bad_pixels)
     config = replace(options.config, model=replace(options.config.model, size_px=scan.N))
-    data_path = input_path if input_path.is_file() else None
+    data_path = source if source.is_file() else None
     result = train_scan(scan, config, run_dir, device=options.train_device,
                         data_path=data_path, verbose=options.verbose)
     provenance = {k: v for k, v in read_manifest(result.archive)["provenance"].items()
                   if k not in ("pinn_version", "torch_version")}
     save_archive(result.model, archive_path, config=config,
                  provenance={**provenance, "trained_by": "pinn.interop.ptychodus",
-                             "training_data": str(input_path)})
+                             "training_data": str(source)})
     return result.history
 
 

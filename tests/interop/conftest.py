@@ -1,0 +1,46 @@
+"""Shared fixtures of the Ptychodus interop tests: a tiny simulated scan as a Ptychodus input
+and tiny, fast training options. Nothing here imports Ptychodus at import time, so that
+test_optional.py runs without it; the other modules skip without it."""
+
+from __future__ import annotations
+
+import pytest
+
+from pinn.config import Config, ModelConfig, TrainingConfig
+from pinn.data import simulate
+
+PIXEL_M = 10e-9
+SKIP_REASON = ("Ptychodus 1.7 is not installed; install it with: pip install \"pinn[ptychodus]\" "
+               "(or see .ci/run for the lean install)")
+
+
+@pytest.fixture(scope="session")
+def scan():
+    """30 noisy patterns of 64 x 64 on a 96 x 96 object."""
+    return simulate("grf", n_scans=30, size=64, object_size=96, photons=1e5, seed=0)
+
+
+@pytest.fixture(scope="session")
+def product_and_counts(scan):
+    """The scan as a Ptychodus product and assembled counts."""
+    from pinn.interop.ptychodus import product_from_scan
+
+    return product_from_scan(scan, pixel_size_m=PIXEL_M)
+
+
+@pytest.fixture(scope="session")
+def reconstruct_input(product_and_counts):
+    from ptychodus.api.reconstruct import ReconstructInput
+
+    product, diffraction = product_and_counts
+    return ReconstructInput(diffraction.get_patterns(), diffraction.get_bad_pixels(), product)
+
+
+@pytest.fixture(scope="session")
+def options():
+    """One epoch of the smallest network, quiet."""
+    from pinn.interop.ptychodus import PinnOptions
+
+    return PinnOptions(config=Config(model=ModelConfig(n_filters_scale=1),
+                                     training=TrainingConfig(epochs=1, batch_size=8)),
+                       verbose=False)
