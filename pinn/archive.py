@@ -142,8 +142,11 @@ def _write_directory(path: Path, files: dict[str, bytes]) -> None:
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(staging, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno is not None and str(
+                exc.filename or "").startswith(str(staging)):  # name the archive, not staging
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
 
 

@@ -2,7 +2,9 @@
 
 The data goes to a temporary file in the destination's directory, is flushed and fsynced, and
 only then renamed over the destination (``os.replace`` is atomic on POSIX and Windows). On any
-error the temporary file is removed and the destination is untouched.
+error the temporary file is removed, directories the write created are removed again, and the
+destination is untouched. :func:`atomic_write_files` does the same for a set of files (a
+reconstruction and its figures): all are staged before any is renamed into place.
 """
 
 from __future__ import annotations
@@ -19,20 +21,18 @@ TEMP_SUFFIX = ".partial"
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """Open a temporary binary file that replaces ``path`` when the block exits cleanly."""
+    """Open a temporary binary file that replaces ``path`` when the block exits cleanly.
+
+    An ``OSError`` about the write (no space left, no permission) names ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    try:
+    with _cleanup_on_error(path) as stage:
+        fd, temp = stage(path)
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
     _fsync_directory(path.parent)
 
 
@@ -42,6 +42,31 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         handle.write(data)
 
 
+def atomic_write_files(files: dict[str | os.PathLike, bytes]) -> None:
+    """Write several files, each atomically, and none unless all could be written.
+
+    Every file is first written to its temporary and fsynced; only then are they renamed into
+    place, so a failure while writing (a full disk) leaves every destination as it was. (A
+    failing rename after the first, which needs no space, could still leave a mix.)
+    """
+    paths = [Path(p) for p in files]
+    if not paths:
+        return
+    with _cleanup_on_error(*paths) as stage:
+        staged = []
+        for path, data in zip(paths, files.values()):
+            fd, temp = stage(path)
+            staged.append(temp)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        for temp, path in zip(staged, paths):
+            os.replace(temp, path)
+    for directory in dict.fromkeys(p.parent for p in paths):
+        _fsync_directory(directory)
+
+
 def remove_stale_temporaries(directory: str | os.PathLike) -> None:
     """Delete temporary files left in ``directory`` by writes that were killed mid-way."""
     directory = Path(directory)
@@ -49,6 +74,47 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> None:
         for leftover in directory.glob(f".*{TEMP_SUFFIX}"):
             with contextlib.suppress(OSError):
                 leftover.unlink()
+
+
+@contextlib.contextmanager
+def _cleanup_on_error(*paths: Path):
+    """Yield ``stage(path) -> (fd, temp)``, which creates ``path``'s missing directories and a
+    temporary beside it. On an error, remove the temporaries and the directories created, and
+    re-raise; an OSError about no file or about a temporary then names the destination.
+    """
+    temps: dict[str, Path] = {}
+    created: list[Path] = []
+    current = [paths[0]]
+
+    def stage(path: Path) -> tuple[int, str]:
+        current[0] = path
+        for directory in reversed([path.parent, *path.parent.parents]):
+            if not directory.exists():
+                with contextlib.suppress(FileExistsError):
+                    directory.mkdir()
+                    created.append(directory)
+        try:
+            fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX,
+                                        dir=path.parent)
+        except OSError as exc:  # named after its random temporary; name the destination
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        temps[temp] = path
+        return fd, temp
+
+    try:
+        yield stage
+    except BaseException as exc:
+        for temp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+        for directory in reversed(created):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        if (isinstance(exc, OSError) and exc.errno is not None
+                and (exc.filename is None or exc.filename in temps)):
+            target = temps.get(exc.filename, current[0])
+            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
+        raise
 
 
 def _fsync_directory(directory: Path) -> None:

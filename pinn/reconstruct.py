@@ -13,6 +13,7 @@ where positions are the object pixels of each window's centre pixel ``N//2``.
 
 from __future__ import annotations
 
+import io
 import math
 import sys
 import time
@@ -205,24 +206,30 @@ def reconstruct(
 
 def save_reconstruction(result: Reconstruction, out_dir: str | Path) -> dict[str, Path]:
     """Write ``reconstruction.npz`` (object, amplitude, phase, coverage, origin_px, crop_px) and
-    ``amplitude.png``/``phase.png`` with colour bars into ``out_dir``; returns the paths."""
-    from pinn.atomic import atomic_open
-    from pinn.plotting import save_image
+    ``amplitude.png``/``phase.png`` with colour bars into ``out_dir``; returns the paths.
+
+    All three are encoded first and written together (:func:`pinn.atomic.atomic_write_files`):
+    a failure (a full disk) leaves any previous files, and no new directory, behind.
+    """
+    from pinn.atomic import atomic_write_files
+    from pinn.plotting import encode_png, figure
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"npz": out_dir / "reconstruction.npz", "amplitude": out_dir / "amplitude.png",
              "phase": out_dir / "phase.png"}
-    with atomic_open(paths["npz"]) as handle:
-        np.savez(handle, object=result.object.numpy(), amplitude=result.amplitude.numpy(),
-                 phase=result.phase.numpy(), coverage=result.coverage.numpy(),
-                 origin_px=np.asarray(result.origin_px, dtype=np.int64),
-                 crop_px=np.asarray(result.crop_px, dtype=np.int64))
+    buffer = io.BytesIO()
+    np.savez(buffer, object=result.object.numpy(), amplitude=result.amplitude.numpy(),
+             phase=result.phase.numpy(), coverage=result.coverage.numpy(),
+             origin_px=np.asarray(result.origin_px, dtype=np.int64),
+             crop_px=np.asarray(result.crop_px, dtype=np.int64))
     mask = result.covered(0.05).numpy()
-    save_image(paths["amplitude"], result.amplitude.numpy(), mask=mask, title="amplitude",
-               cmap="gray")
-    save_image(paths["phase"], result.phase.numpy(), mask=mask, title="phase (rad)",
-               cmap="twilight")
+    atomic_write_files({
+        paths["npz"]: buffer.getvalue(),
+        paths["amplitude"]: encode_png(figure(result.amplitude.numpy(), mask, "amplitude",
+                                              "gray")),
+        paths["phase"]: encode_png(figure(result.phase.numpy(), mask, "phase (rad)",
+                                          "twilight")),
+    })
     return paths
 
 
