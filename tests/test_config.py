@@ -37,8 +37,8 @@ def test_json_round_trip_is_exact():
     ("training", "epochs", 2.0, "training.epochs is 2.0"),
     ("training", "compile", "no", "training.compile is 'no'"),
     ("training", "deterministic", None, "training.deterministic is None"),
-    ("training", "grad_clip_norm", "1", "grad_clip_norm is '1' (str); expected a finite "
-                                        "number or null (unset)"),
+    ("training", "grad_clip_norm", "1",
+     "grad_clip_norm is '1' (str); expected a finite number or null (unset)"),
     ("training", "seed", "7", "training.seed is '7'"),
     ("training", "seed", -1, "training.seed is -1; use an int from 0 to 2**63 - 1"),
     ("training", "seed", 2**64, "training.seed is 18446744073709551616"),

@@ -431,7 +431,7 @@ def test_extended_precision_arrays_are_read(tmp_path):
 
 def npy_bytes(shape, dtype="<f8", payload=b""):
     """A version 1.0 ``.npy`` member whose header claims ``shape`` but holds ``payload``."""
-    header = "{'descr': '%s', 'fortran_order': False, 'shape': %r, }" % (dtype, shape)
+    header = f"{{'descr': '{dtype}', 'fortran_order': False, 'shape': {shape!r}, }}"
     header += " " * (63 - (len(header) + 10) % 64) + "\n"
     return (b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
             + payload)

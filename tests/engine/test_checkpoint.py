@@ -305,7 +305,7 @@ def test_version_1_checkpoints_still_load_and_are_still_checked(saved):
 
 @pytest.mark.parametrize("version", [0, "2", None, 2.0])
 def test_unknown_format_versions_are_rejected(saved, version):
-    path, model, optimizer = saved
+    path, _, _ = saved
     tensors, meta = ckpt.load_checkpoint(path)
     meta["format_version"] = version
     meta["content_sha256"] = ckpt._content_digest(tensors, meta)
