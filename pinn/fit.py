@@ -22,9 +22,9 @@ from pinn.archive import save_archive
 from pinn.config import Config
 from pinn.data import GroupDataset, ScanData, group_positions
 from pinn.engine import seed_everything, train
-from pinn.errors import DataError
+from pinn.errors import ConfigError, DataError
 from pinn.model import PtychoLoss, PtychoPINN, build_model
-from pinn.reconstruct import reconstruct
+from pinn.reconstruct import canvas_geometry, reconstruct
 
 @dataclass
 class FitResult:
@@ -102,7 +102,9 @@ def train_scan(
         A :class:`FitResult`.
 
     Raises:
-        DataError: when the scan does not fit the model configuration.
+        DataError: when the scan does not fit the model configuration, or its positions span a
+            canvas larger than memory.
+        ConfigError: ``data.neighbors`` too small for the gridsize.
         pinn.engine.TrainingInterrupted, pinn.errors.TrainingError: see :func:`pinn.engine.train`.
     """
     model_cfg, data_cfg, train_cfg = config.model, config.data, config.training
@@ -110,8 +112,14 @@ def train_scan(
         raise DataError(f"the scan's patterns are {scan.N} x {scan.N} but the model is "
                         f"configured for N = {model_cfg.size_px}; set the model size to "
                         f"{scan.N} or crop the patterns")
+    if model_cfg.channels > 1 and data_cfg.neighbors < model_cfg.channels - 1:
+        raise ConfigError(f"data.neighbors is {data_cfg.neighbors}, too few for gridsize "
+                          f"{model_cfg.gridsize}: each group draws {model_cfg.channels - 1} "
+                          f"neighbours besides its seed; set data.neighbors >= "
+                          f"{model_cfg.channels - 1} (pinn train: in a --config file)")
     groups = group_positions(scan.positions, model_cfg.gridsize, neighbors=data_cfg.neighbors,
                              seed=data_cfg.grouping_seed)
+    canvas_geometry(groups.centroids, model_cfg.size_px)  # refuse now what cannot be stitched
     dataset = GroupDataset(scan, groups, nphotons=data_cfg.nphotons)
     nphotons = dataset.nphotons
     train_idx, val_idx = split_validation(len(dataset), train_cfg.validation_fraction)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -81,14 +82,42 @@ class Reconstruction:
         return out
 
 
+#: Bytes per canvas pixel while stitching: the complex64 sum, the float32 coverage and the
+#: complex64 quotient.
+CANVAS_BYTES_PER_PX = 20
+
+
 def canvas_geometry(centres: torch.Tensor, crop_px: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Origin and shape of a canvas holding ``crop_px`` windows centred at ``centres (G, 2)``."""
+    """Origin and shape of a canvas holding ``crop_px`` windows centred at ``centres (G, 2)``.
+
+    Raises:
+        DataError: the canvas would not fit in this machine's memory (positions in metres or
+            nanometres rather than pixels look like this).
+    """
     margin = crop_px // 2 + 2
     low = torch.floor(centres.min(dim=0).values) - margin
     high = torch.ceil(centres.max(dim=0).values) + margin + 1
     origin = (int(low[0]), int(low[1]))
     shape = (int(high[0] - low[0]), int(high[1] - low[1]))
+    needed = shape[0] * shape[1] * CANVAS_BYTES_PER_PX
+    memory = _physical_memory()
+    if memory is not None and needed > memory:
+        raise DataError(
+            f"the scan positions span {shape[0]} x {shape[1]} pixels: stitching them needs "
+            f"{needed / 2**30:.3g} GiB, more than this machine's {memory / 2**30:.3g} GiB of "
+            "memory. Positions must be (y, x) object pixels, not metres or nanometres: "
+            "convert them (divide by the pixel size), or reconstruct part of the scan")
     return origin, shape
+
+
+def _physical_memory() -> int | None:
+    """Bytes of physical memory, or None where the OS does not say (e.g. Windows)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 
 
 def reconstruct(
@@ -135,7 +164,8 @@ def reconstruct(
         The stitched :class:`Reconstruction` (on the CPU).
 
     Raises:
-        DataError: patterns of the wrong size; ConfigError: bad options or device.
+        DataError: patterns of the wrong size, or positions spanning a canvas larger than
+            memory; ConfigError: bad options or device.
     """
     n = model.size
     if scan.N != n:

@@ -11,8 +11,8 @@ import torch
 import pinn
 from pinn.archive import load_archive, read_manifest
 from pinn.config import Config, ModelConfig, TrainingConfig
-from pinn.data import load_scan, simulate, write_npz
-from pinn.errors import DataError
+from pinn.data import ScanData, load_scan, simulate, write_npz
+from pinn.errors import ConfigError, DataError
 from pinn.fit import file_sha256, scan_sha256, split_validation, train_scan
 
 CONFIG = Config(model=ModelConfig(n_filters_scale=1),
@@ -125,6 +125,23 @@ def test_size_mismatch_is_a_data_error_and_writes_nothing(tmp_path):
     scan = simulate("grf", n_scans=8, size=128, object_size=160, photons=1e4, seed=0)
     with pytest.raises(DataError, match=r"128 x 128.*N = 64"):
         train_scan(scan, CONFIG, tmp_path / "run", verbose=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_positions_in_other_units_are_refused_before_anything_is_written(tmp_path):
+    scan = simulate("grf", n_scans=8, size=64, object_size=96, photons=1e4, seed=0)
+    far = ScanData(diffraction=scan.diffraction, positions=scan.positions * 1e6,
+                   probe=scan.probe)
+    with pytest.raises(DataError, match="not metres or nanometres"):
+        train_scan(far, CONFIG, tmp_path / "run", verbose=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_too_few_neighbours_for_the_gridsize_name_the_setting(tmp_path):
+    scan = simulate("grf", n_scans=12, size=64, object_size=96, photons=1e4, seed=0)
+    config = Config(model=ModelConfig(n_filters_scale=1, gridsize=3))
+    with pytest.raises(ConfigError, match="data.neighbors is 4, too few for gridsize 3.*>= 8"):
+        train_scan(scan, config, tmp_path / "run", verbose=False)
     assert not (tmp_path / "run").exists()
 
 

@@ -353,3 +353,13 @@ def test_save_reconstruction_writes_npz_and_pngs(scan, tmp_path):
         assert png_size(paths[key].read_bytes()) == expected
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "amplitude.png", "phase.png", "reconstruction.npz"]
+
+
+def test_positions_spanning_more_than_memory_are_refused(scan):
+    """Positions in nanometres instead of pixels would need a canvas of petabytes."""
+    from pinn.data import ScanData
+
+    far = ScanData(diffraction=scan.diffraction, positions=scan.positions * 1e6,
+                   probe=scan.probe)
+    with pytest.raises(DataError, match="GiB, more than this machine's .* not metres"):
+        reconstruct(Oracle(scan), far, progress=False)

@@ -9,9 +9,7 @@ import pytest
 from pinn.config import Config, ModelConfig, TrainingConfig
 from pinn.data import simulate
 
-PIXEL_M = 10e-9
-SKIP_REASON = ("Ptychodus 1.7 is not installed; install it with: pip install \"pinn[ptychodus]\" "
-               "(or see .ci/run for the lean install)")
+from _ptychodus_helpers import PIXEL_M
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.interop.conftest import PIXEL_M, SKIP_REASON
+from _ptychodus_helpers import PIXEL_M, SKIP_REASON
 
 pytest.importorskip("ptychodus.api.reconstruct", reason=SKIP_REASON)
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.interop.conftest import SKIP_REASON
+from _ptychodus_helpers import SKIP_REASON
 
 pytest.importorskip("ptychodus.api.object", reason=SKIP_REASON)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.interop.conftest import SKIP_REASON
+from _ptychodus_helpers import SKIP_REASON
 
 pytest.importorskip("ptychodus.api.reconstruct", reason=SKIP_REASON)
 

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from tests.interop.conftest import SKIP_REASON
+from _ptychodus_helpers import SKIP_REASON
 
 pytest.importorskip("ptychodus.api.settings", reason=SKIP_REASON)
 
