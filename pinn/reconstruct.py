@@ -118,8 +118,6 @@ def _physical_memory() -> int | None:
         return None
 
 
-
-
 def reconstruct(
     model: PtychoPINN,
     scan: ScanData,
