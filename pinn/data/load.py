@@ -17,8 +17,9 @@ from pinn.data._archive import check_options, load_array, missing_key, open_arch
 from pinn.data.crop import crop_scan
 from pinn.data.npz import read_contract
 from pinn.data.scan import ScanData
+from pinn.data.stream import NpzScanStream
 from pinn.data.tike import is_tike, read_tike
-from pinn.errors import DataError
+from pinn.errors import ConfigError, DataError
 
 PROBE_KEYS = ("probeGuess", "probe")
 
@@ -32,7 +33,8 @@ def load_scan(
     layout: str = "auto",
     crop_px: int | None = None,
     probe_path: str | os.PathLike | None = None,
-) -> ScanData:
+    stream: bool = False,
+) -> ScanData | NpzScanStream:
     """Read a scan file in whichever supported format it is.
 
     Formats: a tike scan (keys ``data``, ``probe``, ``scan``, no ``xcoords``; defaults
@@ -52,26 +54,40 @@ def load_scan(
         probe_path: take the probe from this file instead (key ``probeGuess`` or ``probe``,
             see :func:`read_probe`). It must be ``N x N`` for the file's patterns (it is then
             cropped with them) or already ``crop_px x crop_px``.
+        stream: for an NPZ-contract file, return an open
+            :class:`~pinn.data.stream.NpzScanStream` (same options) that reads the patterns
+            from the file on demand, for scans larger than memory; close it when done. Not
+            with ``crop_px``; a ``probe_path`` probe must then be N x N. A tike scan is read
+            into memory all the same (a ScanData is a :class:`~pinn.data.ScanSource` too).
+            A bz2-compressed file is decompressed twice (to recognise it, then to stream it).
 
     Returns:
-        ScanData in pinn's conventions.
+        ScanData in pinn's conventions (or, with ``stream=True``, an NpzScanStream).
 
     Raises:
-        DataError: unreadable file or probe file, or any validation failure of the readers.
-        ConfigError: a bad option or ``crop_px``.
+        DataError: unreadable file or probe file, or any validation failure of the readers
+            (a stream validates the patterns' values as it reads them).
+        ConfigError: a bad option or ``crop_px``, or ``crop_px`` with ``stream=True``.
     """
     options = {"values": values, "zero_frequency": zero_frequency, "positions": positions}
     chosen = {k: v for k, v in options.items() if v is not None}
     check_options(layout=layout, **chosen)
+    if stream and crop_px is not None:
+        raise ConfigError("cropping the patterns (crop_px / --crop-patterns) is not available "
+                          "when streaming; crop the file once in memory (pinn.data.crop_scan "
+                          "and write_npz), or read it without streaming")
     path = Path(path)
     with open_archive(path) as archive:
-        if is_tike(archive):
+        tike = is_tike(archive)
+        if tike:
             if chosen.get("values") == "auto":
                 raise DataError(f"{path.name} is a tike scan, whose 'data' are counts; pass "
                                 "values='counts' or 'amplitude', not 'auto'")
             scan = read_tike(archive, path, **chosen)
-        else:
+        elif not stream:
             scan = read_contract(archive, path, layout=layout, **chosen)
+    if stream and not tike:
+        return _stream(path, layout=layout, probe_path=probe_path, **chosen)
     probe = None if probe_path is None else read_probe(probe_path)
     if probe is not None and probe.shape == (scan.N, scan.N):
         scan = _with_probe(scan, probe)
@@ -114,6 +130,20 @@ def read_probe(path: str | os.PathLike) -> torch.Tensor:
     probe = probe.to(torch.complex64)
     _checks.check_finite(f"{path.name}: '{key}'", probe)
     return probe
+
+
+def _stream(path: Path, *, layout: str, probe_path: str | os.PathLike | None,
+            **options: str) -> NpzScanStream:
+    probe = None if probe_path is None else read_probe(probe_path)
+    source = NpzScanStream(path, layout=layout, **options)
+    if probe is not None:
+        if probe.shape != (source.N, source.N):
+            source.close()
+            raise DataError(f"the probe in {Path(probe_path).name} is {tuple(probe.shape)} but "
+                            f"the patterns are {source.N} x {source.N}; use a probe of the "
+                            "pattern size")
+        source.probe = probe
+    return source
 
 
 def _with_probe(scan: ScanData, probe: torch.Tensor) -> ScanData:

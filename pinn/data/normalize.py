@@ -36,7 +36,8 @@ def normalization_factor(diffraction: torch.Tensor, indices: torch.Tensor) -> fl
     The mean runs over all ``G * C`` grouped patterns, so a pattern used by several groups
     counts several times (as in the reference); squares and sums are float64, the result is
     rounded to float32. After multiplying the grouped patterns by it, their mean total squared
-    amplitude is ``(N/2)**2``.
+    amplitude is ``(N/2)**2``. This is :func:`normalization_from_energy` of
+    :func:`pinn.data.scan.pattern_energy` (the one formula, shared with streamed scans).
 
     Args:
         diffraction: ``(M, N, N)`` real amplitudes (any scale).
@@ -53,18 +54,50 @@ def normalization_factor(diffraction: torch.Tensor, indices: torch.Tensor) -> fl
     _checks.check_real("diffraction", diffraction)
     if diffraction.dim() != 3:
         raise DataError(f"diffraction has shape {tuple(diffraction.shape)}; expected (M, N, N)")
+    _grouped_indices(indices, diffraction.shape[0])  # refuse bad indices before the energy pass
+    return normalization_from_energy(pattern_energy(diffraction), indices, diffraction.shape[-1])
+
+
+def normalization_from_energy(energy: torch.Tensor, indices: torch.Tensor, N: int  # noqa: N803
+                              ) -> float:
+    """The normalisation factor from per-pattern energies:
+    ``float32(sqrt((N/2)**2 / mean(energy[indices])))``.
+
+    Args:
+        energy: ``(M,)`` float64 ``sum_xy amplitude**2`` of each pattern
+            (:func:`pinn.data.scan.pattern_energy`, or ``ScanSource.pattern_energy()``).
+        indices: ``(G, C)`` (or any shape) int64 indices into the M patterns; duplicates count
+            as often as they occur.
+        N: pattern side in pixels.
+
+    Returns:
+        The factor as a Python float that is exactly a float32 value.
+
+    Raises:
+        DataError: ``energy`` not ``(M,)`` real, indices empty or out of range, or every
+            grouped pattern is zero.
+    """
+    energy = _checks.as_tensor("energy", energy)
+    _checks.check_real("energy", energy)
+    if energy.dim() != 1:
+        raise DataError(f"energy has shape {tuple(energy.shape)}; expected (M,), one value per "
+                        "pattern")
+    index = _grouped_indices(indices, energy.shape[0])
+    mean = energy.to(torch.float64)[index].mean()
+    if not float(mean) > 0:
+        raise DataError("every grouped diffraction pattern is zero; the data cannot be "
+                        "normalised (check the file holds the measured patterns)")
+    half = int(N) / 2
+    return float(np.float32(math.sqrt(half * half / float(mean))))
+
+
+def _grouped_indices(indices: torch.Tensor, m: int) -> torch.Tensor:
     index = _checks.as_tensor("indices", indices)
     index = _checks.check_integral("indices", index).flatten()
-    m = diffraction.shape[0]
     if index.numel() == 0 or bool((index < 0).any() or (index >= m).any()):
         raise DataError(f"indices must be a non-empty set of pattern indices in [0, {m}); "
                         "build them with group_positions on this scan's positions")
-    energy = pattern_energy(diffraction)[index].mean()  # float64
-    if not float(energy) > 0:
-        raise DataError("every grouped diffraction pattern is zero; the data cannot be "
-                        "normalised (check the file holds the measured patterns)")
-    half = diffraction.shape[-1] / 2
-    return float(np.float32(math.sqrt(half * half / float(energy))))
+    return index
 
 
 def intensity_scale(nphotons: float, N: int) -> float:  # noqa: N803 - N is the patch size

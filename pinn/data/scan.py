@@ -5,16 +5,78 @@ dataset consume. Its conventions are fixed: diffraction is float32 *amplitude* w
 frequency at the centre pixel ``(N//2, N//2)``; positions are float64 ``(y, x)`` object pixels
 of each window's centre pixel ``N//2``. Readers convert from file conventions (counts,
 corner zero frequency, corner positions, ``x``/``y`` coordinate vectors) before building one.
+
+:class:`ScanSource` is the smaller contract that inference (:func:`pinn.reconstruct.reconstruct`)
+needs: the positions, the probe and patterns read on demand. ScanData satisfies it from memory;
+:class:`pinn.data.stream.NpzScanStream` reads the patterns from a file chunk by chunk, for
+scans larger than memory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import torch
 
 from pinn.data import _checks
 from pinn.errors import DataError
+
+ENERGY_CHUNK = 4096  # patterns per float64 block in pattern_energy (see NpzScanStream)
+
+
+@runtime_checkable
+class ScanSource(Protocol):
+    """What inference needs from a scan: geometry, probe, and patterns on demand.
+
+    Attributes:
+        N: side of every pattern (and of the probe), in pixels.
+        n_scans: M, the number of patterns (scan points).
+        positions: ``(M, 2)`` float64, ``(y, x)`` object pixel under each window's centre
+            pixel ``N//2`` (as :attr:`ScanData.positions`).
+        probe: ``(N, N)`` complex64 probe guess.
+
+    Methods:
+        read(indices): ``indices`` ``(k,)`` int64 in ``[0, M)``, any order, repeats allowed ->
+            ``(k, N, N)`` float32 diffraction amplitudes, zero frequency at pixel
+            ``(N//2, N//2)``, row ``i`` the pattern ``indices[i]``. Memory is of the order of
+            ``k`` patterns, whatever M. Raises DataError for out-of-range indices or (for
+            sources that validate on read) bad stored values.
+        pattern_energy(): ``(M,)`` float64 ``sum_xy amplitude**2`` per pattern (what
+            :func:`pinn.data.normalize.normalization_from_energy` averages), equal bit for bit
+            to :func:`pattern_energy` of the patterns held in memory.
+    """
+
+    @property
+    def N(self) -> int: ...  # noqa: N802, D102
+
+    @property
+    def n_scans(self) -> int: ...  # noqa: D102
+
+    @property
+    def positions(self) -> torch.Tensor: ...  # noqa: D102
+
+    @property
+    def probe(self) -> torch.Tensor: ...  # noqa: D102
+
+    def read(self, indices: torch.Tensor) -> torch.Tensor: ...  # noqa: D102
+
+    def pattern_energy(self) -> torch.Tensor: ...  # noqa: D102
+
+
+def check_read_indices(indices: object, m: int) -> torch.Tensor:
+    """``indices`` as a flat ``(k,)`` int64 tensor of pattern numbers in ``[0, m)``.
+
+    Raises:
+        DataError: non-integer values, or an index outside ``[0, m)`` (negative indices are
+            refused: a source counts patterns from 0 only).
+    """
+    index = _checks.check_integral("indices", _checks.as_tensor("indices", indices)).flatten()
+    if index.numel() and bool((index.min() < 0) | (index.max() >= m)):
+        bad = index[(index < 0) | (index >= m)][0]
+        raise DataError(f"read got pattern index {int(bad)} outside [0, {m}); pass indices of "
+                        "existing scan points")
+    return index
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -116,6 +178,17 @@ class ScanData:
             return None
         return float(pattern_energy(self.diffraction).mean())
 
+    def read(self, indices: torch.Tensor) -> torch.Tensor:
+        """The patterns ``indices`` (``(k,)`` int64 in ``[0, M)``, any order, repeats allowed)
+        as ``(k, N, N)`` float32 amplitudes, zero frequency centred: ``diffraction[indices]``
+        (:class:`ScanSource`). Raises DataError for indices out of range."""
+        return self.diffraction[check_read_indices(indices, self.n_scans)]
+
+    def pattern_energy(self) -> torch.Tensor:
+        """``(M,)`` float64 ``sum_xy diffraction**2`` per pattern (:func:`pattern_energy`;
+        :class:`ScanSource`)."""
+        return pattern_energy(self.diffraction)
+
     def select(self, indices: torch.Tensor | list[int]) -> ScanData:
         """A new ScanData with the scan points ``indices`` ((K,) int64 or bool mask of length M).
 
@@ -142,7 +215,7 @@ class ScanData:
         )
 
 
-def pattern_energy(diffraction: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+def pattern_energy(diffraction: torch.Tensor, chunk: int = ENERGY_CHUNK) -> torch.Tensor:
     """``sum_xy diffraction**2`` per pattern, in float64, without a float64 copy of the stack.
 
     Args:
