@@ -9,6 +9,12 @@ canvas, whatever the number of positions. The result is the sum divided by the c
 
 Canvas geometry: canvas pixel ``(i, j)`` is object pixel ``(i + origin_y, j + origin_x)``,
 where positions are the object pixels of each window's centre pixel ``N//2``.
+
+The scan is any :class:`pinn.data.ScanSource`: a :class:`~pinn.data.ScanData` in memory or a
+stream (:class:`pinn.data.stream.NpzScanStream`) that reads the patterns of each batch from
+the file. Only the positions, ``pattern_energy()`` (one pass, for the normalisation factor)
+and ``read(indices)`` of one batch at a time are used, so a scan larger than memory streams
+through with memory bounded by the batch, the canvas and the positions.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ import numpy as np
 import torch
 
 from pinn import ops
-from pinn.data import Groups, ScanData, group_positions, normalization_factor
+from pinn.data import Groups, ScanSource, group_positions
+from pinn.data.normalize import normalization_from_energy
 from pinn.engine.distributed import resolve_device
 from pinn.errors import ConfigError, DataError
 from pinn.model import PtychoPINN
@@ -120,7 +127,7 @@ def _physical_memory() -> int | None:
 
 def reconstruct(
     model: PtychoPINN,
-    scan: ScanData,
+    scan: ScanSource,
     *,
     batch_size: int = 64,
     crop_px: int | None = None,
@@ -140,7 +147,11 @@ def reconstruct(
 
     Args:
         model: a trained :class:`PtychoPINN` (e.g. ``load_archive(path).model``).
-        scan: the scan; its patterns must be ``N x N`` for the model's N.
+        scan: the scan, any :class:`pinn.data.ScanSource` (a ScanData, or a stream from
+            :func:`pinn.data.stream.open_scan_stream` for scans larger than memory); its
+            patterns must be ``N x N`` for the model's N. Its patterns are read batch by batch
+            with ``scan.read`` (``batch_size * gridsize**2`` at a time), after one pass of
+            ``scan.pattern_energy()`` for the normalisation factor.
         batch_size: groups per forward pass.
         crop_px: side of each group object's central window that is stitched (default: the
             whole patch with ``weighting="probe"``, ``5N/16`` with ``"uniform"``, which is the
@@ -194,8 +205,9 @@ def reconstruct(
                         centroids=groups.centroids * sign)
     with torch.no_grad():  # a trainable intensity scale is a tensor that requires grad
         model_scale = float(model.intensity_scale)
-    scale = float(normalization_factor(scan.diffraction, groups.indices)) * model_scale
-    origin, shape = canvas_geometry(groups.centroids, crop_px)
+    origin, shape = canvas_geometry(groups.centroids, crop_px)  # before a pass over the data
+    factor = normalization_from_energy(scan.pattern_energy(), groups.indices, n)
+    scale = float(factor) * model_scale  # the same float32 factor as normalization_factor
     canvas_positions = (groups.centroids - torch.tensor(origin, dtype=torch.float64))
 
     model = model.to(device).eval()
@@ -211,7 +223,8 @@ def reconstruct(
         for start in range(0, total, batch_size):
             stop = min(start + batch_size, total)
             members = groups.indices[start:stop]  # (B, C)
-            amplitude = scan.diffraction[members].to(device) * scale  # (B, C, N, N)
+            patterns = scan.read(members.flatten()).reshape(*members.shape, n, n)
+            amplitude = patterns.to(device) * scale  # (B, C, N, N) float32
             offsets = groups.offsets[start:stop].to(device=device, dtype=torch.float32)
             obj = model(amplitude, offsets).object[..., window, window].cpu()  # (B, M, M)
             if weighting == "probe":
