@@ -50,7 +50,7 @@ def _read_scan(args: argparse.Namespace):
 
     return load_scan(args.data, values=args.values, zero_frequency=args.zero_frequency,
                      positions=args.positions, crop_px=args.crop_patterns,
-                     probe_path=args.probe_file)
+                     probe_path=args.probe_file, stream=getattr(args, "stream", False))
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -113,10 +113,14 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
 
     archive = load_archive(args.model, device=args.device)
     scan = _read_scan(args)
-    result = reconstruct(archive.model, scan, batch_size=args.batch_size, crop_px=args.crop_px,
-                         weighting=args.weighting,
-                         transpose=args.transpose, flip_x=args.flip_x, flip_y=args.flip_y,
-                         device=args.device, progress=not args.quiet)
+    try:
+        result = reconstruct(archive.model, scan, batch_size=args.batch_size,
+                             crop_px=args.crop_px, weighting=args.weighting,
+                             transpose=args.transpose, flip_x=args.flip_x, flip_y=args.flip_y,
+                             device=args.device, progress=not args.quiet)
+    finally:
+        if hasattr(scan, "close"):  # a stream (--stream)
+            scan.close()
     paths = save_reconstruction(result, args.out)
     print(f"wrote {paths['npz']}, {paths['amplitude']} and {paths['phase']} "
           f"({result.n_positions} positions, canvas {tuple(result.object.shape)})")
@@ -241,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip-y", action="store_true", help="negate the y coordinates")
     p.add_argument("--device", default="cpu", metavar="D", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--stream", action="store_true",
+                   help="read the diffraction patterns from the file batch by batch instead of "
+                        "loading them all, for scans larger than memory (NPZ-contract files in "
+                        "the (M, N, N) layout; not with --crop-patterns; a compressed file is "
+                        "first decompressed to a temporary file). Costs one extra pass over the "
+                        "file; the result is identical")
     _add_read_options(p)
     p.set_defaults(func=_cmd_reconstruct)
 
