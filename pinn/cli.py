@@ -67,8 +67,19 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _training_config(args: argparse.Namespace):
     from pinn.config import Config, DataConfig, ModelConfig, TrainingConfig
+    from pinn.errors import ConfigError
 
-    base = Config.from_json(args.config.read_text()) if args.config else Config()
+    base = Config()
+    if args.config:
+        try:
+            text = args.config.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{args.config} is not UTF-8 text ({exc}); pass a JSON "
+                              "configuration file") from None
+        try:
+            base = Config.from_json(text)
+        except ConfigError as exc:
+            raise ConfigError(f"{args.config}: {exc}") from None
     model = {**base.model.__dict__}
     training = {**base.training.__dict__}
     data = {**base.data.__dict__}

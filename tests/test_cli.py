@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -165,6 +166,19 @@ def assert_one_line_error(status, out, err, match=""):
 def inputs(tmp_path):
     (tmp_path / "text.npz").write_text("this is not an npz file\n")
     np.savez(tmp_path / "nokeys.npz", something=np.zeros(3))
+    scan = dict(diffraction=np.ones((4, 64, 64), np.float32), probeGuess=np.ones((64, 64)),
+                xcoords=np.array([40.0, 48, 56, 64]), ycoords=np.array([40.0, 40, 48, 48]))
+    np.savez(tmp_path / "outside.npz", **scan, objectGuess=np.ones((80, 80), np.complex64))
+    np.savez(tmp_path / "samepos.npz", **{**scan, "xcoords": np.full(4, 40.0),
+                                          "ycoords": np.full(4, 40.0)})
+    np.savez(tmp_path / "far.npz", **{**scan, "xcoords": scan["xcoords"] * 1e7})
+    np.savez(tmp_path / "pickled.npz", **{**scan, "xcoords": scan["xcoords"].astype(object)})
+    np.savez(tmp_path / "truncated.npz", **scan)
+    whole = (tmp_path / "truncated.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(whole[:len(whole) // 2])
+    (tmp_path / "latin1.json").write_bytes('{"model": {"amp_activation": "s\xefgmoid"}}'
+                                           .encode("latin-1"))
+    (tmp_path / "strbool.json").write_text('{"model": {"object_big": "false"}}')
     return tmp_path
 
 
@@ -222,7 +236,57 @@ ERROR_CASES = {
     "no command": ([], "COMMAND"),
     "not an int": (["train", "{data}", "--out", "{out}", "--epochs", "many"], "many"),
     "missing --out": (["train", "{data}"], "--out"),
+    "objectGuess smaller than the scan": (["train", "{tmp}/outside.npz", "--out", "{out}",
+                                           *TINY], "outside 'objectGuess'"),
+    "all positions at one point": (["train", "{tmp}/samepos.npz", "--out", "{out}", *TINY],
+                                   "same position"),
+    "positions in nanometres": (["train", "{tmp}/far.npz", "--out", "{out}", *TINY],
+                                "not metres or nanometres"),
+    "pickled coordinates": (["train", "{tmp}/pickled.npz", "--out", "{out}", *TINY],
+                            "pickled object array"),
+    "truncated npz": (["train", "{tmp}/truncated.npz", "--out", "{out}", *TINY],
+                      "truncated.npz"),
+    "config not UTF-8": (["train", "{data}", "--out", "{out}", "--config",
+                          "{tmp}/latin1.json", *TINY], "not UTF-8"),
+    "config string for a bool": (["train", "{data}", "--out", "{out}", "--config",
+                                  "{tmp}/strbool.json", *TINY], "model.object_big is 'false'"),
+    "seed too large": (["train", "{data}", "--out", "{out}", "--seed",
+                        "99999999999999999999999", *TINY], "training.seed"),
+    "infinite learning rate": (["train", "{data}", "--out", "{out}", "--lr", "inf", *TINY],
+                               "learning_rate is inf"),
+    "gridsize 3 needs more neighbours": (["train", "{data}", "--out", "{out}", "--gridsize",
+                                          "3", *TINY], "data.neighbors"),
+    "resume from a corrupt checkpoint": (["train", "{data}", "--out", "{damaged_run}",
+                                          "--resume", *TINY], "corrupt"),
+    "reconstruct positions in nanometres": (["reconstruct", "{model}", "{tmp}/far.npz",
+                                             "--out", "{out}"], "not metres"),
+    "info incomplete archive": (["info", "{incomplete}"], "lacks ['probe_mask']"),
+    "simulate seed too large": (["simulate", "{out}/s.npz", "--seed",
+                                 "99999999999999999999999"], "seed"),
+    "simulate photons beyond int64 counts": (["simulate", "{out}/s.npz", "--photons", "1e20"],
+                                             "photons"),
 }
+
+
+def incomplete_copy(workspace, tmp_path):
+    """The workspace archive without one model option in its config.json."""
+    bad = tmp_path / "incomplete_model"
+    shutil.copytree(workspace / "run" / "model", bad)
+    manifest = json.loads((bad / "config.json").read_text())
+    del manifest["config"]["model"]["probe_mask"]
+    (bad / "config.json").write_text(json.dumps(manifest))
+    return bad
+
+
+def damaged_run(workspace, tmp_path):
+    """A copy of the workspace run whose checkpoint has one flipped byte."""
+    run = tmp_path / "damaged_run"
+    shutil.copytree(workspace / "run", run)
+    checkpoint = run / "checkpoints" / "last.safetensors"
+    data = bytearray(checkpoint.read_bytes())
+    data[-100] ^= 0x04
+    checkpoint.write_bytes(bytes(data))
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +304,9 @@ def test_bad_input_is_one_line_and_writes_nothing(case, workspace, saved_recon, 
     out = inputs / "out"
     values = {"tmp": inputs, "out": out, "data": workspace / "scan.npz",
               "model": workspace / "run" / "model", "recon": saved_recon,
-              "corrupt": corrupt_copy(workspace, inputs) if "{corrupt}" in argv else ""}
+              "corrupt": corrupt_copy(workspace, inputs) if "{corrupt}" in argv else "",
+              "incomplete": incomplete_copy(workspace, inputs) if "{incomplete}" in argv else "",
+              "damaged_run": damaged_run(workspace, inputs) if "{damaged_run}" in argv else ""}
     argv = [a.format(**values) for a in argv]
     before = all_paths(inputs)
     status, stdout, err = run_main(argv, capsys)
