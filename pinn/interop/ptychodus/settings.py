@@ -100,6 +100,11 @@ class PinnSettings(Observable, Observer):
         self.crop_px = inference.create_integer_parameter("crop_px", 0, minimum=0)
         self.infer_device = inference.create_string_parameter("device", "cpu")
 
+    def groups(self) -> dict[str, typing.Any]:
+        """The three Ptychodus ``ParameterGroup`` objects, by role (``"model"``,
+        ``"training"``, ``"inference"``)."""
+        return dict(self._groups)
+
     def options(self) -> PinnOptions:
         """The current values as validated :class:`PinnOptions`.
 
