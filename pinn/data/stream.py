@@ -136,6 +136,7 @@ class NpzScanStream:
                 plain = self._files.enter_context(tempfile.TemporaryFile())
                 with bz2.open(source) as stream:
                     shutil.copyfileobj(stream, plain, length=1 << 20)
+                plain.flush()
                 source = plain
             source.seek(0)
             archive = np.load(source, allow_pickle=False)
@@ -243,7 +244,8 @@ class NpzScanStream:
                 "unpickle files (it can run arbitrary code). Re-save it as a numeric array, "
                 f"e.g. numpy.asarray({self.key}, dtype=numpy.float32)")
         if dtype.kind == "c":
-            raise DataError(f"{name} is complex ({dtype}); expected real numbers"
+            as_torch = _checks.as_tensor(name, np.zeros(0, dtype)).dtype  # read_npz's words
+            raise DataError(f"{name} is complex ({as_torch}); expected real numbers"
                             f"{_checks.AMPLITUDE_HINT}")
         if dtype.kind == "b":
             raise DataError(f"{name} is boolean; expected real numbers{_checks.AMPLITUDE_HINT}")
@@ -308,6 +310,7 @@ class NpzScanStream:
                 plain = self._files.enter_context(tempfile.TemporaryFile())
                 with archive.zip.open(info) as member:  # checks the CRC at the end
                     shutil.copyfileobj(member, plain, length=1 << 20)
+                plain.flush()  # the patterns are read with pread, past Python's buffer
                 self._file = plain
                 self._offset = self._header_bytes
         except (struct.error, *READ_ERRORS) as exc:
