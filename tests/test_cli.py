@@ -7,9 +7,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import numpy as np
 import pytest
 
 from pinn import cli
-from pinn.archive import load_archive
+from pinn.archive import load_archive, read_manifest
 from pinn.errors import DataError
 from pinn.evaluate import load_reconstruction
 
@@ -418,3 +421,46 @@ def test_zip_archives_work_from_the_command_line(workspace, capsys, tmp_path):
             archive.write(workspace / "run" / "model" / name, name)
     status, out, _ = run_main(["info", path], capsys)
     assert status == 0 and "weights sha256" in out
+
+
+def test_sigterm_then_resume_gives_the_uninterrupted_weights_bit_for_bit(tmp_path):
+    """The real command, in processes: a SIGTERM mid-training saves a checkpoint and exits 130
+    with one line; ``--resume`` finishes the run; its archive equals an uninterrupted run's."""
+    from pinn.data import simulate, write_npz
+
+    data = tmp_path / "scan.npz"
+    write_npz(data, simulate("grf", n_scans=24, size=64, object_size=96, photons=1e5, seed=3))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+
+    def train(out, *extra):
+        return [sys.executable, "-m", "pinn", "train", str(data), "--out", str(out),
+                "--epochs", "3", "--batch-size", "2", "--n-filters-scale", "1", "--quiet",
+                *extra]
+
+    reference = subprocess.Popen(train(tmp_path / "reference"), env=env, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    interrupted = subprocess.Popen(train(tmp_path / "run"), env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.safetensors"
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists():  # the first epoch is done; two more remain
+        assert interrupted.poll() is None, interrupted.communicate()
+        assert time.monotonic() < deadline, "the first epoch never finished"
+        time.sleep(0.02)
+    interrupted.send_signal(signal.SIGTERM)
+    out, err = interrupted.communicate(timeout=240)
+    assert interrupted.returncode == 130, err
+    assert re.fullmatch(r"pinn: training interrupted at epoch [23], step \d+; checkpoint saved "
+                        r"to \S+last\.safetensors; resume to continue\n", err), err
+    assert not (tmp_path / "run" / "model").exists()
+
+    resumed = subprocess.run(train(tmp_path / "run", "--resume"), env=env, text=True,
+                             capture_output=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr
+    assert reference.wait(timeout=240) == 0, reference.communicate()[1]
+    weights = (tmp_path / "run" / "model" / "model.safetensors").read_bytes()
+    assert weights == (tmp_path / "reference" / "model" / "model.safetensors").read_bytes()
+    manifests = [read_manifest(tmp_path / name / "model") for name in ("run", "reference")]
+    assert manifests[0]["provenance"]["epochs_run"] == 3
+    assert manifests[0]["provenance"]["final_train_loss"] == \
+        manifests[1]["provenance"]["final_train_loss"]
