@@ -15,7 +15,8 @@ from torch import nn
 
 from pinn import ops
 from pinn.config import ModelConfig
-from pinn.data import make_positions, make_probe, simulate, simulate_scan
+from pinn.data import (NpzScanStream, make_positions, make_probe, open_scan_stream, read_npz,
+                       simulate, simulate_scan, write_npz)
 from pinn.errors import ConfigError, DataError
 from pinn.evaluate import evaluate
 from pinn.model import build_model
@@ -363,3 +364,130 @@ def test_positions_spanning_more_than_memory_are_refused(scan):
                    probe=scan.probe)
     with pytest.raises(DataError, match="GiB, more than this machine's .* not metres"):
         reconstruct(Oracle(scan), far, progress=False)
+
+
+# ----------------------------------------------------------------------------- streaming
+
+
+class ProtocolOnly:
+    """Exposes only the ScanSource protocol of a source (no ``diffraction``) and records how
+    it is used: the size of every read and the number of energy passes."""
+
+    def __init__(self, source):
+        self._source = source
+        self.N, self.n_scans = source.N, source.n_scans
+        self.positions, self.probe = source.positions, source.probe
+        self.read_sizes: list[int] = []
+        self.energy_calls = 0
+
+    def read(self, indices):
+        self.read_sizes.append(int(indices.numel()))
+        return self._source.read(indices)
+
+    def pattern_energy(self):
+        self.energy_calls += 1
+        return self._source.pattern_energy()
+
+
+class FileCounting(NpzScanStream):
+    """A stream recording the bytes of every read from its file."""
+
+    def __init__(self, *args, **kwargs):
+        self.file_reads: list[int] = []
+        super().__init__(*args, **kwargs)
+
+    def _read_at(self, view, offset):
+        self.file_reads.append(len(view))
+        super()._read_at(view, offset)
+
+
+def untrained(scan, gridsize):
+    torch.manual_seed(2)
+    return build_model(ModelConfig(size_px=N, gridsize=gridsize, n_filters_scale=1),
+                       probe=scan.probe, intensity_scale=10.0)
+
+
+@pytest.mark.parametrize("gridsize", [1, 2])
+@pytest.mark.parametrize("compress", [False, True], ids=["stored", "deflated"])
+def test_a_streamed_scan_reconstructs_bit_for_bit(scan, tmp_path, gridsize, compress):
+    path = tmp_path / "scan.npz"
+    write_npz(path, scan, compress=compress)
+    model = untrained(scan, gridsize)
+    options = dict(batch_size=7, progress=False, flip_x=True)
+    expected = reconstruct(model, read_npz(path), **options)
+    with open_scan_stream(path) as stream:
+        streamed = reconstruct(model, stream, **options)
+    assert streamed.origin_px == expected.origin_px
+    assert torch.equal(streamed.object, expected.object)
+    assert torch.equal(streamed.coverage, expected.coverage)
+    assert float(expected.object.abs().sum()) > 0
+    assert (streamed.n_positions, streamed.n_groups) == (expected.n_positions, expected.n_groups)
+
+
+def test_reconstruct_uses_only_the_protocol_and_reads_in_batches(scan, tmp_path):
+    path = tmp_path / "scan.npz"
+    write_npz(path, scan)
+    pattern = N * N * 4
+    model = untrained(scan, 2)
+    with FileCounting(path, chunk_bytes=8 * pattern) as stream:
+        source = ProtocolOnly(stream)
+        result = reconstruct(model, source, batch_size=3, progress=False)
+        assert source.energy_calls == 1
+        assert max(source.read_sizes) <= 3 * 4  # batch_size groups of gridsize**2 patterns
+        assert sum(source.read_sizes) == result.n_groups * 4  # every group read once
+        # the file is read in pieces of at most a chunk (8 patterns) or a batch (12), never
+        # all 30 patterns at once: one energy pass plus each batch's distinct patterns
+        assert max(stream.file_reads) <= 12 * pattern
+        assert sum(stream.file_reads) <= (scan.n_scans + result.n_groups * 4) * pattern
+    in_memory = reconstruct(model, scan, batch_size=3, progress=False)
+    assert torch.equal(result.object, in_memory.object)
+
+
+def test_the_normalisation_factor_of_a_stream_is_normalization_factor(scan, tmp_path):
+    from pinn.data import group_positions, normalization_factor
+
+    path = tmp_path / "scan.npz"
+    write_npz(path, scan)
+    seen = []
+
+    class Recorder(Oracle):
+        def forward(self, amplitude, offsets):
+            seen.append(amplitude)
+            return super().forward(amplitude, offsets)
+
+    with open_scan_stream(path) as stream:
+        reconstruct(Recorder(scan, intensity_scale=2.0), stream, progress=False)
+    factor = normalization_factor(scan.diffraction, group_positions(scan.positions, 1).indices)
+    assert torch.equal(seen[0][:, 0], scan.diffraction * (factor * 2.0))
+
+
+def test_cli_stream_option_gives_the_same_reconstruction(scan, tmp_path, capsys):
+    from pinn import cli
+    from pinn.archive import save_archive
+
+    data = tmp_path / "scan.npz"
+    write_npz(data, scan)
+    model = save_archive(untrained(scan, 1), tmp_path / "model")
+    outputs = {}
+    for name, extra in (("memory", []), ("stream", ["--stream"])):
+        status = cli.main(["reconstruct", str(model), str(data), "--out", str(tmp_path / name),
+                           "--quiet", *extra])
+        assert status == 0
+        with np.load(tmp_path / name / "reconstruction.npz") as result:
+            outputs[name] = result["object"]
+    np.testing.assert_array_equal(outputs["stream"], outputs["memory"])
+    capsys.readouterr()
+    status = cli.main(["reconstruct", str(model), str(data), "--out", str(tmp_path / "x"),
+                       "--stream", "--crop-patterns", "32"])
+    assert status == 2
+    assert "stream" in capsys.readouterr().err
+
+
+def test_streaming_a_legacy_layout_file_is_refused(scan, tmp_path):
+    arrays = {"diffraction": scan.diffraction.permute(1, 2, 0).numpy(),
+              "xcoords": scan.positions[:, 1].numpy(), "ycoords": scan.positions[:, 0].numpy(),
+              "probeGuess": scan.probe.numpy()}
+    np.savez(tmp_path / "legacy.npz", **arrays)
+    assert read_npz(tmp_path / "legacy.npz").n_scans == scan.n_scans
+    with pytest.raises(DataError, match="legacy layout"):
+        open_scan_stream(tmp_path / "legacy.npz")
