@@ -5,11 +5,10 @@ test_optional.py runs without it; the other modules skip without it."""
 from __future__ import annotations
 
 import pytest
+from _ptychodus_helpers import PIXEL_M
 
 from pinn.config import Config, ModelConfig, TrainingConfig
 from pinn.data import simulate
-
-from _ptychodus_helpers import PIXEL_M
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import logging
 import numpy as np
 import pytest
 import torch
-
 from _ptychodus_helpers import PIXEL_M, SKIP_REASON
 
 pytest.importorskip("ptychodus.api.reconstruct", reason=SKIP_REASON)
@@ -22,8 +21,13 @@ from ptychodus.api.simulate.diffraction import generate_diffraction_data  # noqa
 
 from pinn.data import make_object, make_probe, simulate_scan  # noqa: E402
 from pinn.errors import DataError  # noqa: E402
-from pinn.interop.ptychodus import (product_from_reconstruction, product_from_scan,  # noqa: E402
-                                    read_input_folder, scan_from_input, write_input_folder)
+from pinn.interop.ptychodus import (  # noqa: E402
+    product_from_reconstruction,
+    product_from_scan,
+    read_input_folder,
+    scan_from_input,
+    write_input_folder,
+)
 from pinn.reconstruct import Reconstruction  # noqa: E402
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from _ptychodus_helpers import SKIP_REASON
 
 pytest.importorskip("ptychodus.api.reconstruct", reason=SKIP_REASON)

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _ptychodus_helpers import SKIP_REASON
 from hypothesis import given
 from hypothesis import strategies as st
-
-from _ptychodus_helpers import SKIP_REASON
 
 pytest.importorskip("ptychodus.api.object", reason=SKIP_REASON)
 
@@ -92,7 +91,7 @@ def test_centre_of_the_object_maps_to_its_middle_pixel():
     ({"center_x_m": float("inf")}, "center_x_m"),
 ])
 def test_frame_refuses_bad_geometry(kwargs, match):
-    args = dict(height_px=10, width_px=10, pixel_height_m=1e-9, pixel_width_m=1e-9)
+    args = {"height_px": 10, "width_px": 10, "pixel_height_m": 1e-9, "pixel_width_m": 1e-9}
     with pytest.raises(DataError, match=match):
         ObjectFrame(**{**args, **kwargs})
 

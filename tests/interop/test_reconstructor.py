@@ -5,26 +5,29 @@ training from a diffraction.h5 + product.h5 folder with one output per epoch, re
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import math
+import multiprocessing
 import zipfile
 
 import numpy as np
 import pytest
 import torch
-
 from _ptychodus_helpers import SKIP_REASON
 
 pytest.importorskip("ptychodus.api.reconstruct", reason=SKIP_REASON)
 
 from ptychodus.api.reconstruct import TrainableReconstructor  # noqa: E402
 
-from pinn.archive import load_archive, read_manifest  # noqa: E402
-from pinn.config import ModelConfig  # noqa: E402
+from pinn.archive import Archive, load_archive, read_manifest  # noqa: E402
+from pinn.config import Config, DataConfig, ModelConfig  # noqa: E402
 from pinn.data import load_scan  # noqa: E402
 from pinn.errors import ArchiveError, DataError  # noqa: E402
-from pinn.interop.ptychodus import (PinnReconstructor, product_from_reconstruction,  # noqa: E402
-                                    scan_from_input, write_input_folder)
+from pinn.interop.ptychodus import (  # noqa: E402
+    PinnReconstructor,
+    product_from_reconstruction,
+    scan_from_input,
+    write_input_folder,
+)
 from pinn.interop.ptychodus.worker import reconstruct_product  # noqa: E402
 from pinn.model import build_model  # noqa: E402
 from pinn.reconstruct import reconstruct  # noqa: E402
@@ -97,7 +100,7 @@ def test_reconstruct_gives_the_stitched_object_in_the_product(trained, reconstru
     reconstructor, _, _ = trained
     (output,) = list(reconstructor.reconstruct(reconstruct_input))
     assert output.progress == reconstructor.get_progress_goal() and output.status == 0
-    model = reconstructor._archive.model
+    model = reconstructor.archive.model
     expected = product_from_reconstruction(
         reconstruct_input.product,
         reconstruct(model, scan_from_input(reconstruct_input), progress=False))
@@ -105,6 +108,22 @@ def test_reconstruct_gives_the_stitched_object_in_the_product(trained, reconstru
     np.testing.assert_array_equal(array, expected.object_.get_array())
     assert array.shape == (1, 96, 96) and np.isfinite(array).all()
     assert np.abs(array[0, 40:56, 40:56]).min() > 0  # the scanned centre is reconstructed
+
+
+def test_reconstruction_groups_as_the_archive_says(reconstruct_input, options):
+    """Grouping options come from the archive (how the model was trained), not the settings."""
+    model = build_model(ModelConfig(gridsize=2, n_filters_scale=1))
+    archive = Archive(model=model, config=Config(model=model.config,
+                                                 data=DataConfig(neighbors=7, grouping_seed=3)))
+    got = reconstruct_product(archive, reconstruct_input, options).object_.get_array()
+    scan = scan_from_input(reconstruct_input)
+    expected = product_from_reconstruction(reconstruct_input.product, reconstruct(
+        model, scan, neighbors=7, seed=3, progress=False)).object_.get_array()
+    settings_grouping = product_from_reconstruction(reconstruct_input.product, reconstruct(
+        model, scan, neighbors=options.config.data.neighbors, seed=0,
+        progress=False)).object_.get_array()
+    np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(got, settings_grouping)
 
 
 def test_isolated_reconstruction_equals_in_process(trained, reconstruct_input, options,
@@ -128,8 +147,8 @@ def test_save_and_load_round_trip(trained, tmp_path, reconstruct_input, options,
     loaded.load_model_from_file(tmp_path / name)
     original = load_archive(folder / "out" / "model.zip")
     for key, value in original.model.state_dict().items():
-        assert torch.equal(loaded._archive.model.state_dict()[key], value), key
-    assert loaded._archive.config == original.config
+        assert torch.equal(loaded.archive.model.state_dict()[key], value), key
+    assert loaded.archive.config == original.config
     assert read_manifest(tmp_path / name)["provenance"]["epochs_run"] == 1
     (a,), (b,) = loaded.reconstruct(reconstruct_input), reconstructor.reconstruct(
         reconstruct_input)
@@ -174,4 +193,5 @@ def test_refusals(tmp_path, reconstruct_input, options):
     assert not reconstructor.is_model_loaded()
     big = build_model(ModelConfig(size_px=128, n_filters_scale=1))
     with pytest.raises(DataError, match="trained on 128 x 128"):
-        reconstruct_product(big, reconstruct_input, options)
+        reconstruct_product(Archive(model=big, config=Config(model=big.config)),
+                            reconstruct_input, options)

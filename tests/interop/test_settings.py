@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from _ptychodus_helpers import SKIP_REASON
 
 pytest.importorskip("ptychodus.api.settings", reason=SKIP_REASON)

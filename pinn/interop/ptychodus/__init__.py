@@ -12,9 +12,14 @@ except ImportError as exc:  # pragma: no cover - exercised in a process without 
     raise ImportError("pinn.interop.ptychodus needs Ptychodus 1.7: pip install "
                       f"\"pinn[ptychodus]\" ({exc})") from exc
 
-from pinn.interop.ptychodus.convert import (object_frame, product_from_reconstruction,
-                                            product_from_scan, read_input_folder,
-                                            scan_from_input, write_input_folder)
+from pinn.interop.ptychodus.convert import (
+    object_frame,
+    product_from_reconstruction,
+    product_from_scan,
+    read_input_folder,
+    scan_from_input,
+    write_input_folder,
+)
 from pinn.interop.ptychodus.counts import counts_to_amplitude
 from pinn.interop.ptychodus.geometry import ObjectFrame, positions_from_pinn, positions_to_pinn
 from pinn.interop.ptychodus.launcher import install

@@ -28,8 +28,13 @@ import torch
 from ptychodus.api.assemble import AssembledDiffractionData
 from ptychodus.api.constants import energy_eV_to_wavelength_m
 from ptychodus.api.geometry import PixelGeometry
-from ptychodus.api.io import (StandardFileLayout, load_diffraction_data, load_product,
-                              save_diffraction_data, save_product)
+from ptychodus.api.io import (
+    StandardFileLayout,
+    load_diffraction_data,
+    load_product,
+    save_diffraction_data,
+    save_product,
+)
 from ptychodus.api.object import Object, ObjectCenter
 from ptychodus.api.probe import ProbeSequence
 from ptychodus.api.probe_positions import ProbePosition, ProbePositionSequence

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from typing import ClassVar
 
 from pinn.interop.ptychodus.library import ALGORITHM, PinnLibrary
 
@@ -39,7 +40,7 @@ def install(*, panel: bool = False) -> None:
 
             appends_pinn = True
             #: the library of each core built in this process (the GUI panel uses the last)
-            libraries: list[PinnLibrary] = []
+            libraries: ClassVar[list[PinnLibrary]] = []
 
             def __init__(self, task_manager, settings_registry, product_api,
                          algorithm_libraries) -> None:

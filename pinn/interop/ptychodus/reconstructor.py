@@ -26,8 +26,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ptychodus.api.product import LossValue
-from ptychodus.api.reconstruct import (ReconstructInput, ReconstructOutput,
-                                       TrainableReconstructor, TrainOutput)
+from ptychodus.api.reconstruct import (
+    ReconstructInput,
+    ReconstructOutput,
+    TrainableReconstructor,
+    TrainOutput,
+)
 
 from pinn.archive import Archive, load_archive, save_archive
 from pinn.data import write_npz
@@ -38,7 +42,7 @@ from pinn.interop.ptychodus import worker
 from pinn.interop.ptychodus.convert import scan_from_input
 from pinn.interop.ptychodus.settings import PinnOptions
 
-__all__ = ["MODEL_EXTENSION", "PinnReconstructor", "RUN_DIRECTORY"]
+__all__ = ["MODEL_EXTENSION", "RUN_DIRECTORY", "PinnReconstructor"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +92,11 @@ class PinnReconstructor(TrainableReconstructor):
         return self.options().config.training.epochs
 
     # --- model file -----------------------------------------------------------------------
+
+    @property
+    def archive(self) -> Archive | None:
+        """The loaded model archive (model on the CPU, configuration, manifest), or None."""
+        return self._archive
 
     def is_model_loaded(self) -> bool:
         return self._archive is not None
@@ -159,7 +168,7 @@ class PinnReconstructor(TrainableReconstructor):
             finally:
                 worker.stop(process)
         else:
-            product = worker.reconstruct_product(self._archive.model, parameters, options)
+            product = worker.reconstruct_product(self._archive, parameters, options)
         yield ReconstructOutput(product=product, progress=options.config.training.epochs,
                                 status=0)
 

@@ -26,14 +26,16 @@ from ptychodus.api.io import StandardFileLayout
 from ptychodus.api.product import Product
 from ptychodus.api.reconstruct import ReconstructInput
 
-from pinn.archive import load_archive, read_manifest, save_archive
+from pinn.archive import Archive, load_archive, read_manifest, save_archive
 from pinn.data import ScanData, load_scan
 from pinn.errors import DataError, PinnError, TrainingError
 from pinn.fit import train_scan
-from pinn.interop.ptychodus.convert import (product_from_reconstruction, read_input_folder,
-                                            scan_from_input)
+from pinn.interop.ptychodus.convert import (
+    product_from_reconstruction,
+    read_input_folder,
+    scan_from_input,
+)
 from pinn.interop.ptychodus.settings import PinnOptions
-from pinn.model import PtychoPINN
 from pinn.reconstruct import reconstruct
 
 __all__ = ["load_training_scan", "receive", "reconstruct_product", "spawn", "stop",
@@ -103,19 +105,19 @@ def train_archive(input_path: Path, run_dir: Path, archive_path: Path,
     return result.history
 
 
-def reconstruct_product(model: PtychoPINN | str | os.PathLike, inp: ReconstructInput,
+def reconstruct_product(archive: Archive | str | os.PathLike, inp: ReconstructInput,
                         options: PinnOptions) -> Product:
-    """Reconstruct the scan of ``inp`` with a model (or the archive at that path) and return
-    the input product with the stitched object (:func:`product_from_reconstruction`).
+    """Reconstruct the scan of ``inp`` with a loaded archive (or the archive at that path) and
+    return the input product with the stitched object (:func:`product_from_reconstruction`).
+    Groups are formed with the archive's own ``neighbors`` and ``grouping_seed``.
 
     Raises:
         DataError: the patterns are not the model's N x N, or the input fails conversion.
         ArchiveError: the archive cannot be loaded.
     """
-    data = options.config.data
-    if not isinstance(model, PtychoPINN):
-        archive = load_archive(model)
-        model, data = archive.model, archive.config.data
+    if not isinstance(archive, Archive):
+        archive = load_archive(archive)
+    model, data = archive.model, archive.config.data
     scan = scan_from_input(inp, fill=options.bad_pixels)
     if scan.N != model.size:
         raise DataError(f"the patterns are {scan.N} x {scan.N} but the loaded model was trained "
@@ -183,7 +185,7 @@ def stop(process: multiprocessing.Process, grace_s: float = STOP_GRACE_S) -> Non
 def _child_main(name: str, args: tuple[Any, ...], sender: Connection) -> None:
     try:
         message = ("ok", globals()[name](*args))
-    except BaseException as exc:  # everything goes back to the parent, which re-raises it
+    except BaseException as exc:  # noqa: BLE001 - the parent re-raises it
         if not isinstance(exc, PinnError):
             traceback.print_exc(file=sys.stderr)
         message = ("error", _portable(exc))
@@ -196,6 +198,6 @@ def _portable(exc: BaseException) -> BaseException:
     """``exc`` if it survives pickling, else a RuntimeError with its text."""
     try:
         return pickle.loads(pickle.dumps(exc))
-    except Exception:
+    except Exception:  # noqa: BLE001 - any pickling failure
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
