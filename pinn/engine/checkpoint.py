@@ -153,7 +153,8 @@ def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: torch
                 if isinstance(value, list) and isinstance(live.get(key), tuple):
                     saved[key] = tuple(value)
         optimizer.load_state_dict(optimizer_state)
-    except (RuntimeError, ValueError, KeyError) as exc:
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        # (TypeError, AttributeError, IndexError: metadata of another structure)
         raise ArchiveError("the checkpoint does not match this model/optimizer (was it written "
                            f"with another configuration?): {exc}") from None
     return {k[len("extra/"):]: v for k, v in tensors.items() if k.startswith("extra/")}

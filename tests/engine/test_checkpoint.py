@@ -312,3 +312,20 @@ def test_unknown_format_versions_are_rejected(saved, version):
     edit_meta(path, lambda m: m.update(meta))
     with pytest.raises(ArchiveError, match="version"):
         ckpt.load_checkpoint(path)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m.update(optimizer=None),
+    lambda m: m["optimizer"].update(scalars=[1, 2]),
+    lambda m: m["optimizer"].update(param_groups="adam"),
+    lambda m: m["optimizer"].update(param_groups=[]),
+    lambda m: m["optimizer"]["scalars"].update({"x": {}}),
+])
+def test_restore_refuses_metadata_of_another_structure(saved, edit):
+    """E.g. a hand-edited checkpoint whose checksum was recomputed by a tool."""
+    path, _, _ = saved
+    tensors, meta = ckpt.load_checkpoint(path)
+    edit(meta)
+    target = make_model()
+    with pytest.raises(ArchiveError, match="does not match"):
+        ckpt.restore(tensors, meta, target, torch.optim.Adam(target.parameters()))
