@@ -90,7 +90,12 @@ def train_archive(input_path: Path, run_dir: Path, archive_path: Path,
     """Train on the data at ``input_path`` and write the single-file archive
     ``archive_path`` (``.zip``). ``run_dir`` receives pinn's run layout (``model/``,
     ``checkpoints/last.safetensors`` written every epoch, ``tb/``). Returns the per-epoch
-    history (dicts with ``epoch``, ``train_loss``, ``val_loss``...)."""
+    history (dicts with ``epoch``, ``train_loss``, ``val_loss``...).
+
+    Raises:
+        DataError: unusable training data; ConfigError: a pattern size the network does not
+        support or invalid options; TrainingError, TrainingInterrupted: from training.
+    """
     source = training_source(input_path)
     scan = load_training_scan(source, fill=options.bad_pixels)
     config = replace(options.config, model=replace(options.config.model, size_px=scan.N))
