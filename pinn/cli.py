@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pinn: {exc}", file=sys.stderr)
             return EXIT_INTERRUPTED
         if isinstance(exc, PinnError):
-            message = str(exc)
+            message = " ".join(str(exc).split())  # one line, whatever a message embeds
         elif isinstance(exc, OSError):
             message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
         else:

@@ -360,6 +360,19 @@ def test_interrupted_training_exits_130(workspace, monkeypatch, capsys, tmp_path
     assert status == 130 and err.strip() == "pinn: interrupted"
 
 
+def test_messages_over_several_lines_are_printed_as_one(workspace, monkeypatch, capsys,
+                                                       tmp_path):
+    from pinn import fit
+
+    def fail(*args, **kwargs):
+        raise DataError("first line\n\tsecond line")
+
+    monkeypatch.setattr(fit, "train_scan", fail)
+    status, out, err = run_main(["train", workspace / "scan.npz", "--out", tmp_path / "r",
+                                 *TINY], capsys)
+    assert_one_line_error(status, out, err, "pinn: error: first line second line")
+
+
 def test_os_errors_are_one_line(workspace, saved_recon, capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

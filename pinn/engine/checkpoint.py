@@ -155,6 +155,7 @@ def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: torch
         optimizer.load_state_dict(optimizer_state)
     except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         # (TypeError, AttributeError, IndexError: metadata of another structure)
+        detail = " ".join(str(exc).split())  # torch's state-dict errors span several lines
         raise ArchiveError("the checkpoint does not match this model/optimizer (was it written "
-                           f"with another configuration?): {exc}") from None
+                           f"with another configuration?): {detail}") from None
     return {k[len("extra/"):]: v for k, v in tensors.items() if k.startswith("extra/")}
