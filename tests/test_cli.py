@@ -182,6 +182,10 @@ def inputs(tmp_path):
     (tmp_path / "latin1.json").write_bytes('{"model": {"amp_activation": "s\xefgmoid"}}'
                                            .encode("latin-1"))
     (tmp_path / "strbool.json").write_text('{"model": {"object_big": "false"}}')
+    np.savez(tmp_path / "three.npz", **{k: v[:3] if k in ("diffraction", "xcoords", "ycoords")
+                                        else v for k, v in scan.items()})
+    np.savez(tmp_path / "n32.npz", **{**scan, "diffraction": np.ones((4, 32, 32), np.float32),
+                                      "probeGuess": np.ones((32, 32))})
     return tmp_path
 
 
@@ -239,6 +243,10 @@ ERROR_CASES = {
     "no command": ([], "COMMAND"),
     "not an int": (["train", "{data}", "--out", "{out}", "--epochs", "many"], "many"),
     "missing --out": (["train", "{data}"], "--out"),
+    "too few points for the gridsize": (["train", "{tmp}/three.npz", "--out", "{out}",
+                                         "--gridsize", "2", *TINY], "needs at least C = 4"),
+    "patterns of an unsupported size": (["train", "{tmp}/n32.npz", "--out", "{out}", *TINY],
+                                        "size_px is 32"),
     "objectGuess smaller than the scan": (["train", "{tmp}/outside.npz", "--out", "{out}",
                                            *TINY], "outside 'objectGuess'"),
     "all positions at one point": (["train", "{tmp}/samepos.npz", "--out", "{out}", *TINY],
