@@ -57,7 +57,8 @@ def load_reconstruction(path: str | os.PathLike) -> Reconstruction:
 
     Raises:
         DataError: the file is missing, not an NPZ archive, lacks a key, holds pickled or
-            non-numeric arrays, or the arrays have the wrong shapes.
+            non-numeric arrays, the arrays have the wrong shapes, the coverage is not finite
+            and >= 0, or origin_px/crop_px are not integers.
     """
     path = Path(path)
     data, names = _read_arrays(path, "reconstruction", _RECON_KEYS)
@@ -66,14 +67,22 @@ def load_reconstruction(path: str | os.PathLike) -> Reconstruction:
         raise DataError(f"reconstruction {path} lacks {missing} (keys found: {sorted(names)}); "
                         "pass the reconstruction.npz written by `pinn reconstruct`")
     obj, coverage = (_numeric(path, k, data[k]) for k in ("object", "coverage"))
-    if obj.ndim != 2 or coverage.shape != obj.shape:
+    if obj.ndim != 2 or coverage.shape != obj.shape or obj.size == 0:
         raise DataError(f"reconstruction {path}: object {obj.shape} and coverage "
-                        f"{coverage.shape} must be the same (H, W)")
+                        f"{coverage.shape} must be the same non-empty (H, W)")
+    if np.iscomplexobj(coverage) or not np.isfinite(coverage).all() or (coverage < 0).any():
+        raise DataError(f"reconstruction {path}: coverage must be finite real weights >= 0; "
+                        "re-create the file with `pinn reconstruct`")
     origin = _numeric(path, "origin_px", data["origin_px"]).reshape(-1)
     crop = _numeric(path, "crop_px", data["crop_px"]).reshape(-1)
     if origin.size != 2 or crop.size != 1:
         raise DataError(f"reconstruction {path}: origin_px must hold (y, x) and crop_px one "
                         f"integer (found {origin.size} and {crop.size} values)")
+    for key, values in (("origin_px", origin), ("crop_px", crop)):
+        if (np.iscomplexobj(values) or not np.isfinite(values).all()
+                or (values != np.round(values)).any() or (np.abs(values) > 2**62).any()):
+            raise DataError(f"reconstruction {path}: {key} is {values.tolist()}; expected "
+                            "integers (re-create the file with `pinn reconstruct`)")
     return Reconstruction(object=torch.from_numpy(obj.astype(np.complex64)),
                           coverage=torch.from_numpy(coverage.astype(np.float32)),
                           origin_px=(int(origin[0]), int(origin[1])), crop_px=int(crop[0]),

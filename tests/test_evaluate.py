@@ -152,6 +152,14 @@ def good_reconstruction(**changes):
     ({"origin_px": np.array([1, 2, 3])}, "origin_px"),
     ({"crop_px": np.array([32, 32])}, "crop_px"),
     ({"object": np.array([["a"] * 20] * 20)}, "dtype"),
+    ({"object": np.ones((0, 0)), "coverage": np.ones((0, 0))}, "non-empty"),
+    ({"coverage": -np.ones((20, 20))}, "coverage must be finite real weights >= 0"),
+    ({"coverage": np.full((20, 20), np.nan)}, "coverage must be finite"),
+    ({"coverage": np.ones((20, 20), complex)}, "coverage must be finite real"),
+    ({"origin_px": np.array([np.nan, 2])}, r"origin_px is \[nan, 2.0\]; expected integers"),
+    ({"origin_px": np.array([1.5, 2])}, "origin_px is .*expected integers"),
+    ({"crop_px": np.array(np.inf)}, r"crop_px is \[inf\]"),
+    ({"crop_px": np.array(1e300)}, "crop_px is"),
 ])
 def test_malformed_reconstruction(tmp_path, changes, match):
     np.savez(tmp_path / "r.npz", **good_reconstruction(**changes))
