@@ -398,9 +398,12 @@ class NpzScanStream:
             DataError: as :meth:`read`.
         """
         if self._energy is None:
-            parts = [pattern_energy(self.read(torch.arange(lo, hi)))
-                     for lo, hi in energy_blocks(self._m, self.chunk_patterns)]
-            self._energy = torch.cat(parts)
+            # filled in place: small tensors kept alive between the blocks' large temporaries
+            # would fragment the heap, and the resident set would grow with M
+            energy = torch.empty(self._m, dtype=torch.float64)
+            for lo, hi in energy_blocks(self._m, self.chunk_patterns):
+                energy[lo:hi] = pattern_energy(self.read(torch.arange(lo, hi)))
+            self._energy = energy
         return self._energy.clone()
 
     # ------------------------------------------------------------------------- other
