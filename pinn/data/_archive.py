@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -25,10 +26,12 @@ import numpy as np
 from pinn.errors import ConfigError, DataError
 
 # What zipfile, zlib, bz2 and numpy raise for a damaged file: besides the obvious ones,
-# NotImplementedError (an unknown compression method, zip version or flag) and RuntimeError
-# (zipfile's "encrypted, password required").
+# NotImplementedError (an unknown compression method, zip version or flag), RuntimeError
+# (zipfile's "encrypted, password required"), and SyntaxError, tokenize.TokenError or
+# RecursionError from numpy parsing a damaged .npy header (a Python literal).
 READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError,
-               NotImplementedError, RuntimeError)
+               NotImplementedError, RuntimeError, SyntaxError, tokenize.TokenError,
+               RecursionError)
 
 _OPTIONS = {
     "values": ("auto", "amplitude", "counts"),

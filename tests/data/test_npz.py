@@ -429,9 +429,10 @@ def test_extended_precision_arrays_are_read(tmp_path):
     np.testing.assert_array_equal(scan.probe.numpy(), arrays["probeGuess"].astype(np.complex64))
 
 
-def npy_bytes(shape, dtype="<f8", payload=b""):
+def npy_bytes(shape, dtype="<f8", payload=b"", header=None):
     """A version 1.0 ``.npy`` member whose header claims ``shape`` but holds ``payload``."""
-    header = f"{{'descr': '{dtype}', 'fortran_order': False, 'shape': {shape!r}, }}"
+    if header is None:
+        header = f"{{'descr': '{dtype}', 'fortran_order': False, 'shape': {shape!r}, }}"
     header += " " * (63 - (len(header) + 10) % 64) + "\n"
     return (b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
             + payload)
@@ -466,6 +467,19 @@ def test_zip_features_numpy_cannot_read_are_data_errors(tmp_path, patch):
     patch_zip_headers(path, "xcoords.npy", **patch)
     with pytest.raises(DataError, match="scan.npz"):
         read_npz(path)
+
+
+@pytest.mark.parametrize("header", [
+    "{'descr': '<f8', 'fortran_order': False, 'shape': (6, }",  # tokenize.TokenError
+    "{'descr': '<f8', 'fortran_order': False, 'shape': (6,)) }",  # SyntaxError, twice
+    "{'descr': '<f8', 'fortran_order': False, 'shape': " + "(" * 200 + ")" * 200 + "}",
+])
+def test_npy_header_that_is_not_a_literal(tmp_path, header):
+    path = save(tmp_path, "ok.npz", **contract())
+    replace_member(path, tmp_path / "bad.npz", "xcoords.npy",
+                   npy_bytes(None, header=header, payload=b"\0" * 48))
+    with pytest.raises(DataError, match="bad.npz: cannot read 'xcoords'"):
+        read_npz(tmp_path / "bad.npz")
 
 
 def test_all_positions_at_one_point_are_refused(tmp_path):
