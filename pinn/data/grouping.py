@@ -28,6 +28,8 @@ from pinn.data import _checks
 from pinn.errors import ConfigError, DataError
 
 _MAX_PAIRS = 1 << 22  # largest (seeds x candidates) distance block
+#: Larger coordinates are refused: their squared distances would lose all precision.
+MAX_COORDINATE_PX = 2.0**53
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,8 +93,9 @@ def group_positions(
 
     Raises:
         ConfigError: ``gridsize < 1``, ``neighbors < C - 1``, ``n_groups < 1``.
-        DataError: positions not ``(M, 2)`` finite reals, fewer than C points, or fewer than
-            C distinct positions (repeated positions are otherwise fine).
+        DataError: positions not ``(M, 2)`` finite reals, beyond ``2**53`` pixels, fewer
+            than C points, or fewer than C distinct positions (repeated positions are
+            otherwise fine).
     """
     pos = _checks.as_tensor("positions", positions)
     _checks.check_real("positions", pos)
@@ -100,6 +103,10 @@ def group_positions(
         raise DataError(f"positions has shape {tuple(pos.shape)}; expected (M, 2) as (y, x)")
     pos = pos.to(torch.float64)
     _checks.check_finite("positions", pos)
+    if pos.numel() and float(pos.abs().max()) > MAX_COORDINATE_PX:
+        raise DataError(f"positions reach {float(pos.abs().max()):.3g} pixels; positions are "
+                        "object pixels, so the coordinates are in other units or broken "
+                        "(convert them to pixels)")
     if isinstance(gridsize, bool) or int(gridsize) != gridsize or gridsize < 1:
         raise ConfigError(f"gridsize must be a positive int, got {gridsize!r}")
     c = int(gridsize) ** 2

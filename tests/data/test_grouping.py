@@ -158,6 +158,9 @@ def test_fewer_distinct_positions_than_a_group_needs():
 
 
 @pytest.mark.parametrize("pos, words", [
+    (torch.tensor([[0.0, 1e300], [1.0, 2.0], [3.0, 1.0], [5.0, 5.0]], dtype=torch.float64),
+     "reach 1e[+]300 pixels"),
+    (torch.tensor([[0.0, 0.0], [1.0, 2.0], [3.0, 1.0], [-2.0**54, 5.0]]), "other units"),
     (torch.zeros(10, 3), "positions"),
     (torch.tensor([[float("nan"), 0.0]] * 10), "NaN"),
 ])
