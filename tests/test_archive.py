@@ -326,6 +326,15 @@ def test_checksum_is_checked_in_zips(model, tmp_path):
         load_archive(path)
 
 
+@pytest.mark.parametrize("fix_checksum", [False, True])
+def test_truncated_weights(saved, fix_checksum):
+    data = (saved / "model.safetensors").read_bytes()
+    rewrite(saved, weights=data[: len(data) - 1000], fix_checksum=fix_checksum)
+    with pytest.raises(ArchiveError, match="not a valid safetensors" if fix_checksum
+                       else "checksum"):
+        load_archive(saved)
+
+
 def test_weights_that_are_not_safetensors(saved):
     rewrite(saved, weights=b"\x00" * 64)
     with pytest.raises(ArchiveError, match="not a valid safetensors"):
