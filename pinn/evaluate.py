@@ -79,8 +79,9 @@ def load_reconstruction(path: str | os.PathLike) -> Reconstruction:
         raise DataError(f"reconstruction {path}: origin_px must hold (y, x) and crop_px one "
                         f"integer (found {origin.size} and {crop.size} values)")
     for key, values in (("origin_px", origin), ("crop_px", crop)):
-        if (np.iscomplexobj(values) or not np.isfinite(values).all()
-                or (values != np.round(values)).any() or (np.abs(values) > 2**62).any()):
+        real = np.zeros(1) if np.iscomplexobj(values) else values.astype(np.float64)
+        if (np.iscomplexobj(values) or not np.isfinite(real).all()
+                or (real != np.round(real)).any() or (np.abs(real) > 2**62).any()):
             raise DataError(f"reconstruction {path}: {key} is {values.tolist()}; expected "
                             "integers (re-create the file with `pinn reconstruct`)")
     return Reconstruction(object=torch.from_numpy(obj.astype(np.complex64)),
