@@ -180,8 +180,13 @@ def _read_members(path: Path) -> tuple[bytes, bytes]:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
             NotImplementedError, RuntimeError, ValueError) as exc:
         # NotImplementedError: unknown compression or zip version; RuntimeError: encrypted
-        raise ArchiveError(f"{path} is not a readable zip archive ({exc}); it may be truncated "
-                           "or not an archive") from None
+        raise ArchiveError(f"{path} is not a readable zip archive ({_oneline(exc)}); it may be "
+                           "truncated or not an archive") from None
+
+
+def _oneline(exc: BaseException) -> str:
+    """An embedded error's text on one line (safetensors quotes header bytes verbatim)."""
+    return " ".join(str(exc).split())
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
@@ -249,7 +254,8 @@ def load_archive(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     try:
         tensors = load_safetensors(weights)
     except (SafetensorError, ValueError) as exc:
-        raise ArchiveError(f"{path}: {WEIGHTS_NAME} is not a valid safetensors file ({exc})"
+        raise ArchiveError(f"{path}: {WEIGHTS_NAME} is not a valid safetensors file "
+                           f"({_oneline(exc)})"
                            ) from None
     scale = manifest["intensity_scale"]
     if (not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0

@@ -589,3 +589,17 @@ def test_describe_rejects_a_corrupt_archive(saved):
     shutil.copy(saved / "config.json", saved / "model.safetensors")
     with pytest.raises(ArchiveError, match="checksum"):
         describe(saved)
+
+
+def test_errors_quoting_the_weights_header_stay_on_one_line(saved):
+    data = (saved / "model.safetensors").read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    name = next(k for k in header if k != "__metadata__")
+    header[name]["dtype"] = "F3\n2"
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    rewrite(saved, weights=len(text).to_bytes(8, "little") + text + data[8 + length:])
+    with pytest.raises(ArchiveError, match="not a valid safetensors") as raised:
+        load_archive(saved)
+    assert "\n" not in str(raised.value)

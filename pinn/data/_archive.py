@@ -78,7 +78,7 @@ def open_archive(path: str | os.PathLike) -> Iterator[np.lib.npyio.NpzFile]:
             archive = np.load(source, allow_pickle=False)
         except READ_ERRORS as exc:
             raise DataError(f"{path} is not a readable .npz archive (truncated, corrupt, or "
-                            f"another format): {exc}. Re-create it with numpy.savez or "
+                            f"another format): {_oneline(exc)}. Re-create it with numpy.savez or "
                             "pinn.data.write_npz") from exc
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise DataError(f"{path} holds a single .npy array, not an .npz archive of named "
@@ -138,8 +138,14 @@ def _check_claimed_size(archive: np.lib.npyio.NpzFile, path: Path, key: str) -> 
                          f"{dtype}) but the member holds {info.file_size - header_bytes}")
 
 
+def _oneline(exc: BaseException) -> str:
+    """An embedded error's text on one line."""
+    return " ".join(str(exc).split())
+
+
 def _corrupt(path: Path, key: str, exc: Exception) -> DataError:
-    return DataError(f"{path}: cannot read '{key}' (the file is truncated or corrupt: {exc}); "
+    return DataError(f"{path}: cannot read '{key}' (the file is truncated or corrupt: "
+                     f"{_oneline(exc)}); "
                      "re-create the file")
 
 

@@ -124,7 +124,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         elif meta.get("format") == FORMAT:
             raise ValueError("it has no checksum")
     except (SafetensorError, ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise ArchiveError(f"checkpoint {path} is corrupt or not a pinn checkpoint ({exc}); "
+        detail = " ".join(str(exc).split())  # safetensors quotes header bytes verbatim
+        raise ArchiveError(f"checkpoint {path} is corrupt or not a pinn checkpoint ({detail}); "
                            "delete it to start over, or resume from another copy") from None
     version = meta.get("format_version")
     if (meta.get("format") != FORMAT or not isinstance(version, int)

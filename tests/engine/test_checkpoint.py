@@ -330,3 +330,11 @@ def test_restore_refuses_metadata_of_another_structure(saved, edit):
     target = make_model()
     with pytest.raises(ArchiveError, match="does not match"):
         ckpt.restore(tensors, meta, target, torch.optim.Adam(target.parameters()))
+
+
+def test_errors_quoting_the_header_stay_on_one_line(saved):
+    path, _, _ = saved
+    edit_header(path, lambda header: header["model/conv1.bias"].update(dtype="F3\n2"))
+    with pytest.raises(ArchiveError, match="corrupt") as raised:
+        ckpt.load_checkpoint(path)
+    assert "\n" not in str(raised.value)
