@@ -47,7 +47,7 @@ def _read_arrays(path: Path, what: str, keys: tuple[str, ...]
 
 
 def _numeric(path: Path, key: str, value: np.ndarray) -> np.ndarray:
-    if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_):
+    if value.dtype.kind not in "biufc":  # (timedelta64 counts as a NumPy number)
         raise DataError(f"{path.name}: '{key}' has dtype {value.dtype}; expected numbers")
     return value
 
@@ -104,7 +104,7 @@ def load_ground_truth(path: str | os.PathLike) -> torch.Tensor:
         raise DataError(f"reference {path} has no objectGuess (keys: {sorted(names)}); pass "
                         "an NPZ with the ground-truth object, e.g. one from `pinn simulate`")
     obj = data[key]
-    if obj.ndim != 2 or not np.issubdtype(obj.dtype, np.number):
+    if obj.ndim != 2 or obj.dtype.kind not in "biufc":
         raise DataError(f"reference {path}: {key} has shape {obj.shape} and dtype {obj.dtype}; "
                         "expected a numeric (H, W) image")
     if not np.isfinite(obj).all():

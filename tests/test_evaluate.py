@@ -160,6 +160,7 @@ def good_reconstruction(**changes):
     ({"origin_px": np.array([1.5, 2])}, "origin_px is .*expected integers"),
     ({"crop_px": np.array(np.inf)}, r"crop_px is \[inf\]"),
     ({"crop_px": np.array(1e300)}, "crop_px is"),
+    ({"origin_px": np.array([1, 2], "timedelta64[s]")}, "'origin_px' has dtype timedelta64"),
 ])
 def test_malformed_reconstruction(tmp_path, changes, match):
     np.savez(tmp_path / "r.npz", **good_reconstruction(**changes))
@@ -219,6 +220,9 @@ def test_ground_truth_errors(tmp_path):
     np.savez(tmp_path / "c.npz", objectGuess=bad)
     with pytest.raises(DataError, match="NaN"):
         load_ground_truth(tmp_path / "c.npz")
+    np.savez(tmp_path / "d.npz", objectGuess=np.ones((4, 4), "timedelta64[s]"))
+    with pytest.raises(DataError, match="expected a numeric"):
+        load_ground_truth(tmp_path / "d.npz")
 
 
 def test_zip_member_that_is_not_an_array(tmp_path):
