@@ -15,8 +15,16 @@ from torch import nn
 
 from pinn import ops
 from pinn.config import ModelConfig
-from pinn.data import (NpzScanStream, make_positions, make_probe, open_scan_stream, read_npz,
-                       simulate, simulate_scan, write_npz)
+from pinn.data import (
+    NpzScanStream,
+    make_positions,
+    make_probe,
+    open_scan_stream,
+    read_npz,
+    simulate,
+    simulate_scan,
+    write_npz,
+)
 from pinn.errors import ConfigError, DataError
 from pinn.evaluate import evaluate
 from pinn.model import build_model
@@ -413,7 +421,7 @@ def test_a_streamed_scan_reconstructs_bit_for_bit(scan, tmp_path, gridsize, comp
     path = tmp_path / "scan.npz"
     write_npz(path, scan, compress=compress)
     model = untrained(scan, gridsize)
-    options = dict(batch_size=7, progress=False, flip_x=True)
+    options = {"batch_size": 7, "progress": False, "flip_x": True}
     expected = reconstruct(model, read_npz(path), **options)
     with open_scan_stream(path) as stream:
         streamed = reconstruct(model, stream, **options)

@@ -16,8 +16,11 @@ from pinn.data.crop import crop_scan
 from pinn.data.dataset import GroupDataset
 from pinn.data.grouping import Groups, group_positions
 from pinn.data.load import load_scan
-from pinn.data.normalize import (intensity_scale, normalization_factor,
-                                 normalization_from_energy)
+from pinn.data.normalize import (
+    intensity_scale,
+    normalization_factor,
+    normalization_from_energy,
+)
 from pinn.data.npz import read_npz, write_npz
 from pinn.data.objects import make_object
 from pinn.data.probes import make_probe

@@ -58,8 +58,9 @@ def normalization_factor(diffraction: torch.Tensor, indices: torch.Tensor) -> fl
     return normalization_from_energy(pattern_energy(diffraction), indices, diffraction.shape[-1])
 
 
-def normalization_from_energy(energy: torch.Tensor, indices: torch.Tensor, N: int  # noqa: N803
-                              ) -> float:
+def normalization_from_energy(
+    energy: torch.Tensor, indices: torch.Tensor, N: int,  # noqa: N803 - N is the patch size
+) -> float:
     """The normalisation factor from per-pattern energies:
     ``float32(sqrt((N/2)**2 / mean(energy[indices])))``.
 

@@ -48,20 +48,20 @@ class ScanSource(Protocol):
     """
 
     @property
-    def N(self) -> int: ...  # noqa: N802, D102
+    def N(self) -> int: ...  # noqa: N802 - the patch size is called N everywhere
 
     @property
-    def n_scans(self) -> int: ...  # noqa: D102
+    def n_scans(self) -> int: ...
 
     @property
-    def positions(self) -> torch.Tensor: ...  # noqa: D102
+    def positions(self) -> torch.Tensor: ...
 
     @property
-    def probe(self) -> torch.Tensor: ...  # noqa: D102
+    def probe(self) -> torch.Tensor: ...
 
-    def read(self, indices: torch.Tensor) -> torch.Tensor: ...  # noqa: D102
+    def read(self, indices: torch.Tensor) -> torch.Tensor: ...
 
-    def pattern_energy(self) -> torch.Tensor: ...  # noqa: D102
+    def pattern_energy(self) -> torch.Tensor: ...
 
 
 def check_read_indices(indices: object, m: int) -> torch.Tensor:

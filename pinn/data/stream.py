@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import itertools
 import math
 import os
 import shutil
@@ -130,10 +131,10 @@ class NpzScanStream:
         if not path.is_file():
             raise DataError(f"{path}: no such file")
         try:
-            source = self._files.enter_context(open(path, "rb"))
+            source = self._files.enter_context(open(path, "rb"))  # noqa: SIM115
             if source.read(3) == b"BZh":
                 source.seek(0)
-                plain = self._files.enter_context(tempfile.TemporaryFile())
+                plain = self._files.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
                 with bz2.open(source) as stream:
                     shutil.copyfileobj(stream, plain, length=1 << 20)
                 plain.flush()
@@ -151,7 +152,7 @@ class NpzScanStream:
         with archive:
             self._read_small_arrays(archive, values=values, positions=positions,
                                     layout=layout)
-            self._locate_patterns(archive, source, layout=layout)
+            self._locate_patterns(archive, source)
         self._check_geometry(positions)
 
     def _read_small_arrays(self, archive: np.lib.npyio.NpzFile, *, values: str,
@@ -291,8 +292,7 @@ class NpzScanStream:
                             f"{dtype}) but the member holds {held}); re-create the file")
         return shape[1]
 
-    def _locate_patterns(self, archive: np.lib.npyio.NpzFile, source: BinaryIO, *,
-                         layout: str) -> None:
+    def _locate_patterns(self, archive: np.lib.npyio.NpzFile, source: BinaryIO) -> None:
         """Set ``self._file`` and ``self._offset``: where pattern 0 starts. A compressed
         member is decompressed once into an anonymous temporary file."""
         info = self._info
@@ -307,7 +307,7 @@ class NpzScanStream:
                 self._offset = (info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
                                 + self._header_bytes)
             else:
-                plain = self._files.enter_context(tempfile.TemporaryFile())
+                plain = self._files.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
                 with archive.zip.open(info) as member:  # checks the CRC at the end
                     shutil.copyfileobj(member, plain, length=1 << 20)
                 plain.flush()  # the patterns are read with pread, past Python's buffer
@@ -317,10 +317,11 @@ class NpzScanStream:
             raise DataError(f"{self.path}: cannot read '{self.key}' (the file is truncated or "
                             f"corrupt: {exc}); re-create the file") from exc
         size = os.fstat(self._file.fileno()).st_size
-        if self._offset + self._m * self._pattern_bytes > size:
+        end = self._offset + self._m * self._pattern_bytes
+        if end > size:
             raise DataError(f"{self.path}: cannot read '{self.key}' (the file is truncated: "
-                            f"the patterns end at byte {self._offset + self._m * self._pattern_bytes} "
-                            f"of a {size}-byte file); re-create the file")
+                            f"the patterns end at byte {end} of a {size}-byte file); re-create "
+                            "the file")
         self._fd = self._file.fileno()
 
     def _check_geometry(self, positions: str) -> None:
@@ -378,7 +379,7 @@ class NpzScanStream:
         rows = unique.tolist()
         breaks = [0, *((torch.diff(unique) != 1).nonzero().flatten() + 1).tolist(), len(rows)]
         size = self._pattern_bytes
-        for lo, hi in zip(breaks[:-1], breaks[1:], strict=False):
+        for lo, hi in itertools.pairwise(breaks):
             self._read_at(buffer[lo * size:hi * size], self._offset + rows[lo] * size)
         if self._fortran:  # only M == 1 gets here: the one pattern is stored column-major
             raw = np.ascontiguousarray(raw.transpose(0, 2, 1))
@@ -420,7 +421,7 @@ class NpzScanStream:
         self._file = None
         self._files.close()
 
-    def __enter__(self) -> NpzScanStream:
+    def __enter__(self) -> NpzScanStream:  # noqa: PYI034 (typing.Self needs Python 3.11)
         return self
 
     def __exit__(self, *exc: object) -> None:

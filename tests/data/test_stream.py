@@ -7,18 +7,27 @@ from __future__ import annotations
 
 import bz2
 import io
-import os
+import itertools
 import zipfile
 
 import numpy as np
 import pytest
 import torch
+from _corrupt import patch_zip_headers
 from hypothesis import given
 from hypothesis import strategies as st
 
-from _corrupt import patch_zip_headers
-from pinn.data import (NpzScanStream, ScanData, ScanSource, load_scan, normalization_factor,
-                       normalization_from_energy, open_scan_stream, read_npz, write_npz)
+from pinn.data import (
+    NpzScanStream,
+    ScanData,
+    ScanSource,
+    load_scan,
+    normalization_factor,
+    normalization_from_energy,
+    open_scan_stream,
+    read_npz,
+    write_npz,
+)
 from pinn.data.scan import ENERGY_CHUNK, pattern_energy
 from pinn.data.stream import energy_blocks, energy_chunk_patterns
 from pinn.errors import ConfigError, DataError
@@ -32,17 +41,17 @@ def contract(**overrides):
     rng = np.random.default_rng(0)
     diffraction = (rng.random((M, N, N)) * 5).astype(np.float32)
     diffraction[diffraction < 0.5] = 0
-    arrays = dict(
-        diffraction=diffraction,
-        xcoords=rng.random(M) * 30 + 10,
-        ycoords=rng.random(M) * 30 + 10,
-        xcoords_start=rng.random(M) * 30 + 10,
-        ycoords_start=rng.random(M) * 30 + 10,
-        probeGuess=(rng.random((N, N)) + 1j * rng.random((N, N))).astype(np.complex64),
-        objectGuess=(rng.random((64, 64)) * np.exp(1j * rng.random((64, 64)))).astype(
+    arrays = {
+        "diffraction": diffraction,
+        "xcoords": rng.random(M) * 30 + 10,
+        "ycoords": rng.random(M) * 30 + 10,
+        "xcoords_start": rng.random(M) * 30 + 10,
+        "ycoords_start": rng.random(M) * 30 + 10,
+        "probeGuess": (rng.random((N, N)) + 1j * rng.random((N, N))).astype(np.complex64),
+        "objectGuess": (rng.random((64, 64)) * np.exp(1j * rng.random((64, 64)))).astype(
             np.complex64),
-        scan_index=np.arange(M) % 3,
-    )
+        "scan_index": np.arange(M) % 3,
+    }
     arrays.update(overrides)
     return {k: v for k, v in arrays.items() if v is not None}
 
@@ -79,9 +88,8 @@ def same_outcome(path, **options):
     try:
         scan = read_npz(path, **options)
     except DataError as exc:
-        with pytest.raises(DataError) as info:
-            with open_scan_stream(path, **options) as stream:
-                stream.to_scan()
+        with pytest.raises(DataError) as info, open_scan_stream(path, **options) as stream:
+            stream.to_scan()
         assert str(info.value) == str(exc)
         return None
     with open_scan_stream(path, **options) as stream:
@@ -239,7 +247,7 @@ def test_energy_blocks_refine_pattern_energys_blocks(m, exponent):
     per = 2**exponent
     blocks = energy_blocks(m, per)
     assert blocks[0][0] == 0 and blocks[-1][1] == m
-    assert all(a[1] == b[0] for a, b in zip(blocks[:-1], blocks[1:], strict=True))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(blocks))
     assert all(1 <= hi - lo <= per + 1 for lo, hi in blocks)
     # never across one of pattern_energy's block boundaries
     assert all(lo // ENERGY_CHUNK == (hi - 1) // ENERGY_CHUNK for lo, hi in blocks)
@@ -303,9 +311,9 @@ def test_negative_counts_are_refused_before_the_root(tmp_path):
     diffraction = contract()["diffraction"]
     diffraction[4, 0, 0] = -1
     path = save(tmp_path, **contract(diffraction=diffraction))
-    with open_scan_stream(path, values="counts") as stream:
-        with pytest.raises(DataError, match="negative.*pattern 4"):
-            stream.read(torch.arange(M))
+    with open_scan_stream(path, values="counts") as stream, pytest.raises(
+            DataError, match="negative.*pattern 4"):
+        stream.read(torch.arange(M))
 
 
 def nnm_error(shape):
@@ -390,7 +398,7 @@ def test_corrupt_deflated_member_fails_its_crc(tmp_path):
         open_scan_stream(path)
 
 
-@pytest.mark.parametrize("patch", [dict(method=99), dict(flags=0x1), dict(flags=0x20)],
+@pytest.mark.parametrize("patch", [{"method": 99}, {"flags": 0x1}, {"flags": 0x20}],
                          ids=["unknown compression", "encrypted", "patched data"])
 def test_zip_features_that_cannot_be_read_are_data_errors(tmp_path, patch):
     path = save(tmp_path, **contract())
@@ -400,25 +408,25 @@ def test_zip_features_that_cannot_be_read_are_data_errors(tmp_path, patch):
 
 
 @pytest.mark.parametrize("overrides", [
-    dict(xcoords=None),
-    dict(probeGuess=None),
-    dict(diffraction=None),
-    dict(probeGuess=np.ones((N + 2, N), np.complex64)),
-    dict(probeGuess=np.full((N, N), np.nan, np.complex64)),
-    dict(diffraction=np.zeros((M - 1, N, N), np.float32)),
-    dict(diffraction=np.zeros((M, N, N + 1), np.float32)),
-    dict(diffraction=np.zeros((M, N), np.float32)),
-    dict(diffraction=np.zeros((0, N, N), np.float32)),
-    dict(diffraction=np.zeros((M, N, N), np.complex64)),
-    dict(diffraction=np.zeros((M, N, N), bool)),
-    dict(diffraction=np.array(["a"] * M)),
-    dict(xcoords=np.zeros(M), ycoords=np.zeros(M)),
-    dict(xcoords=np.full(M, 61.0)),
-    dict(objectGuess=np.ones((4, 4), np.complex64)),
-    dict(scan_index=np.zeros(M + 1)),
-    dict(scan_index=np.full(M, 0.5)),
-    dict(amplitude_from_counts=np.array([1, 2])),
-    dict(xcoords_start=None),
+    {"xcoords": None},
+    {"probeGuess": None},
+    {"diffraction": None},
+    {"probeGuess": np.ones((N + 2, N), np.complex64)},
+    {"probeGuess": np.full((N, N), np.nan, np.complex64)},
+    {"diffraction": np.zeros((M - 1, N, N), np.float32)},
+    {"diffraction": np.zeros((M, N, N + 1), np.float32)},
+    {"diffraction": np.zeros((M, N), np.float32)},
+    {"diffraction": np.zeros((0, N, N), np.float32)},
+    {"diffraction": np.zeros((M, N, N), np.complex64)},
+    {"diffraction": np.zeros((M, N, N), bool)},
+    {"diffraction": np.array(["a"] * M)},
+    {"xcoords": np.zeros(M), "ycoords": np.zeros(M)},
+    {"xcoords": np.full(M, 61.0)},
+    {"objectGuess": np.ones((4, 4), np.complex64)},
+    {"scan_index": np.zeros(M + 1)},
+    {"scan_index": np.full(M, 0.5)},
+    {"amplitude_from_counts": np.array([1, 2])},
+    {"xcoords_start": None},
 ], ids=lambda o: ",".join(f"{k}" + ("" if v is None else f"{getattr(v, 'shape', '')}")
                           for k, v in o.items()))
 def test_broken_files_give_read_npzs_message(tmp_path, overrides):
@@ -483,9 +491,9 @@ def test_load_scan_stream_refuses_cropping(tmp_path):
 
 def test_load_scan_stream_reads_tike_files_in_memory(tmp_path):
     rng = np.random.default_rng(1)
-    arrays = dict(data=rng.poisson(5.0, size=(1, M, N, N)).astype(np.float32),
-                  probe=np.ones((1, 1, 1, 1, N, N), np.complex64),
-                  scan=rng.uniform(-5, 5, size=(1, M, 2)).astype(np.float32))
+    arrays = {"data": rng.poisson(5.0, size=(1, M, N, N)).astype(np.float32),
+                  "probe": np.ones((1, 1, 1, 1, N, N), np.complex64),
+                  "scan": rng.uniform(-5, 5, size=(1, M, 2)).astype(np.float32)}
     path = tmp_path / "tike.npz"
     np.savez(path, **arrays)
     scan = load_scan(path, stream=True)
