@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from pinn.data import _checks
-from pinn.data._archive import READ_ERRORS, check_options, load_array, missing_key
+from pinn.data._archive import READ_ERRORS, _oneline, check_options, load_array, missing_key
 from pinn.data.npz import COUNTS_KEY, _coordinate_pair, apply_conventions
 from pinn.data.scan import ENERGY_CHUNK, ScanData, check_read_indices, pattern_energy
 from pinn.errors import DataError
@@ -143,7 +143,7 @@ class NpzScanStream:
             archive = np.load(source, allow_pickle=False)
         except READ_ERRORS as exc:
             raise DataError(f"{path} is not a readable .npz archive (truncated, corrupt, or "
-                            f"another format): {exc}. Re-create it with numpy.savez or "
+                            f"another format): {_oneline(exc)}. Re-create it with numpy.savez or "
                             "pinn.data.write_npz") from exc
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise DataError(f"{path} holds a single .npy array, not an .npz archive of named "
@@ -238,7 +238,7 @@ class NpzScanStream:
                 self._header_bytes = handle.tell()
         except READ_ERRORS as exc:
             raise DataError(f"{self.path}: cannot read '{self.key}' (the file is truncated or "
-                            f"corrupt: {exc}); re-create the file") from exc
+                            f"corrupt: {_oneline(exc)}); re-create the file") from exc
         if dtype.hasobject:
             raise DataError(
                 f"{self.path.name}: '{self.key}' is a pickled object array; pinn refuses to "
@@ -315,7 +315,7 @@ class NpzScanStream:
                 self._offset = self._header_bytes
         except (struct.error, *READ_ERRORS) as exc:
             raise DataError(f"{self.path}: cannot read '{self.key}' (the file is truncated or "
-                            f"corrupt: {exc}); re-create the file") from exc
+                            f"corrupt: {_oneline(exc)}); re-create the file") from exc
         size = os.fstat(self._file.fileno()).st_size
         end = self._offset + self._m * self._pattern_bytes
         if end > size:
