@@ -23,13 +23,24 @@ KINDS = ("grf", "lines", "siemens")
 
 
 def make_object(kind: str, size: int, *, seed: int | torch.Generator = 0,
-                phase: bool = True) -> torch.Tensor:
+                phase: bool = True, zoom: int = 1) -> torch.Tensor:
     """A ``(size, size)`` complex64 object of the given ``kind`` (``'lines'``, ``'grf'`` or
     ``'siemens'``; see the functions of the same name). ``phase`` applies to lines and grf.
 
+    ``zoom > 1`` makes every feature ``zoom`` times larger: the object is drawn at
+    ``ceil(size / zoom)`` pixels and enlarged by bilinear interpolation of its real and
+    imaginary parts.
+
     Raises:
-        ConfigError: unknown ``kind`` or a bad ``size``.
+        ConfigError: unknown ``kind``, a bad ``size`` or ``zoom``.
     """
+    if isinstance(zoom, bool) or not isinstance(zoom, int) or zoom < 1:
+        raise ConfigError(f"zoom must be a positive int, got {zoom!r}")
+    if zoom > 1:
+        small = make_object(kind, -(-positive_int("size", size) // zoom), seed=seed, phase=phase)
+        parts = torch.view_as_real(small).permute(2, 0, 1)[None]  # (1, 2, h, w)
+        large = F.interpolate(parts, scale_factor=zoom, mode="bilinear", align_corners=False)
+        return torch.view_as_complex(large[0, :, :size, :size].permute(1, 2, 0).contiguous())
     if kind == "lines":
         return lines_object(size, seed=seed, phase=phase)
     if kind == "grf":

@@ -115,6 +115,7 @@ def simulate(
     phase: bool = True,
     jitter_px: float | None = None,
     noise: bool = True,
+    zoom: int = 1,
 ) -> ScanData:
     """Simulate a whole scan from named parts, everything drawn from one seeded generator.
 
@@ -136,6 +137,8 @@ def simulate(
             ``size / 32`` (a perfect raster gives ambiguous reconstructions). Other scans
             ignore it.
         noise: draw Poisson counts (False stores the expected counts).
+        zoom: make the object's features ``zoom`` times larger
+            (:func:`pinn.data.objects.make_object`).
 
     Returns:
         ScanData with ``counts=True`` and the object.
@@ -153,7 +156,7 @@ def simulate(
     if object_size < size:
         raise ConfigError(f"object_size {object_size} is smaller than the probe size {size}")
     generator = generator_from(seed)
-    obj = make_object(kind, object_size, seed=generator, phase=phase)
+    obj = make_object(kind, object_size, seed=generator, phase=phase, zoom=zoom)
     probe_field = make_probe(probe, size)
     positions = make_positions(scan, (object_size, object_size), size, n_scans,
                                seed=generator, jitter_px=jitter_px)

@@ -197,3 +197,30 @@ def test_reference_patch_simulator_dose_and_noise():
     noisy_counts = (noisy.double() * scale).square()
     torch.testing.assert_close(noisy_counts, noisy_counts.round(), rtol=1e-5, atol=1e-4)
     assert abs(float(noisy_counts.sum((-2, -1)).mean()) - 1e5) < 5 * math.sqrt(1e5 / 16)
+
+
+def test_zoom_enlarges_the_features():
+    """zoom=2 draws the object at half size and enlarges it: the result is the bilinear
+    enlargement of the unzoomed object of half the size, cropped to size."""
+    import torch.nn.functional as F
+
+    from pinn.data import make_object
+
+    small = make_object("lines", 32, seed=3)
+    large = make_object("lines", 64, seed=3, zoom=2)
+    parts = torch.view_as_real(small).permute(2, 0, 1)[None]
+    expected = F.interpolate(parts, scale_factor=2, mode="bilinear", align_corners=False)
+    expected = torch.view_as_complex(expected[0].permute(1, 2, 0).contiguous())
+    assert large.shape == (64, 64)
+    torch.testing.assert_close(large, expected)
+    # neighbouring pixels agree more than in the unzoomed object of the same size
+    plain = make_object("lines", 64, seed=3)
+    assert (large[:, 1:] - large[:, :-1]).abs().mean() < (plain[:, 1:] - plain[:, :-1]).abs().mean()
+
+
+@pytest.mark.parametrize("zoom", [0, -1, 1.5, True])
+def test_bad_zoom_is_refused(zoom):
+    from pinn.data import make_object
+
+    with pytest.raises(ConfigError, match="zoom"):
+        make_object("lines", 64, zoom=zoom)
