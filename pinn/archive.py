@@ -285,22 +285,23 @@ def describe(path: str | os.PathLike) -> str:
     manifest, config = archive.manifest, archive.config
     model = config.model
     params = sum(p.numel() for p in archive.model.parameters())
-    lines = [
-        f"archive            {Path(path)}",
-        f"schema version     {manifest['schema_version']}",
-        f"patch size N       {model.size_px}",
-        f"gridsize           {model.gridsize} ({model.channels} patterns per group)",
-        f"parameters         {params:,}",
-        f"intensity scale    {manifest['intensity_scale']:.6g}",
-        f"probe              {list(archive.model.probe.shape)} complex64, "
-        f"{'trained' if model.probe_trainable else 'fixed'}",
-        f"amp activation     {model.amp_activation}; object_big {model.object_big}; "
-        f"probe_big {model.probe_big}; probe_mask {model.probe_mask}",
-        f"weights sha256     {manifest['weights_sha256']}",
+    rows = [
+        ("archive", Path(path)),
+        ("schema version", manifest["schema_version"]),
+        ("patch size N", model.size_px),
+        ("gridsize", f"{model.gridsize} ({model.channels} patterns per group)"),
+        ("parameters", f"{params:,}"),
+        ("intensity scale", f"{manifest['intensity_scale']:.6g}"),
+        ("probe", f"{list(archive.model.probe.shape)} complex64, "
+                  f"{'trained' if model.probe_trainable else 'fixed'}"),
+        ("amp activation", f"{model.amp_activation}; object_big {model.object_big}; "
+                           f"probe_big {model.probe_big}; probe_mask {model.probe_mask}"),
+        ("weights sha256", manifest["weights_sha256"]),
     ]
     provenance = manifest.get("provenance")
-    for key, value in sorted(provenance.items() if isinstance(provenance, dict) else []):
-        lines.append(f"{key:<18} {value}")
+    rows += sorted(provenance.items() if isinstance(provenance, dict) else [])
+    width = max(len(str(key)) for key, _ in rows)
+    lines = [f"{key:<{width}}  {value}" for key, value in rows]
     return "\n".join(lines)
 
 
