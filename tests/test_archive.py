@@ -568,8 +568,8 @@ def test_describe(tmp_path, name):
     text = describe(path)
     params = sum(p.numel() for p in original.parameters())
     manifest = read_manifest(path)
-    assert "patch size N       64" in text
-    assert "gridsize           2 (4 patterns per group)" in text
+    assert re.search(r"^patch size N +64$", text, re.M)
+    assert re.search(r"^gridsize +2 \(4 patterns per group\)$", text, re.M)
     assert f"{params:,}" in text
     assert manifest["weights_sha256"] in text
     assert "epochs_run         7" in text

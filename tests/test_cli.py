@@ -98,7 +98,7 @@ def test_simulate_train_info_reconstruct_evaluate(workspace, capsys, tmp_path):
 
     status, out, err = run_main(["info", run / "model"], capsys)
     assert status == 0 and err == ""
-    assert "gridsize           1" in out and "parameters" in out and "weights sha256" in out
+    assert re.search(r"^gridsize +1 ", out, re.M) and "parameters" in out and "weights sha256" in out
     assert "epochs_run         1" in out
 
     recon = tmp_path / "recon"
