@@ -234,8 +234,8 @@ def reconstruct(
             if transpose:
                 obj, weight = obj.transpose(-2, -1), weight.transpose(-2, -1)
             pos = canvas_positions[start:stop].to(torch.float32)[None]  # (1, B, 2)
-            numerator += ops.reassemble_patches((obj * weight)[None], pos, shape)[0]
-            coverage += ops.reassemble_patches(weight[None], pos, shape)[0]
+            ops.reassemble_patches((obj * weight)[None], pos, shape, out=numerator[None])
+            ops.reassemble_patches(weight[None], pos, shape, out=coverage[None])
             bar.update(stop)
             if on_batch is not None:
                 on_batch(stop, total)

@@ -100,8 +100,10 @@ def gather(rows: torch.Tensor, windows: Windows) -> torch.Tensor:
     return (1 - fx) * rows_blended[:, :, :-1] + fx * rows_blended[:, :, 1:]  # (K, h, w, c)
 
 
-def scatter(values: torch.Tensor, windows: Windows, n_rows: int) -> torch.Tensor:
-    """Add window values ``(K, h, w, c)`` onto a zero row matrix ``(n_rows, c)``.
+def scatter(values: torch.Tensor, windows: Windows, n_rows: int,
+            into: torch.Tensor | None = None) -> torch.Tensor:
+    """Add window values ``(K, h, w, c)`` onto a zero row matrix ``(n_rows, c)``, or in place
+    onto ``into`` (a ``(n_rows, c)`` view of an existing canvas) when given.
 
     The exact transpose of :func:`gather`: ``<gather(r), v> == <r, scatter(v)>``.
     """
@@ -111,5 +113,7 @@ def scatter(values: torch.Tensor, windows: Windows, n_rows: int) -> torch.Tensor
     spread = torch.where(windows.valid[..., None], spread,
                          torch.zeros((), dtype=spread.dtype, device=spread.device))
     c = values.shape[-1]
+    if into is not None:
+        return into.index_add_(0, windows.index.reshape(-1), spread.reshape(-1, c))
     out = torch.zeros(n_rows, c, dtype=values.dtype, device=values.device)
     return out.index_add(0, windows.index.reshape(-1), spread.reshape(-1, c))

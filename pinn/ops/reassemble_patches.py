@@ -13,7 +13,8 @@ from pinn.ops._precision import full_precision, no_autocast
 
 
 def reassemble_patches(
-    patches: torch.Tensor, positions: torch.Tensor, canvas_shape: Sequence[int]
+    patches: torch.Tensor, positions: torch.Tensor, canvas_shape: Sequence[int],
+    *, out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Add patches onto zero canvases, each centred at its position: the adjoint of extraction.
 
@@ -28,9 +29,12 @@ def reassemble_patches(
         patches: ``(..., P, n, m)`` real or complex; centre pixel ``(n//2, m//2)``.
         positions: ``(..., P, 2)`` real, ``(y, x)`` canvas pixels of each patch's centre.
         canvas_shape: ``(H, W)``.
+        out: optional contiguous ``(..., H, W)`` canvas of the patches' working dtype to add
+            into in place instead of a zero canvas (streaming: the cost then stays
+            O(B * P * n * m) per call, with no canvas-sized allocation). Not differentiable.
 
     Returns:
-        ``(..., H, W)`` float32/complex64 (double for double input).
+        ``(..., H, W)`` float32/complex64 (double for double input); ``out`` when given.
     """
     check_tensor("patches", patches)
     check_tensor("positions", positions)
@@ -54,5 +58,19 @@ def reassemble_patches(
                                         patches.real.dtype)
         values = _windows.to_rows(stack).reshape(  # (L*P, n, m, c); c explicit for L*P == 0
             stack.shape[0], n, m, 2 if stack.is_complex() else 1)
+        if out is not None:
+            _check_out(out, (*lead, height, width), patches.dtype)
+            _windows.scatter(values, windows, n_canvas * height * width,
+                             into=_windows.to_rows(out))
+            return out
         rows = _windows.scatter(values, windows, n_canvas * height * width)
         return _windows.from_rows(rows, patches.is_complex()).reshape(*lead, height, width)
+
+
+def _check_out(out: object, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    check_tensor("out", out)
+    if tuple(out.shape) != shape or out.dtype != dtype or not out.is_contiguous():
+        raise ValueError(f"out is a {tuple(out.shape)} {out.dtype} tensor; expected a "
+                         f"contiguous {shape} {dtype} canvas")
+    if out.requires_grad:
+        raise ValueError("out requires grad; accumulating in place is not differentiable")

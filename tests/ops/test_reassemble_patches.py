@@ -261,3 +261,29 @@ def test_inductor_equals_eager():
     expected = torch.autograd.grad(loss(patches, positions), (patches, positions))
     for a, b in zip(grads, expected):
         torch.testing.assert_close(a, b)
+
+
+def test_out_accumulates_in_place():
+    """Reassembling into ``out`` twice adds twice, with the values of a fresh reassembly,
+    and returns ``out`` itself (real and complex)."""
+    gen = torch.Generator().manual_seed(5)
+    pos = torch.rand(2, 6, 2, generator=gen) * 20 + 4
+    for dtype in (torch.float32, torch.complex64):
+        patches = torch.randn(2, 6, 8, 8, generator=gen, dtype=dtype)
+        fresh = reassemble_patches(patches, pos, (30, 28))
+        out = torch.zeros(2, 30, 28, dtype=dtype)
+        returned = reassemble_patches(patches, pos, (30, 28), out=out)
+        assert returned is out
+        reassemble_patches(patches, pos, (30, 28), out=out)
+        torch.testing.assert_close(out, 2 * fresh)
+
+
+@pytest.mark.parametrize("bad", ["shape", "dtype", "strided", "grad"])
+def test_out_must_fit(bad):
+    patches = torch.randn(1, 3, 8, 8)
+    pos = torch.full((1, 3, 2), 10.0)
+    out = {"shape": torch.zeros(1, 20, 21), "dtype": torch.zeros(1, 20, 20, dtype=torch.float64),
+           "strided": torch.zeros(1, 20, 40)[..., ::2],
+           "grad": torch.zeros(1, 20, 20, requires_grad=True)}[bad]
+    with pytest.raises(ValueError, match="out"):
+        reassemble_patches(patches, pos, (20, 20), out=out)
