@@ -99,6 +99,7 @@ def _cleanup_on_error(*paths: Path):
         except OSError as exc:  # named after its random temporary; name the destination
             raise OSError(exc.errno, exc.strerror, str(path)) from None
         temps[temp] = path
+        _set_mode(fd, path)
         return fd, temp
 
     try:
@@ -115,6 +116,32 @@ def _cleanup_on_error(*paths: Path):
             target = temps.get(exc.filename, current[0])
             raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
         raise
+
+
+def _set_mode(fd: int, path: Path) -> None:
+    """Give the temporary the mode the file would have had if opened normally: an existing
+    destination's mode, else 0o666 less the umask (``mkstemp`` creates 0o600, which would
+    hide results from the group that shares a beamline account)."""
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()
+    with contextlib.suppress(OSError, NotImplementedError, AttributeError):
+        os.fchmod(fd, mode)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows (setting it to read
+    it back is not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def _fsync_directory(directory: Path) -> None:

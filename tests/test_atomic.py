@@ -174,3 +174,20 @@ def test_the_cli_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, capsys):
     expected = f"pinn: error: No space left on device (simulated): {tmp_path / 'm.json'}"
     assert err.splitlines() == [expected]
     assert (tmp_path / "m.json").read_text() == "previous\n"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_new_files_get_the_umask_mode_and_replaced_files_keep_theirs(tmp_path):
+    old = os.umask(0o022)
+    try:
+        fresh = tmp_path / "fresh.bin"
+        atomic_write_bytes(fresh, b"x")
+        assert fresh.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0o600
+        kept = tmp_path / "kept.bin"
+        kept.write_bytes(b"old")
+        kept.chmod(0o640)
+        atomic_write_bytes(kept, b"new")
+        assert kept.stat().st_mode & 0o777 == 0o640
+        assert kept.read_bytes() == b"new"
+    finally:
+        os.umask(old)
