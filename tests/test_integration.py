@@ -87,22 +87,23 @@ def test_reconstruction_against_the_ground_truth(cycle):
     assert from_files == metrics
 
 
-@pytest.mark.slow
-def test_longer_training_learns_the_object(tmp_path):
-    """The demo's data (225 positions of a lines object, 1e6 photons) and a tiny network
-    trained for 15 epochs (about a minute on one core).
+def test_a_few_epochs_of_training_reconstruct_a_recognisable_object():
+    """The demo's recipe at a smaller scale (a 128 px lines object with 3x features, 225
+    raster positions, gridsize 2, half-width network) trained for 20 epochs: about a minute
+    on one core.
 
-    Measured: amplitude / phase SSIM 0.224 / 0.214 after 15 epochs, against 0.138 / 0.137
-    for the untrained network and 0.168 / 0.133 after 8 epochs (30 epochs: 0.234 / 0.276).
-    The floors sit between the untrained and the measured scores: they show that training
-    improves the stitched object, not that it is good.
+    Measured (seed 0): amplitude / phase SSIM 0.707 / 0.760 over the well-covered region,
+    against about 0.14 for the untrained network. Other seeds after 24 epochs gave
+    0.689 / 0.742 and 0.475 / 0.640, so the floors leave room for another CPU's rounding to
+    take a different path while still requiring an object that visibly resembles the truth.
     """
     scan = simulate("lines", n_scans=225, size=64, object_size=128, photons=1e6, seed=0,
-                    scan="raster", jitter_px=0.5)
-    config = Config(model=ModelConfig(n_filters_scale=1),
-                    training=TrainingConfig(epochs=15, batch_size=16, early_stopping_patience=0))
+                    scan="raster", jitter_px=0.5, zoom=3)
+    config = Config(model=ModelConfig(gridsize=2, n_filters_scale=1),
+                    training=TrainingConfig(epochs=20, batch_size=8, plateau_patience=6,
+                                            early_stopping_patience=0, log_images=False))
     fit = train_scan(scan, config, None, verbose=False)
     metrics = evaluate(reconstruct(fit.model, scan, progress=False), scan.object)
-    assert metrics["amplitude_ssim"] > 0.18, metrics
-    assert metrics["phase_ssim"] > 0.17, metrics
-    assert fit.history[-1]["train_deviance"] < 0.5 * fit.history[0]["train_deviance"]
+    assert metrics["amplitude_ssim"] > 0.45, metrics
+    assert metrics["phase_ssim"] > 0.5, metrics
+    assert fit.history[-1]["train_deviance"] < 0.25 * fit.history[0]["train_deviance"]
