@@ -139,7 +139,7 @@ def _image_metrics(name: str, truth: np.ndarray, estimate: np.ndarray) -> dict[s
     data_range = float(truth.max() - truth.min())
     if data_range <= _CONSTANT_RTOL * np.abs(truth).max():
         data_range = 0.0  # constant up to rounding, as |exp(iφ)| of a pure phase object
-    curve = frc(truth, estimate)
+    curve = frc(truth, estimate, taper=True)
     return {
         f"{name}_mae": float(np.mean(np.abs(error))),
         f"{name}_mse": float(np.mean(error**2)),

@@ -51,7 +51,7 @@ class FRCResult:
         return float(_reciprocal(np.float64(self.resolution_half_bit)))
 
 
-def frc(image1: object, image2: object) -> FRCResult:
+def frc(image1: object, image2: object, *, taper: bool = False) -> FRCResult:
     """Fourier ring correlation of two images.
 
     Both images are centre-cropped to the largest square that fits in both (side ``n``,
@@ -59,11 +59,18 @@ def frc(image1: object, image2: object) -> FRCResult:
     frequencies whose distance from DC, in Fourier pixels, rounds to ``k``, for
     ``k = 0 … n//2`` (up to Nyquist; the corners beyond are ignored), and
     ``FRC_k = Re Σ F1·conj(F2) / sqrt(Σ|F1|² · Σ|F2|²)`` over the ring (0 for a ring with no
-    power in one image). No window or mean subtraction is applied. The resolutions search
-    from ring 1 (the DC ring is a single pixel).
+    power in one image). The resolutions search from ring 1 (the DC ring is a single pixel).
+
+    With ``taper`` each cropped image has its mean removed and is multiplied by a separable
+    Hann window before the transform. Use it for images cut out of larger ones (a
+    reconstruction's evaluated region): the DFT treats an image as periodic, so the jump
+    between opposite edges, and any boundary both images share, put correlated power at
+    every frequency and an untapered FRC of two merely similar crops stays above threshold up
+    to Nyquist.
 
     Args:
         image1, image2: ``(H1, W1)``, ``(H2, W2)`` real or complex, every side >= 7.
+        taper: remove the mean and apply a Hann window (default: the images as given).
 
     Returns:
         An :class:`FRCResult`.
@@ -76,8 +83,13 @@ def frc(image1: object, image2: object) -> FRCResult:
     check_min_size("image1", first.shape)
     check_min_size("image2", second.shape)
     n = min(*first.shape, *second.shape)
-    spectrum1 = np.fft.fft2(_centre_square(first, n))  # (n, n)
-    spectrum2 = np.fft.fft2(_centre_square(second, n))
+    first, second = _centre_square(first, n), _centre_square(second, n)
+    if taper:
+        window = np.outer(np.hanning(n), np.hanning(n))
+        first = (first - first.mean()) * window
+        second = (second - second.mean()) * window
+    spectrum1 = np.fft.fft2(first)  # (n, n)
+    spectrum2 = np.fft.fft2(second)
     k = np.fft.fftfreq(n) * n  # signed integer frequency index
     ring = np.rint(np.hypot(k[:, None], k[None, :])).astype(np.int64).ravel()  # (n*n,)
     rings = n // 2 + 1

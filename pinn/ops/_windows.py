@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -108,11 +107,17 @@ def scatter(values: torch.Tensor, windows: Windows, n_rows: int,
     The exact transpose of :func:`gather`: ``<gather(r), v> == <r, scatter(v)>``.
     """
     fy, fx = windows.fy, windows.fx
-    spread = F.pad((1 - fx) * values, (0, 0, 0, 1)) + F.pad(fx * values, (0, 0, 1, 0))
-    spread = F.pad((1 - fy) * spread, (0, 0, 0, 0, 0, 1)) + F.pad(fy * spread, (0, 0, 0, 0, 1, 0))
-    spread = torch.where(windows.valid[..., None], spread,
-                         torch.zeros((), dtype=spread.dtype, device=spread.device))
-    c = values.shape[-1]
+    k, h, w, c = values.shape
+    # Each value lands on the 2 x 2 pixels around it: accumulate the four shifted, weighted
+    # copies into one (h+1, w+1) block per window in place (one fused pass each), then drop
+    # the taps outside the canvas. Autograd handles the in-place views.
+    spread = torch.zeros((k, h + 1, w + 1, c), dtype=values.dtype, device=values.device)
+    gy, gx = 1 - fy, 1 - fx
+    spread[:, :h, :w].addcmul_(values, gy * gx)
+    spread[:, :h, 1:].addcmul_(values, gy * fx)
+    spread[:, 1:, :w].addcmul_(values, fy * gx)
+    spread[:, 1:, 1:].addcmul_(values, fy * fx)
+    spread.mul_(windows.valid[..., None])
     if into is not None:
         return into.index_add_(0, windows.index.reshape(-1), spread.reshape(-1, c))
     out = torch.zeros(n_rows, c, dtype=values.dtype, device=values.device)

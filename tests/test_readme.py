@@ -1,0 +1,33 @@
+"""The README's Python example runs as written (with fewer epochs and positions)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+def test_the_python_api_example_runs(tmp_path, monkeypatch):
+    (example,) = [block for block in python_blocks() if "train_scan" in block]
+    shortened = example.replace("epochs=80", "epochs=1").replace("n_scans=225", "n_scans=36")
+    assert shortened.count("epochs=1") == 1 and "n_scans=36" in shortened, \
+        "the README example changed; update this test's substitutions"
+    monkeypatch.chdir(tmp_path)
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        namespace: dict = {}
+        exec(compile(shortened, str(README), "exec"), namespace)  # noqa: S102 - our own docs
+    assert (tmp_path / "run" / "model" / "config.json").is_file()
+    assert "amplitude_ssim" in output.getvalue()
+    assert namespace["result"].object.shape == namespace["result"].coverage.shape
