@@ -92,11 +92,10 @@ def gather(rows: torch.Tensor, windows: Windows) -> torch.Tensor:
     c = rows.shape[-1]
     block = rows.index_select(0, windows.index.reshape(-1))
     block = block.reshape(k, windows.height + 1, windows.width + 1, c)
-    block = torch.where(windows.valid[..., None], block, torch.zeros((), dtype=block.dtype,
-                                                                     device=block.device))
-    fy, fx = windows.fy, windows.fx
-    rows_blended = (1 - fy) * block[:, :-1] + fy * block[:, 1:]  # (K, h, w+1, c)
-    return (1 - fx) * rows_blended[:, :, :-1] + fx * rows_blended[:, :, 1:]  # (K, h, w, c)
+    block.masked_fill_(~windows.valid[..., None], 0)  # taps outside the canvas read 0
+    # blend neighbouring rows, then columns: lerp(a, b, f) = (1 - f) a + f b in one pass
+    rows_blended = torch.lerp(block[:, :-1], block[:, 1:], windows.fy)  # (K, h, w+1, c)
+    return torch.lerp(rows_blended[:, :, :-1], rows_blended[:, :, 1:], windows.fx)
 
 
 def scatter(values: torch.Tensor, windows: Windows, n_rows: int,
@@ -117,7 +116,7 @@ def scatter(values: torch.Tensor, windows: Windows, n_rows: int,
     spread[:, :h, 1:].addcmul_(values, gy * fx)
     spread[:, 1:, :w].addcmul_(values, fy * gx)
     spread[:, 1:, 1:].addcmul_(values, fy * fx)
-    spread.mul_(windows.valid[..., None])
+    spread.masked_fill_(~windows.valid[..., None], 0)  # (not mul: inf * 0 is nan)
     if into is not None:
         return into.index_add_(0, windows.index.reshape(-1), spread.reshape(-1, c))
     out = torch.zeros(n_rows, c, dtype=values.dtype, device=values.device)
