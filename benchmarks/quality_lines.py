@@ -15,6 +15,8 @@ reconstruction wall times are recorded with the scores.
 
     python benchmarks/quality_lines.py                       # the reference's recipe
     python benchmarks/quality_lines.py --epochs 10           # a shorter run
+    python benchmarks/quality_lines.py --epochs 120 --plateau-patience 8 \
+        --early-stopping-patience 0 --precision bf16 --out benchmarks/results/quality_lines_long
     python benchmarks/quality_lines.py --zoom 3 --n-filters-scale 1 --batch-size 8  # demo-like
 
 Writes figures and metrics to --out (default benchmarks/results/quality_lines/) and one JSON
@@ -53,6 +55,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--plateau-patience", type=int, default=2)
     parser.add_argument("--early-stopping-patience", type=int, default=3)
+    parser.add_argument("--precision", choices=["off", "bf16"], default="off",
+                        help="bf16 autocast of the network (the reference trains in float32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None)
@@ -76,7 +80,8 @@ def main() -> None:
         training=TrainingConfig(epochs=args.epochs, batch_size=args.batch_size,
                                 plateau_patience=args.plateau_patience,
                                 early_stopping_patience=args.early_stopping_patience,
-                                seed=args.seed, log_images=False))
+                                precision=args.precision, seed=args.seed,
+                                log_images=False))
     reset_peak_memory(device)
     tick = time.perf_counter()
     fit = train_scan(scan, config, out / "run", device=device)
@@ -108,7 +113,7 @@ def main() -> None:
     }
     (out / "metrics.json").write_text(json.dumps({**metrics, **figures}, indent=2) + "\n")
     rec.record(f"lines N=64 gs={args.gridsize} nfs={args.n_filters_scale} zoom={args.zoom} "
-               f"epochs={args.epochs}",
+               f"epochs={args.epochs} plateau={args.plateau_patience} {args.precision}",
                {key: value for key, value in vars(args).items() if key not in ("out", "json")},
                figures)
 
