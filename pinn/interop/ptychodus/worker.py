@@ -5,7 +5,9 @@ The functions here do the actual reading, training and reconstructing on plain a
 process never runs torch compute or touches a GPU (Ptychodus runs its other machine-learning
 back ends the same way) and so that a training run can be stopped cleanly: ``SIGTERM`` makes
 pinn's training loop write its checkpoint and stop, which it can only do in a main thread.
-The child sends back one message, ``("ok", result)`` or ``("error", exception)``.
+The child sends back one message, ``("ok", result)`` or ``("error", (type name, text))``;
+the parent re-raises a known exception type by name (pinn's own and a few built-ins), anything
+else as a RuntimeError, so no exception object is ever unpickled.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import pickle
 import sys
 import traceback
 from collections.abc import Callable
@@ -28,7 +29,8 @@ from ptychodus.api.reconstruct import ReconstructInput
 
 from pinn.archive import Archive, load_archive, read_manifest, save_archive
 from pinn.data import ScanData, load_scan
-from pinn.errors import DataError, PinnError, TrainingError
+from pinn.engine import TrainingInterrupted
+from pinn.errors import ArchiveError, ConfigError, DataError, PinnError, TrainingError
 from pinn.fit import train_scan
 from pinn.interop.ptychodus.convert import (
     product_from_reconstruction,
@@ -167,7 +169,7 @@ def receive(process: multiprocessing.Process, connection: Connection,
     except EOFError:
         raise _died(process) from None
     if kind == "error":
-        raise value
+        raise _rebuild(*value)
     return True, value
 
 
@@ -193,16 +195,19 @@ def _child_main(name: str, args: tuple[Any, ...], sender: Connection) -> None:
     except BaseException as exc:  # noqa: BLE001 - the parent re-raises it
         if not isinstance(exc, PinnError):
             traceback.print_exc(file=sys.stderr)
-        message = ("error", _portable(exc))
+        message = ("error", (type(exc).__name__, str(exc)))
     with contextlib.suppress(OSError):
         sender.send(message)
         sender.close()
 
 
-def _portable(exc: BaseException) -> BaseException:
-    """``exc`` if it survives pickling, else a RuntimeError with its text."""
-    try:
-        return pickle.loads(pickle.dumps(exc))
-    except Exception:  # noqa: BLE001 - any pickling failure
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
+# Exception types re-raised by name in the parent; others arrive as RuntimeError.
+_KNOWN_ERRORS = {cls.__name__: cls for cls in (
+    PinnError, DataError, ConfigError, ArchiveError, TrainingError, TrainingInterrupted,
+    ValueError, TypeError, RuntimeError, OSError, MemoryError, KeyboardInterrupt)}
 
+
+def _rebuild(name: str, text: str) -> BaseException:
+    """The parent's copy of a child's exception, from its type name and text."""
+    cls = _KNOWN_ERRORS.get(name)
+    return cls(text) if cls is not None else RuntimeError(f"{name}: {text}")
