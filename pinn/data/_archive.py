@@ -1,7 +1,8 @@
 """Opening scan archives safely: plain or bz2-compressed ``.npz``, never unpickled.
 
-Shared by every reader: :func:`open_archive` (bz2 detected by its magic bytes, decompressed to
-an anonymous temporary file), :func:`load_array` (``allow_pickle=False``; pickled object
+Shared by every reader: :func:`open_archive` / :func:`load_npz` (bz2 detected by its magic
+bytes, decompressed to an anonymous temporary file), :func:`read_npy_header`,
+:func:`load_array` (``allow_pickle=False``; pickled object
 arrays and corrupt members become :class:`~pinn.errors.DataError`), :func:`missing_key`
 (suggests the right key name), and :func:`check_options` for the readers' convention options.
 """
@@ -20,6 +21,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -62,30 +64,61 @@ def open_archive(path: str | os.PathLike) -> Iterator[np.lib.npyio.NpzFile]:
         DataError: no such file, not a (bz2-compressed) zip archive, truncated or corrupt, or a
             single ``.npy`` array.
     """
+    with contextlib.ExitStack() as stack:
+        archive, _ = load_npz(path, stack)
+        with archive:
+            yield archive
+
+
+def load_npz(path: str | os.PathLike,
+             stack: contextlib.ExitStack) -> tuple[np.lib.npyio.NpzFile, BinaryIO]:
+    """What :func:`open_archive` does, for a reader that keeps the file open: returns the
+    archive and the seekable binary file it reads (the file itself, or the decompressed
+    temporary of a bz2 file), both closed by ``stack``.
+
+    Raises:
+        DataError: as :func:`open_archive`.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    with contextlib.ExitStack() as stack:
-        source = path
-        try:
-            with open(path, "rb") as raw:
-                if raw.read(3) == b"BZh":
-                    raw.seek(0)
-                    source = stack.enter_context(tempfile.TemporaryFile())
-                    with bz2.open(raw) as stream:
-                        shutil.copyfileobj(stream, source, length=1 << 20)
-                    source.seek(0)
-            archive = np.load(source, allow_pickle=False)
-        except READ_ERRORS as exc:
-            raise DataError(f"{path} is not a readable .npz archive (truncated, corrupt, or "
-                            f"another format): {_oneline(exc)}. Re-create it with numpy.savez or "
-                            "pinn.data.write_npz") from exc
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise DataError(f"{path} holds a single .npy array, not an .npz archive of named "
-                            "arrays; save the scan with numpy.savez(path, diffraction=..., "
-                            "xcoords=..., ...)")
-        with archive:
-            yield archive
+    try:
+        source: BinaryIO = stack.enter_context(open(path, "rb"))  # noqa: SIM115
+        if source.read(3) == b"BZh":
+            source.seek(0)
+            plain = stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
+            with bz2.open(source) as stream:
+                shutil.copyfileobj(stream, plain, length=1 << 20)
+            plain.flush()
+            source = plain
+        source.seek(0)
+        archive = np.load(source, allow_pickle=False)
+    except READ_ERRORS as exc:
+        raise DataError(f"{path} is not a readable .npz archive (truncated, corrupt, or "
+                        f"another format): {_oneline(exc)}. Re-create it with numpy.savez or "
+                        "pinn.data.write_npz") from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataError(f"{path} holds a single .npy array, not an .npz archive of named "
+                        "arrays; save the scan with numpy.savez(path, diffraction=..., "
+                        "xcoords=..., ...)")
+    return archive, source
+
+
+def read_npy_header(archive: np.lib.npyio.NpzFile,
+                    member: str) -> tuple[zipfile.ZipInfo, tuple[int, ...], bool, np.dtype, int]:
+    """The ``.npy`` header of ``member`` (e.g. ``'diffraction.npy'``) without reading its
+    data: ``(zip info, shape, fortran_order, dtype, header bytes)``. Raises what zipfile and
+    numpy raise for a damaged member (see ``READ_ERRORS``)."""
+    info = archive.zip.getinfo(member)
+    with archive.zip.open(info) as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:
+            raise ValueError(f".npy format version {version} is not supported")
+        return info, shape, fortran, dtype, handle.tell()
 
 
 def load_array(archive: np.lib.npyio.NpzFile, path: Path, key: str) -> np.ndarray:
@@ -120,16 +153,7 @@ def _check_claimed_size(archive: np.lib.npyio.NpzFile, path: Path, key: str) -> 
     name = f"{key}.npy"
     if name not in archive.zip.namelist():
         return  # a member without .npy header: numpy returns its bytes
-    info = archive.zip.getinfo(name)
-    with archive.zip.open(info) as member:
-        version = np.lib.format.read_magic(member)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
-        else:
-            raise ValueError(f".npy format version {version} is not supported")
-        header_bytes = member.tell()
+    info, shape, _, dtype, header_bytes = read_npy_header(archive, name)
     if dtype.hasobject:
         return  # refused as a pickled array by numpy itself
     claimed = math.prod(shape) * dtype.itemsize

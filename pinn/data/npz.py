@@ -21,6 +21,7 @@ reads back identically.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -96,18 +97,64 @@ def read_contract(archive: np.lib.npyio.NpzFile, path: Path, *, values: str = "a
     def load(key: str) -> torch.Tensor:
         return _checks.as_tensor(f"{path.name}: '{key}'", load_array(archive, path, key))
 
-    xcoords, ycoords = _coordinate_pair(path, keys, load, "xcoords", "ycoords", None)
+    xcoords, ycoords, start, dkey = read_coordinates(path, keys, load)
     m = xcoords.shape[0]
+    diffraction = _diffraction(f"{path.name}: '{dkey}'", load(dkey), m, layout)
+    n = diffraction.shape[-1]
+    probe, obj, scan_index, from_counts = read_auxiliary(archive, path, keys, load, n, m,
+                                                         values)
+
+    yx = torch.stack([ycoords, xcoords], dim=1)
+    yx_start = None if start is None else torch.stack([start[1], start[0]], dim=1)
+    diffraction, yx, yx_start = apply_conventions(
+        f"{path.name}: '{dkey}'", diffraction, yx, yx_start, values=values,
+        zero_frequency=zero_frequency, positions=positions)
+    coordinates = f"{path.name}: 'xcoords'/'ycoords'"
+    _checks.check_not_all_equal(coordinates, yx)
+    if obj is not None:
+        other = "center" if positions == "corner" else "corner"
+        _checks.check_windows_inside(
+            coordinates, yx, "'objectGuess'", tuple(obj.shape), n,
+            f"If the coordinates mark window {other}s, read them with positions='{other}' "
+            f"(pinn: --positions {other}); if not, 'objectGuess' does not cover the scan: "
+            "remove it from the file or pad it")
+    return ScanData(diffraction=diffraction, positions=yx, probe=probe, object=obj,
+                    scan_index=scan_index, positions_start=yx_start, counts=from_counts)
+
+
+def read_coordinates(path: Path, keys: list[str], load: Callable[[str], torch.Tensor],
+                     ) -> tuple[torch.Tensor, torch.Tensor,
+                                tuple[torch.Tensor, torch.Tensor] | None, str]:
+    """The contract's coordinates and the name of its diffraction key, validated (shared by
+    the readers): ``(xcoords (M,), ycoords (M,), (xcoords_start, ycoords_start) or None,
+    'diffraction' or 'diff3d')``. ``load(key)`` reads one array as a tensor.
+
+    Raises:
+        DataError: missing keys (with a suggestion), malformed or disagreeing coordinates.
+    """
+    xcoords, ycoords = _coordinate_pair(path, keys, load, "xcoords", "ycoords", None)
     start = None
     if "xcoords_start" in keys or "ycoords_start" in keys:
-        start = _coordinate_pair(path, keys, load, "xcoords_start", "ycoords_start", m)
-
+        start = _coordinate_pair(path, keys, load, "xcoords_start", "ycoords_start",
+                                 xcoords.shape[0])
     dkey = next((k for k in ("diff3d", "diffraction") if k in keys), None)
     if dkey is None:
         raise missing_key(path, keys, "diffraction", also="or the legacy 'diff3d'")
-    diffraction = _diffraction(f"{path.name}: '{dkey}'", load(dkey), m, layout)
-    n = diffraction.shape[-1]
+    return xcoords, ycoords, start, dkey
 
+
+def read_auxiliary(archive: np.lib.npyio.NpzFile, path: Path, keys: list[str],
+                   load: Callable[[str], torch.Tensor], n: int, m: int, values: str,
+                   ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, bool]:
+    """The contract's probe, optional object and scan index, and whether the values are
+    counts, validated for N = ``n`` and M = ``m`` (shared by the readers):
+    ``(probeGuess (N, N), objectGuess (H, W) or None, scan_index (M,) int64 or None,
+    from_counts)``; the arrays keep their stored dtypes.
+
+    Raises:
+        DataError: a missing probe, wrong shapes, NaN/inf, a non-integral scan index, a
+            malformed counts flag.
+    """
     if "probeGuess" not in keys:
         raise missing_key(path, keys, "probeGuess")
     probe = load("probeGuess")
@@ -138,23 +185,7 @@ def read_contract(archive: np.lib.npyio.NpzFile, path: Path, *, values: str = "a
             raise DataError(f"{path.name}: '{COUNTS_KEY}' must be a 0-d bool, got shape "
                             f"{flag.shape} dtype {flag.dtype}; fix or remove the key")
         from_counts = bool(flag)
-
-    yx = torch.stack([ycoords, xcoords], dim=1)
-    yx_start = None if start is None else torch.stack([start[1], start[0]], dim=1)
-    diffraction, yx, yx_start = apply_conventions(
-        f"{path.name}: '{dkey}'", diffraction, yx, yx_start, values=values,
-        zero_frequency=zero_frequency, positions=positions)
-    coordinates = f"{path.name}: 'xcoords'/'ycoords'"
-    _checks.check_not_all_equal(coordinates, yx)
-    if obj is not None:
-        other = "center" if positions == "corner" else "corner"
-        _checks.check_windows_inside(
-            coordinates, yx, "'objectGuess'", tuple(obj.shape), n,
-            f"If the coordinates mark window {other}s, read them with positions='{other}' "
-            f"(pinn: --positions {other}); if not, 'objectGuess' does not cover the scan: "
-            "remove it from the file or pad it")
-    return ScanData(diffraction=diffraction, positions=yx, probe=probe, object=obj,
-                    scan_index=scan_index, positions_start=yx_start, counts=from_counts)
+    return probe, obj, scan_index, from_counts
 
 
 def apply_conventions(

@@ -35,7 +35,6 @@ non-negative is not detected.
 
 from __future__ import annotations
 
-import bz2
 import contextlib
 import itertools
 import math
@@ -52,8 +51,9 @@ import numpy as np
 import torch
 
 from pinn.data import _checks
-from pinn.data._archive import READ_ERRORS, _oneline, check_options, load_array, missing_key
-from pinn.data.npz import COUNTS_KEY, _coordinate_pair, apply_conventions
+from pinn.data._archive import (READ_ERRORS, _oneline, check_options, load_array,
+                                load_npz, read_npy_header)
+from pinn.data.npz import apply_conventions, read_auxiliary, read_coordinates
 from pinn.data.scan import ENERGY_CHUNK, ScanData, check_read_indices, pattern_energy
 from pinn.errors import DataError
 
@@ -127,28 +127,7 @@ class NpzScanStream:
     # ------------------------------------------------------------------------ opening
 
     def _open(self, *, values: str, positions: str, layout: str) -> None:
-        path = self.path
-        if not path.is_file():
-            raise DataError(f"{path}: no such file")
-        try:
-            source = self._files.enter_context(open(path, "rb"))  # noqa: SIM115
-            if source.read(3) == b"BZh":
-                source.seek(0)
-                plain = self._files.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
-                with bz2.open(source) as stream:
-                    shutil.copyfileobj(stream, plain, length=1 << 20)
-                plain.flush()
-                source = plain
-            source.seek(0)
-            archive = np.load(source, allow_pickle=False)
-        except READ_ERRORS as exc:
-            raise DataError(f"{path} is not a readable .npz archive (truncated, corrupt, or "
-                            f"another format): {_oneline(exc)}. Re-create it with numpy.savez or "
-                            "pinn.data.write_npz") from exc
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise DataError(f"{path} holds a single .npy array, not an .npz archive of named "
-                            "arrays; save the scan with numpy.savez(path, diffraction=..., "
-                            "xcoords=..., ...)")
+        archive, source = load_npz(self.path, self._files)
         with archive:
             self._read_small_arrays(archive, values=values, positions=positions,
                                     layout=layout)
@@ -163,54 +142,23 @@ class NpzScanStream:
         def load(key: str) -> torch.Tensor:
             return _checks.as_tensor(f"{path.name}: '{key}'", load_array(archive, path, key))
 
-        xcoords, ycoords = _coordinate_pair(path, keys, load, "xcoords", "ycoords", None)
+        xcoords, ycoords, start, self.key = read_coordinates(path, keys, load)
         m = xcoords.shape[0]
-        start = None
-        if "xcoords_start" in keys or "ycoords_start" in keys:
-            start = _coordinate_pair(path, keys, load, "xcoords_start", "ycoords_start", m)
-        self.key = next((k for k in ("diff3d", "diffraction") if k in keys), None)
-        if self.key is None:
-            raise missing_key(path, keys, "diffraction", also="or the legacy 'diff3d'")
         self._name = f"{path.name}: '{self.key}'"
         self._m = m
         self._n = self._read_header(archive, layout)  # the pattern size, needed for the probe
         n = self._n
 
-        if "probeGuess" not in keys:
-            raise missing_key(path, keys, "probeGuess")
-        probe = load("probeGuess")
-        _checks.check_shape(f"{path.name}: 'probeGuess'", probe, (n, n),
-                            f"(N, N) = ({n}, {n}), the size of the diffraction patterns; "
-                            "resample the probe to the detector size")
-        _checks.check_finite(f"{path.name}: 'probeGuess'", probe)
-        _checks.check_finite("probe", probe.to(torch.complex64))  # as ScanData does
+        probe, obj, scan_index, self.counts = read_auxiliary(archive, path, keys, load, n, m,
+                                                             values)
         self.probe = probe.to(torch.complex64)
-
+        _checks.check_finite("probe", self.probe)  # as ScanData does
         self.object = None
-        if "objectGuess" in keys:
-            obj = load("objectGuess")
-            if obj.dim() != 2 or obj.numel() == 0:
-                raise DataError(f"{path.name}: 'objectGuess' has shape {tuple(obj.shape)}; "
-                                "expected a non-empty (H, W) image (or drop the key)")
-            _checks.check_finite(f"{path.name}: 'objectGuess'", obj)
-            obj = obj.to(torch.complex64)
-            _checks.check_finite("object", obj)
-            self.object = obj
-
-        self.scan_index = torch.zeros(m, dtype=torch.int64)
-        if "scan_index" in keys:
-            scan_index = load("scan_index")
-            _checks.check_shape(f"{path.name}: 'scan_index'", scan_index, (m,),
-                                f"(M,) = ({m},), one entry per scan point")
-            self.scan_index = _checks.check_integral(f"{path.name}: 'scan_index'", scan_index)
-
-        self.counts = values == "counts"
-        if values == "auto" and COUNTS_KEY in keys:
-            flag = load_array(archive, path, COUNTS_KEY)
-            if flag.shape != () or flag.dtype != bool:
-                raise DataError(f"{path.name}: '{COUNTS_KEY}' must be a 0-d bool, got shape "
-                                f"{flag.shape} dtype {flag.dtype}; fix or remove the key")
-            self.counts = bool(flag)
+        if obj is not None:
+            self.object = obj.to(torch.complex64)
+            _checks.check_finite("object", self.object)
+        self.scan_index = (torch.zeros(m, dtype=torch.int64) if scan_index is None
+                           else scan_index)
 
         centre = float(n // 2) if positions == "corner" else 0.0
         self.positions = torch.stack([ycoords, xcoords], dim=1) + centre
@@ -225,17 +173,9 @@ class NpzScanStream:
         if member not in archive.zip.namelist():
             raise DataError(f"{name} is not stored as an .npy array; re-create the file with "
                             "numpy.savez or pinn.data.write_npz")
-        self._info = archive.zip.getinfo(member)
         try:
-            with archive.zip.open(self._info) as handle:
-                version = np.lib.format.read_magic(handle)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
-                elif version == (2, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
-                else:
-                    raise ValueError(f".npy format version {version} is not supported")
-                self._header_bytes = handle.tell()
+            self._info, shape, fortran, dtype, self._header_bytes = read_npy_header(archive,
+                                                                                    member)
         except READ_ERRORS as exc:
             raise DataError(f"{self.path}: cannot read '{self.key}' (the file is truncated or "
                             f"corrupt: {_oneline(exc)}); re-create the file") from exc
