@@ -30,12 +30,22 @@ gridsize 1 and 2, sigmoid and swish). Forward outputs agree to <= 1e-6 and the l
   not see: its gradient nearly cancels (1e-2 against 2-10 for the other tensors) and its
   relative error reaches a few percent. Gradients are therefore compared per layer (kernel and
   bias together) and over all weights.
-- Adam's first step is about ``lr * sign(g)``, so tiny gradient entries whose sign differs move
-  the weights by the full step: with each side stepping on its own gradients the weights differ
-  by up to 1.1e-3 of their norm. Adam itself is checked exactly on identical gradients.
+- Adam's first step is ``-lr * g / (|g| + eps1)`` per entry (``eps1 = eps / sqrt(1 - b2)``
+  with Keras's epsilon placement), about ``-lr * sign(g)``: its derivative
+  ``lr * eps1 / (|g| + eps1)**2`` is ``lr / eps1`` (3e2) at ``g = 0``, so an entry whose
+  gradient is at the level of the float32 disagreement above can move by a whole step on one
+  side and not the other. Comparing all weights after the step therefore measures which CPU
+  kernels ran (1e-5 on one machine, 6e-3 on another), not pinn. The step is checked as the
+  math splits it instead: each side's step is Adam's formula applied to its own gradients
+  (exact up to float32 rounding), the gradients agree (above), and the two steps agree on the
+  entries where the step is well conditioned, i.e. where the two gradients agree in sign and
+  to 10 % (at least 90 % of each tensor's entries must be such). Adam alone is also checked
+  on identical gradients over several steps.
 
-Observed maxima: physics gradients 2.5e-4, all conv gradients 9.7e-4, worst layer 3.2e-3,
-weights after the composed Adam step 1.1e-3; the tolerances below leave a margin of about 3.
+Observed maxima: physics gradients 2.5e-4, all conv gradients 9.7e-4, worst layer 3.2e-3; the
+tolerances below leave a margin of about 3. The parity suite is run by CI a second time with
+the vector ISA capped at AVX2 so that a kernel-dependent comparison cannot pass on one machine
+and fail on the next.
 A semantic error (a sign, a swapped branch, torch.polar's backward on negative amplitudes)
 gives errors of order 1.
 """
@@ -79,7 +89,10 @@ LOSS_RTOL = 1e-5
 PHYSICS_GRAD_RTOL = 1e-3
 GLOBAL_RTOL = 3e-3
 LAYER_RTOL = 1e-2
-STEP_RTOL = 3e-3
+STEP_RTOL = 3e-3  # the composed steps on well-conditioned entries
+STEP_CONDITION = 0.1  # an entry is well conditioned when |g_ref - g| <= 0.1 |g_ref|
+STEP_COVERAGE = 0.9  # ... and at least this share of each tensor's entries must be
+FORMULA_RTOL = 1e-4  # a side's update against Adam's formula on its gradients (float32 weights)
 ADAM_RTOL = 1e-6  # Adam alone, identical gradients
 
 
@@ -356,15 +369,37 @@ def test_gradients_match_reference(training_step):
     assert layers[worst] <= LAYER_RTOL, (worst, layers[worst])
 
 
-def test_adam_step_matches_reference(training_step):
-    # Each side steps with its own gradients; torch gets Keras's first-step epsilon
-    # (km.torch_adam_epsilon).
-    errors = {}
-    for i, (before, (reference, value)) in enumerate(
-            zip(training_step["before"], training_step["after"])):
+def adam_first_update(gradient: np.ndarray) -> np.ndarray:
+    """Adam's first update in float64 with Keras's epsilon placement: ``-lr g / (|g| + eps1)``."""
+    g = np.asarray(gradient, np.float64)
+    return -km.ADAM["learning_rate"] * g / (np.abs(g) + km.torch_adam_epsilon(1))
+
+
+def test_adam_step_is_adams_formula_on_each_sides_gradients(training_step):
+    # Each side stepped with its own gradients (torch with Keras's first-step epsilon,
+    # km.torch_adam_epsilon); each update must be the formula applied to those gradients.
+    for i, (before, (reference, value), (g_ref, g)) in enumerate(zip(
+            training_step["before"], training_step["after"], training_step["grads"])):
         assert not np.array_equal(before, reference), f"tensor {i} did not move"
-        errors[i] = rel_norm(reference, value)
+        before64 = np.asarray(before, np.float64)
+        assert rel_norm(adam_first_update(g_ref), reference - before64) <= FORMULA_RTOL, i
+        assert rel_norm(adam_first_update(g), value - before64) <= FORMULA_RTOL, i
+
+
+def test_adam_step_matches_reference(training_step):
+    # The composed step where it is well conditioned (see the module docstring): both
+    # gradients agree in sign and to STEP_CONDITION, which must hold for most entries.
+    errors, coverage = {}, {}
+    for i, (before, (reference, value), (g_ref, g)) in enumerate(zip(
+            training_step["before"], training_step["after"], training_step["grads"])):
+        g_ref, g = np.asarray(g_ref, np.float64), np.asarray(g, np.float64)
+        stable = np.abs(g_ref - g) <= STEP_CONDITION * np.abs(g_ref)
+        coverage[i] = float(stable.mean())
+        before64 = np.asarray(before, np.float64)
+        errors[i] = rel_norm((reference - before64)[stable], (value - before64)[stable])
+    least = min(coverage, key=coverage.get)
     worst = max(errors, key=errors.get)
+    assert coverage[least] >= STEP_COVERAGE, (least, coverage[least])
     assert errors[worst] <= STEP_RTOL, (worst, errors[worst])
 
 
