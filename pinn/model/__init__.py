@@ -1,8 +1,8 @@
 """The PtychoPINN network: the CNN generator and the generator + physics module."""
 
-from pinn.model.generator import Generator, build_generator
+from pinn.model.generator import CNNGenerator, build_generator
 from pinn.model.loss import PtychoLoss
 from pinn.model.ptychopinn import ModelOutput, PtychoPINN, build_model, coverage_window
 
-__all__ = ["Generator", "ModelOutput", "PtychoLoss", "PtychoPINN", "build_generator", "build_model",
-           "coverage_window"]
+__all__ = ["CNNGenerator", "ModelOutput", "PtychoLoss", "PtychoPINN", "build_generator",
+           "build_model", "coverage_window"]

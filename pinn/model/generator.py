@@ -104,7 +104,7 @@ class DecoderHead(nn.Module):
         return out
 
 
-class Generator(nn.Module):
+class CNNGenerator(nn.Module):
     """Diffraction amplitudes ``(B, C, N, N)`` -> amplitude and phase ``(B, C_out, N, N)``.
 
     ``C = gridsize**2``; ``C_out = C`` with ``object_big``, else 1. The input is the normalised
@@ -139,9 +139,9 @@ class Generator(nn.Module):
         return self.amplitude(code), self.phase(code)
 
 
-def build_generator(config: ModelConfig) -> Generator:
+def build_generator(config: ModelConfig) -> CNNGenerator:
     """The generator described by ``config``."""
-    return Generator(
+    return CNNGenerator(
         size_px=config.size_px,
         channels=config.channels,
         out_channels=config.channels if config.object_big else 1,

@@ -29,7 +29,7 @@ from torch import nn
 
 from pinn import ops
 from pinn.config import ModelConfig
-from pinn.model.generator import Generator, build_generator
+from pinn.model.generator import CNNGenerator, build_generator
 
 
 class ModelOutput(NamedTuple):
@@ -60,7 +60,7 @@ class PtychoPINN(nn.Module):
         probe_trainable, intensity_scale_trainable: make those parameters instead of buffers.
     """
 
-    def __init__(self, generator: Generator, probe: torch.Tensor, intensity_scale: float,
+    def __init__(self, generator: CNNGenerator, probe: torch.Tensor, intensity_scale: float,
                  padded_size: int, object_big: bool, coverage_window: torch.Tensor,
                  merge_eps: float, probe_mask: torch.Tensor | None = None,
                  probe_trainable: bool = False, intensity_scale_trainable: bool = False) -> None:
