@@ -31,3 +31,23 @@ def test_the_python_api_example_runs(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "model" / "config.json").is_file()
     assert "amplitude_ssim" in output.getvalue()
     assert namespace["result"].object.shape == namespace["result"].coverage.shape
+
+
+def test_the_hdf5_conversion_example_gives_a_scan_pinn_reads(tmp_path, monkeypatch):
+    h5py = pytest.importorskip("h5py")
+    import numpy as np
+
+    from pinn.data import read_npz, simulate
+
+    (example,) = [block for block in python_blocks() if "h5py.File" in block]
+    scan = simulate("lines", n_scans=16, size=64, photons=1e5, seed=0, scan="raster")
+    monkeypatch.chdir(tmp_path)
+    with h5py.File("scan.h5", "w") as f:
+        f["diffraction"] = scan.diffraction.numpy()
+        f["xcoords"] = scan.positions[:, 1].numpy()
+        f["ycoords"] = scan.positions[:, 0].numpy()
+        f["probe"] = scan.probe.numpy()
+    exec(compile(example, str(README), "exec"), {})  # noqa: S102 - our own docs
+    converted = read_npz("scan.npz")
+    assert converted.n_scans == 16
+    assert np.array_equal(converted.diffraction.numpy(), scan.diffraction.numpy())

@@ -92,16 +92,83 @@ def load_npz(path: str | os.PathLike,
             plain.flush()
             source = plain
         source.seek(0)
+        head = source.read(_SNIFF_BYTES)
+        if not head.startswith(_NPZ_MAGIC):
+            raise DataError(_not_npz(path, head, source))
+        source.seek(0)
         archive = np.load(source, allow_pickle=False)
     except READ_ERRORS as exc:
         raise DataError(f"{path} is not a readable .npz archive (truncated, corrupt, or "
-                        f"another format): {_oneline(exc)}. Re-create it with numpy.savez or "
-                        "pinn.data.write_npz") from exc
+                        f"another format): {_oneline(exc).rstrip('.')}. Re-create it with "
+                        "numpy.savez or pinn.data.write_npz") from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataError(f"{path} holds a single .npy array, not an .npz archive of named "
                         "arrays; save the scan with numpy.savez(path, diffraction=..., "
                         "xcoords=..., ...)")
     return archive, source
+
+
+#: What an ``.npz`` (a zip: local file header, or the end record of an empty zip) or a single
+#: ``.npy`` array starts with. numpy treats anything else as a pickle, and its message for that
+#: suggests ``allow_pickle=``, which pinn must never do for a file it was given.
+_NPZ_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_SNIFF_BYTES = 8
+#: Other formats a scan is commonly found in, by their leading bytes.
+_FORMATS = ((b"\x1f\x8b", "a gzip-compressed file (decompress it with gunzip first)"),
+            (b"CDF\x01", "a NetCDF file"), (b"CDF\x02", "a NetCDF file"),
+            (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
+            (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+            (b"\x28\xb5\x2f\xfd", "a zstandard-compressed file"),
+            (b"\xfd7zXZ\x00", "an xz-compressed file"))
+_NPZ_FIX = ("save scans with numpy.savez(path, diffraction=..., xcoords=..., ...) or "
+            "pinn.data.write_npz")
+
+
+def _not_npz(path: Path, head: bytes, source: BinaryIO) -> str:
+    """Say what a file that is not an ``.npz`` is, and how to get an ``.npz`` from it."""
+    if _is_hdf5(source):
+        return (f"{path} is an HDF5 file, not an .npz archive; copy its datasets into an .npz "
+                "under the data contract's names (diffraction, xcoords, ycoords, probeGuess) "
+                "with h5py and numpy.savez: README.md, 'Converting an HDF5 file', has the "
+                "few lines")
+    if not head:
+        return f"{path} is empty, not an .npz archive; {_NPZ_FIX}"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return (f"{path} is a Python pickle, not an .npz archive; pinn never unpickles files "
+                f"(that can run arbitrary code): {_NPZ_FIX}")
+    for magic, kind in _FORMATS:
+        if head.startswith(magic):
+            return f"{path} is {kind}, not an .npz archive; {_NPZ_FIX}"
+    if _looks_like_text(source):
+        return (f"{path} is a text file, not an .npz archive (a zip of .npy arrays); "
+                f"{_NPZ_FIX}")
+    return (f"{path} is not an .npz archive (a zip of .npy arrays; it starts with {head!r}); "
+            f"{_NPZ_FIX}")
+
+
+def _is_hdf5(source: BinaryIO) -> bool:
+    """HDF5's signature sits at byte 0, 512, 1024, 2048, ... (a user block may precede it)."""
+    offset = 0
+    while True:
+        source.seek(offset)
+        signature = source.read(len(_HDF5_MAGIC))
+        if signature == _HDF5_MAGIC:
+            return True
+        if len(signature) < len(_HDF5_MAGIC) or offset >= 1 << 20:
+            return False
+        offset = 512 if offset == 0 else 2 * offset
+
+
+def _looks_like_text(source: BinaryIO) -> bool:
+    source.seek(0)
+    sample = source.read(4096)
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(sample) - 3:  # not just a character cut at the sample's end
+            return False
+    return b"\x00" not in sample
 
 
 def read_npy_header(archive: np.lib.npyio.NpzFile,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import pickle
 import zipfile
 
 import numpy as np
@@ -324,6 +326,52 @@ def test_not_a_zip_file(tmp_path):
     path.write_text("diffraction = 1, 2, 3\n")
     with pytest.raises(DataError, match="text.npz is not a readable .npz"):
         read_npz(path)
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name, content, says", [
+    ("text.npz", b"diffraction = 1, 2, 3\n", "is a text file, not an .npz archive"),
+    ("h5.npz", HDF5_SIGNATURE + bytes(range(256)) * 4, "is an HDF5 file, not an .npz archive"),
+    # a user block before the superblock moves the signature to byte 512
+    ("userblock.h5", b"\x01" * 512 + HDF5_SIGNATURE + bytes(64), "is an HDF5 file"),
+    ("pickle.npz", pickle.dumps({"diffraction": [1, 2]}, protocol=4), "is a Python pickle"),
+    ("gz.npz", gzip.compress(b"x" * 100), "is a gzip-compressed file"),
+    ("empty.npz", b"", "is empty"),
+    ("noise.npz", bytes([0xAB, 0x00, 0xFF, 0x13]) * 64, "is not an .npz archive"),
+])
+def test_a_file_that_is_not_an_npz_is_named_and_unpickling_never_suggested(tmp_path, name,
+                                                                          content, says):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError) as info:
+        read_npz(path)
+    message = str(info.value)
+    assert says in message, message
+    assert "pickled" not in message and "allow_pickle" not in message, message
+    assert "numpy.savez" in message  # how to get a scan pinn reads
+
+
+def test_a_real_hdf5_file_is_recognised(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "scan.h5"
+    with h5py.File(path, "w") as f:
+        f["diffraction"] = np.ones((3, 4, 4), np.float32)
+    with pytest.raises(DataError, match="is an HDF5 file.*h5py"):
+        read_npz(path)
+
+
+def test_an_error_ending_in_a_full_stop_is_not_followed_by_another(tmp_path, monkeypatch):
+    path = save(tmp_path, **contract())
+
+    def failing_load(*args, **kwargs):
+        raise ValueError("the member is damaged.")
+
+    monkeypatch.setattr(np, "load", failing_load)
+    with pytest.raises(DataError) as info:
+        read_npz(path)
+    assert "damaged. Re-create" in str(info.value) and ".." not in str(info.value)
 
 
 def test_a_single_npy_array_is_not_a_scan(tmp_path):
