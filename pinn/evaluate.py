@@ -7,7 +7,8 @@ pixels (coverage at least half the median coverage) inside the ground truth, aft
 registration. A rectangle because SSIM and FRC need one; the largest one *inside* the
 well-covered region, because the bounding box of an irregular (random or spiral) scan holds
 pixels no patch reached, which would score a perfect reconstruction well below 1 and bias the
-registration.
+registration. This module handles the files and the region; the numbers come from
+:func:`pinn.metrics.evaluate_reconstruction` (:mod:`pinn.metrics.quality`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pinn.data._archive import load_array, open_archive
+from pinn.data.safe_npz import load_array, open_npz
 from pinn.errors import DataError
 from pinn.metrics import evaluate_reconstruction
 from pinn.reconstruct import Reconstruction
@@ -34,7 +35,7 @@ def _read_arrays(path: Path, what: str, keys: tuple[str, ...]
     ``_metadata``) does not stop the read; the wanted ones are never unpickled.
     """
     try:
-        with open_archive(path) as archive:
+        with open_npz(path) as archive:
             names = list(archive.files)
             arrays = {k: load_array(archive, path, k) for k in keys if k in names}
     except DataError as exc:

@@ -25,10 +25,10 @@ from pinn.data.npz import read_npz, write_npz
 from pinn.data.objects import make_object
 from pinn.data.probes import make_probe
 from pinn.data.scan import ScanData, ScanSource
-from pinn.data.scans import make_positions
 from pinn.data.simulate import simulate, simulate_scan
 from pinn.data.stream import NpzScanStream, open_scan_stream
 from pinn.data.tike import read_tike_npz
+from pinn.data.trajectories import make_positions
 
 __all__ = [
     "GroupDataset",

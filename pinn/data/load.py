@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from pinn.data import _checks
-from pinn.data._archive import check_options, load_array, missing_key, open_archive
 from pinn.data.crop import crop_scan
 from pinn.data.npz import read_contract
+from pinn.data.safe_npz import check_options, load_array, missing_key, open_npz
 from pinn.data.scan import ScanData
 from pinn.data.stream import NpzScanStream
 from pinn.data.tike import is_tike, read_tike
@@ -77,7 +77,7 @@ def load_scan(
                           "when streaming; crop the file once in memory (pinn.data.crop_scan "
                           "and write_npz), or read it without streaming")
     path = Path(path)
-    with open_archive(path) as archive:
+    with open_npz(path) as archive:
         tike = is_tike(archive)
         if tike:
             if chosen.get("values") == "auto":
@@ -116,7 +116,7 @@ def read_probe(path: str | os.PathLike) -> torch.Tensor:
         DataError: unreadable file, neither key present, not square, or non-finite values.
     """
     path = Path(path)
-    with open_archive(path) as archive:
+    with open_npz(path) as archive:
         keys = list(archive.files)
         key = next((k for k in PROBE_KEYS if k in keys), None)
         if key is None:

@@ -12,7 +12,7 @@ A scan file holds, per the reference (``UPSTREAM_SEMANTICS.md`` §1):
 
 Other keys are ignored, notably the reference's ``_metadata`` (a pickled object array) and
 ``Y``. Files (plain or bz2-compressed) are opened with ``allow_pickle=False`` only
-(:mod:`pinn.data._archive`): pickled arrays in the keys above are refused, because unpickling a
+(:mod:`pinn.data.safe_npz`): pickled arrays in the keys above are refused, because unpickling a
 file can run arbitrary code. :func:`write_npz` writes the canonical form plus the 0-d bool
 ``amplitude_from_counts`` (whether ``diffraction**2`` are photon counts), so a written scan
 reads back identically.
@@ -29,7 +29,7 @@ import torch
 
 from pinn.atomic import atomic_open
 from pinn.data import _checks
-from pinn.data._archive import check_options, load_array, missing_key, open_archive
+from pinn.data.safe_npz import check_options, load_array, missing_key, open_npz
 from pinn.data.scan import ScanData, sqrt_counts
 from pinn.errors import DataError
 
@@ -81,7 +81,7 @@ def read_npz(
     """
     check_options(values=values, zero_frequency=zero_frequency, positions=positions, layout=layout)
     path = Path(path)
-    with open_archive(path) as archive:
+    with open_npz(path) as archive:
         return read_contract(archive, path, values=values, zero_frequency=zero_frequency,
                              positions=positions, layout=layout)
 
@@ -89,7 +89,7 @@ def read_npz(
 def read_contract(archive: np.lib.npyio.NpzFile, path: Path, *, values: str = "auto",
                   zero_frequency: str = "center", positions: str = "center",
                   layout: str = "auto") -> ScanData:
-    """:func:`read_npz` on an archive already opened by :func:`open_archive` (``path`` names
+    """:func:`read_npz` on an archive already opened by :func:`open_npz` (``path`` names
     it in messages). Same options, result and errors."""
     check_options(values=values, zero_frequency=zero_frequency, positions=positions, layout=layout)
     keys = list(archive.files)

@@ -19,7 +19,7 @@ from pinn.data import _checks
 from pinn.data.objects import generator_from, make_object
 from pinn.data.probes import make_probe
 from pinn.data.scan import ScanData, sqrt_counts
-from pinn.data.scans import make_positions, scan_bounds
+from pinn.data.trajectories import make_positions, scan_bounds
 from pinn.errors import ConfigError, DataError
 from pinn.ops import diffract, extract_patches, illuminate
 
@@ -82,7 +82,7 @@ def simulate_scan(
         raise DataError(
             f"{int(outside.sum())} of {pos.shape[0]} positions put the {n} x {n} window (partly) "
             f"outside the {tuple(obj.shape)} object; keep them within {low.tolist()} .. "
-            f"{high.tolist()} (see pinn.data.scans.scan_bounds)")
+            f"{high.tolist()} (see pinn.data.trajectories.scan_bounds)")
     photons = _photons(photons, noise)
 
     amplitude = torch.cat([
@@ -127,7 +127,7 @@ def simulate(
         photons: expected total counts per pattern (the reference's ``nphotons``, default 1e9).
         seed: seed of the single ``torch.Generator`` used, in order, for the object, the
             positions and the Poisson noise.
-        scan: ``'random'``, ``'raster'`` or ``'spiral'`` (:mod:`pinn.data.scans`).
+        scan: ``'random'``, ``'raster'`` or ``'spiral'`` (:mod:`pinn.data.trajectories`).
         probe: ``'default'``, ``'gaussian'`` or ``'ring'`` (:mod:`pinn.data.probes`).
         object_size: side of the square object in pixels. Default: just large enough for the
             scan at a mean spacing of ``size / 4`` between neighbouring positions (75 % linear

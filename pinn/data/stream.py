@@ -51,9 +51,9 @@ import numpy as np
 import torch
 
 from pinn.data import _checks
-from pinn.data._archive import (READ_ERRORS, _oneline, check_options, load_array,
-                                load_npz, read_npy_header)
 from pinn.data.npz import apply_conventions, read_auxiliary, read_coordinates
+from pinn.data.safe_npz import (READ_ERRORS, _oneline, check_options, load_array,
+                                load_npz, read_npy_header)
 from pinn.data.scan import ENERGY_CHUNK, ScanData, check_read_indices, pattern_energy
 from pinn.errors import DataError
 

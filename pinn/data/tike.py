@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from pinn.data import _checks
-from pinn.data._archive import check_options, load_array, missing_key, open_archive
 from pinn.data.crop import crop_scan
 from pinn.data.npz import apply_conventions
+from pinn.data.safe_npz import check_options, load_array, missing_key, open_npz
 from pinn.data.scan import ScanData
 from pinn.errors import DataError
 
@@ -66,7 +66,7 @@ def read_tike_npz(
     """
     check_options(values=values, zero_frequency=zero_frequency, positions=positions)
     path = Path(path)
-    with open_archive(path) as archive:
+    with open_npz(path) as archive:
         scan = read_tike(archive, path, values=values, zero_frequency=zero_frequency,
                          positions=positions, shift_positions=shift_positions)
     return scan if crop_px is None else crop_scan(scan, crop_px)
@@ -83,7 +83,7 @@ def read_tike(archive: np.lib.npyio.NpzFile, path: Path, *, values: str = "count
               zero_frequency: str = "corner", positions: str = "corner",
               shift_positions: bool = True) -> ScanData:
     """:func:`read_tike_npz` (without the crop) on an archive opened by
-    :func:`pinn.data.npz.open_archive`; ``path`` names it in messages."""
+    :func:`pinn.data.safe_npz.open_npz`; ``path`` names it in messages."""
     check_options(values=values, zero_frequency=zero_frequency, positions=positions)
     keys = list(archive.files)
     for key in KEYS:

@@ -7,9 +7,9 @@ frequencies are normalised (cycles per pixel, Nyquist = 0.5). Invalid inputs rai
 :class:`pinn.errors.DataError`.
 """
 
-from pinn.metrics.evaluation import evaluate_reconstruction
 from pinn.metrics.frc import FRCResult, frc
 from pinn.metrics.phase import align_global_phase, align_phase, remove_phase_ramp
+from pinn.metrics.quality import evaluate_reconstruction
 from pinn.metrics.registration import register_translation, shift_image
 from pinn.metrics.similarity import psnr, ssim
 

@@ -10,7 +10,7 @@ import torch
 
 from pinn.data import ScanData, simulate, simulate_scan
 from pinn.data.objects import lines_object
-from pinn.data.scans import random_positions
+from pinn.data.trajectories import random_positions
 from pinn.errors import ConfigError, DataError
 from pinn.ops import default_probe
 

@@ -1,6 +1,6 @@
-"""Opening scan archives safely: plain or bz2-compressed ``.npz``, never unpickled.
+"""Opening scan files safely: plain or bz2-compressed ``.npz``, never unpickled.
 
-Shared by every reader: :func:`open_archive` / :func:`load_npz` (bz2 detected by its magic
+Shared by every reader: :func:`open_npz` / :func:`load_npz` (bz2 detected by its magic
 bytes, decompressed to an anonymous temporary file), :func:`read_npy_header`,
 :func:`load_array` (``allow_pickle=False``; pickled object
 arrays and corrupt members become :class:`~pinn.errors.DataError`), :func:`missing_key`
@@ -54,7 +54,7 @@ def check_options(**options: object) -> None:
 
 
 @contextlib.contextmanager
-def open_archive(path: str | os.PathLike) -> Iterator[np.lib.npyio.NpzFile]:
+def open_npz(path: str | os.PathLike) -> Iterator[np.lib.npyio.NpzFile]:
     """Open an ``.npz`` (or bz2-compressed ``.npz.bz2``) with ``allow_pickle=False``.
 
     A bz2 file (recognised by its magic bytes ``BZh``) is decompressed into an anonymous
@@ -72,12 +72,12 @@ def open_archive(path: str | os.PathLike) -> Iterator[np.lib.npyio.NpzFile]:
 
 def load_npz(path: str | os.PathLike,
              stack: contextlib.ExitStack) -> tuple[np.lib.npyio.NpzFile, BinaryIO]:
-    """What :func:`open_archive` does, for a reader that keeps the file open: returns the
+    """What :func:`open_npz` does, for a reader that keeps the file open: returns the
     archive and the seekable binary file it reads (the file itself, or the decompressed
     temporary of a bz2 file), both closed by ``stack``.
 
     Raises:
-        DataError: as :func:`open_archive`.
+        DataError: as :func:`open_npz`.
     """
     path = Path(path)
     if not path.is_file():
