@@ -28,6 +28,7 @@ SCHEMA_VERSION = 1
 SUPPORTED_SIZES = (64, 128, 256)
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
 PRECISIONS = ("off", "bf16", "fp16")
+SCHEDULES = ("plateau", "cosine")
 
 
 MAX_SEED = 2**63 - 1
@@ -190,6 +191,8 @@ class TrainingConfig:
             ``batch_size * world_size``).
         learning_rate: Adam's initial learning rate.
         nll_weight, mae_weight: weights of the Poisson NLL and the amplitude MAE.
+        schedule: ``"plateau"`` (reduce-on-plateau, the reference's) or ``"cosine"`` (decay
+            from ``learning_rate`` to ``min_learning_rate`` over ``epochs``).
         plateau_factor, plateau_patience, min_learning_rate: reduce-on-plateau on the
             validation loss (the training loss when there is no validation split).
         early_stopping_patience: stop after this many epochs without improvement of the
@@ -210,6 +213,7 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     nll_weight: float = 1.0
     mae_weight: float = 0.0
+    schedule: str = "plateau"
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     min_learning_rate: float = 1e-4
@@ -234,6 +238,8 @@ class TrainingConfig:
         _require(self.nll_weight >= 0 and self.mae_weight >= 0
                  and self.nll_weight + self.mae_weight > 0,
                  "nll_weight and mae_weight must be >= 0 and not both 0")
+        _require(self.schedule in SCHEDULES,
+                 f"schedule is {self.schedule!r}; use one of {SCHEDULES}")
         _require(0 < self.plateau_factor < 1, "plateau_factor must be in (0, 1)")
         _require(self.plateau_patience >= 0 and self.early_stopping_patience >= 0,
                  "patience values must be >= 0")

@@ -9,6 +9,13 @@ import math
 from dataclasses import asdict, dataclass
 
 
+def cosine_lr(lr: float, min_lr: float, epoch: int, epochs: int) -> float:
+    """Cosine decay from ``lr`` at epoch 0 to ``min_lr`` at ``epochs`` (``epoch`` 0-based,
+    the rate used during that epoch)."""
+    fraction = min(max(epoch / max(epochs, 1), 0.0), 1.0)
+    return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * fraction))
+
+
 @dataclass
 class Plateau:
     """Halve (``factor``) the learning rate after ``patience`` epochs without improvement.

@@ -28,11 +28,12 @@ from torch.nn.parallel import DistributedDataParallel
 from pinn.atomic import remove_stale_temporaries
 from pinn.config import TrainingConfig
 from pinn.engine import checkpoint as ckpt
+from pinn.engine import hooks
 from pinn.engine.batching import collate, shard, to_device
 from pinn.engine.distributed import Runtime, agree, reduce_sums, setup, teardown
 from pinn.engine.optim import adam_steps_taken, keras_adam_eps
 from pinn.engine.progress import ConsoleProgress, TensorBoard
-from pinn.engine.schedule import EarlyStopping, Plateau
+from pinn.engine.schedule import EarlyStopping, Plateau, cosine_lr
 from pinn.engine.seed import epoch_generator, seed_everything
 from pinn.engine.signals import install_stop_handlers
 from pinn.errors import ConfigError, PinnError, TrainingError
@@ -120,7 +121,7 @@ def train(
     # Validation bypasses DDP: its forward can broadcast buffers, a collective that a rank
     # without validation items would never join. (Compiling the module again reuses the code.)
     evaluator = torch.compile(model) if config.compile else model
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
+    optimizer = torch.optim.Adam(hooks.optimizer_groups(model), lr=config.learning_rate,
                                  eps=keras_adam_eps(1))
     plateau = Plateau(lr=config.learning_rate, factor=config.plateau_factor,
                       patience=config.plateau_patience, min_lr=config.min_learning_rate)
@@ -163,8 +164,7 @@ def train(
             torch.set_rng_state(extra["torch_rng"])
         if not runtime.is_main:  # running sums live on the main process only
             loop["sums"], loop["items"] = {}, 0.0
-    for group in optimizer.param_groups:
-        group["lr"] = plateau.lr
+    hooks.set_learning_rate(optimizer, plateau.lr)
 
     progress = ConsoleProgress(config.epochs, enabled=verbose and runtime.is_main)
     board = TensorBoard(Path(log_dir) if log_dir is not None and runtime.is_main else None)
@@ -188,6 +188,7 @@ def train(
             if loop["stopped_early"]:
                 break
             order = torch.randperm(n_train, generator=epoch_generator(config.seed, epoch))
+            hooks.on_epoch_start(model, epoch)
             wrapped.train()
             epoch_start = time.perf_counter()
             items_done = 0
@@ -250,6 +251,7 @@ def train(
                         group["eps"] = eps
                     scaler.step(optimizer)
                     scaler.update()
+                    hooks.after_step(model)
                     loop["nonfinite"] = 0
                 optimizer.zero_grad(set_to_none=True)
                 window_bad = False
@@ -263,7 +265,7 @@ def train(
                 if runtime.is_main:
                     board.scalars({"train/loss_step": float(loss.detach()), "train/grad_norm": float(grad_norm),
                                    "train/patterns_per_s": rate,
-                                   "train/learning_rate": optimizer.param_groups[0]["lr"]},
+                                   "train/learning_rate": plateau.lr},
                                   loop["global_step"])
                 progress.step(epoch, step + 1, steps, float(loss.detach()), rate, remaining)
 
@@ -284,12 +286,14 @@ def train(
                                 _evaluate(evaluator, loss_fn, val_set, config, runtime,
                                           autocast_dtype).items()})
             monitored = summary.get("val_loss", summary.get("train_loss", math.inf))
-            summary["learning_rate"] = optimizer.param_groups[0]["lr"]
+            summary["learning_rate"] = plateau.lr  # the rate this epoch ran with
             summary["seconds"] = time.perf_counter() - epoch_start
             summary["epoch"] = epoch + 1
             new_lr = plateau.update(monitored)
-            for group in optimizer.param_groups:
-                group["lr"] = new_lr
+            if config.schedule == "cosine":  # the plateau's state is kept but not used
+                new_lr = plateau.lr = cosine_lr(config.learning_rate, config.min_learning_rate,
+                                                epoch + 1, config.epochs)
+            hooks.set_learning_rate(optimizer, new_lr)
             loop["stopped_early"] = stopper.update(summary.get("train_loss", math.inf))
             loop["history"].append(summary)
             loop.update(epoch=epoch + 1, step=0, sums={}, items=0.0)

@@ -1,0 +1,76 @@
+"""The optional module hooks of the engine: parameter groups, epoch start, after step."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from pinn.config import TrainingConfig
+from pinn.engine.schedule import cosine_lr
+from pinn.engine.train import train
+
+
+class _Data:
+    def __init__(self, n: int = 8) -> None:
+        self.x = torch.linspace(-1, 1, n).reshape(n, 1)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"x": self.x[i]}
+
+
+def _loss(model, batch):
+    loss = ((model.a - 1.0 + 0 * batch["x"]) ** 2 + (model.b - 1.0) ** 2).mean()
+    return loss, {}
+
+
+class _Hooked(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Parameter(torch.zeros(1))
+        self.b = nn.Parameter(torch.zeros(1))
+        self.epochs_started: list[int] = []
+        self.steps = 0
+
+    def optimizer_groups(self):
+        return [{"params": [self.a], "lr_scale": 1.0}, {"params": [self.b], "lr_scale": 0.0}]
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.epochs_started.append(epoch)
+
+    def after_step(self) -> None:
+        assert not torch.is_grad_enabled()
+        self.steps += 1
+        self.a.clamp_(max=0.05)
+
+
+def test_groups_scale_the_rate_and_hooks_run():
+    model = _Hooked()
+    config = TrainingConfig(epochs=3, batch_size=4, validation_fraction=0.0, learning_rate=0.1,
+                            early_stopping_patience=0)
+    train(model, _loss, _Data(), None, config, verbose=False)
+    assert model.b.item() == 0.0  # its group's rate is 0
+    assert model.a.item() == pytest.approx(0.05)  # moved, then projected by after_step
+    assert model.epochs_started == [0, 1, 2]
+    assert model.steps == 6  # 2 steps per epoch
+
+
+def test_cosine_schedule_decays_to_the_floor():
+    assert cosine_lr(1.0, 0.1, 0, 10) == 1.0
+    assert cosine_lr(1.0, 0.1, 5, 10) == pytest.approx(0.55)
+    assert cosine_lr(1.0, 0.1, 10, 10) == pytest.approx(0.1)
+    model = nn.Linear(1, 1)
+    config = TrainingConfig(epochs=4, batch_size=4, validation_fraction=0.0, learning_rate=0.1,
+                            min_learning_rate=0.01, schedule="cosine",
+                            early_stopping_patience=0)
+    result = train(model, lambda m, b: (((m(b["x"]) - 1) ** 2).mean(), {}), _Data(), None,
+                   config, verbose=False)
+    rates = [h["learning_rate"] for h in result.history]
+    expected = [cosine_lr(0.1, 0.01, e, 4) for e in range(4)]
+    assert rates == pytest.approx(expected)
+    assert all(math.isfinite(r) for r in rates)
