@@ -140,7 +140,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from pinn.evaluate import evaluate_files
+    from pinn.evaluate import evaluate_files, poor_match
 
     metrics = evaluate_files(args.reconstruction, args.reference, register=not args.no_register,
                              phase_ssim_compat=args.phase_ssim_compat)
@@ -152,6 +152,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from pinn.atomic import atomic_write_bytes
 
         atomic_write_bytes(args.json, (json.dumps(metrics, indent=2) + "\n").encode())
+    warning = poor_match(metrics)
+    if warning:  # last, where it is seen
+        print(f"pinn: warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from pinn.errors import DataError
-from pinn.evaluate import (evaluate, evaluate_files, largest_rectangle, load_ground_truth,
-                           load_reconstruction)
+from pinn.evaluate import (MIN_MATCH_CORRELATION, evaluate, evaluate_files, largest_rectangle,
+                           load_ground_truth, load_reconstruction, poor_match)
 from pinn.reconstruct import Reconstruction, save_reconstruction
 
 
@@ -75,6 +75,45 @@ def test_uncovered_pixels_are_not_scored(truth):
     assert metrics["amplitude_ssim"] == pytest.approx(1.0, abs=1e-6)
     assert metrics["shift_y_px"] == 0 and metrics["shift_x_px"] == 0
     assert metrics["n_pixels"] == (40 - 4) * (35 - 4)  # the rectangle less the 2 px border
+
+
+def noisy_blurred(obj: torch.Tensor, noise: float, seed: int = 1) -> torch.Tensor:
+    """A degraded reconstruction of ``obj``: blurred over about 2 px, with complex noise."""
+    rng = np.random.default_rng(seed)
+    array = obj.numpy().astype(np.complex128)
+    ky = np.fft.fftfreq(array.shape[0])[:, None]
+    kx = np.fft.fftfreq(array.shape[1])[None, :]
+    blurred = np.fft.ifft2(np.fft.fft2(array) * np.exp(-2 * np.pi**2 * 4 * (ky**2 + kx**2)))
+    blurred += noise * (rng.standard_normal(array.shape) + 1j * rng.standard_normal(array.shape))
+    return torch.from_numpy(blurred.astype(np.complex64))
+
+
+def test_the_truth_of_another_scan_is_a_poor_match(truth):
+    """A reconstruction scored against the ground truth of a different scan (another object
+    of the same kind) gets a warning; its own truth, even blurred and noisy, does not."""
+    own = cut(truth, (10, 12), (50, 60))
+    degraded = Reconstruction(object=noisy_blurred(own.object, 0.05), coverage=own.coverage,
+                              origin_px=own.origin_px, crop_px=32, n_positions=5, n_groups=5)
+    good = evaluate(degraded, truth)
+    assert good["amplitude_ssim"] < 0.9  # really degraded ...
+    assert good["amplitude_correlation"] > MIN_MATCH_CORRELATION  # ... but recognisable
+    assert poor_match(good) is None
+    for seed in (1, 2, 3):
+        metrics = evaluate(degraded, smooth_object(seed=seed))
+        warning = poor_match(metrics)
+        assert warning is not None and "same scan" in warning
+        assert f"{metrics['amplitude_correlation']:.2f}" in warning and "\n" not in warning
+
+
+def test_a_pure_phase_object_is_matched_by_its_phase(truth):
+    phase_only = torch.exp(1j * truth.angle())
+    own = cut(phase_only, (10, 12), (50, 60))
+    metrics = evaluate(own, phase_only)
+    assert math.isnan(metrics["amplitude_correlation"])
+    assert metrics["phase_correlation"] == pytest.approx(1.0, abs=1e-6)
+    assert poor_match(metrics) is None
+    other = torch.exp(1j * smooth_object(seed=4).angle())
+    assert "phase correlation" in poor_match(evaluate(own, other))
 
 
 def test_canvas_larger_than_the_truth(truth):

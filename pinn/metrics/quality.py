@@ -61,12 +61,14 @@ def evaluate_reconstruction(recon: object, reference: object, mask: object = Non
         ``amplitude_mse``, ``phase_mae`` (rad), ``phase_mse`` (rad²),
         ``amplitude_frc50``, ``amplitude_frc_half_bit``, ``phase_frc50``,
         ``phase_frc_half_bit`` (normalised frequency in cycles per pixel, 0.5 = Nyquist,
-        higher is better), ``shift_y_px``, ``shift_x_px`` (the shift applied to ``recon``,
+        higher is better), ``amplitude_correlation``, ``phase_correlation`` (Pearson's
+        correlation coefficient of the compared images, in [-1, 1]), ``shift_y_px``, ``shift_x_px`` (the shift applied to ``recon``,
         content moving down/right), ``global_phase_rad`` (the phase added to ``recon`` at the
         centre of the evaluated rectangle, in ``(-π, π]``), ``amplitude_scale`` (the factor
         applied to ``|recon|``), ``n_pixels`` (pixels in the evaluated rectangle), and
-        ``phase_ssim_compat`` if asked for. PSNR and SSIM are ``nan`` when the reference
-        image (amplitude or phase) is constant (its range at most 1e-9 of its largest
+        ``phase_ssim_compat`` if asked for. PSNR, SSIM and correlation are ``nan`` when the
+        reference
+        image (amplitude or phase) is constant (its range at most 1e-6 of its largest
         magnitude, as the amplitude of a pure phase object), having no data range then.
 
     Raises:
@@ -129,18 +131,24 @@ def evaluate_reconstruction(recon: object, reference: object, mask: object = Non
     return metrics
 
 
-_CONSTANT_RTOL = 1e-9
+# Relative spread below which an image is constant up to float32 rounding (|exp(iφ)| of a
+# complex64 pure phase object varies by about 2e-7).
+_CONSTANT_RTOL = 1e-6
 
 
 def _image_metrics(name: str, truth: np.ndarray, estimate: np.ndarray) -> dict[str, float]:
-    """MAE, MSE, PSNR, SSIM (with the truth's data range; nan if it is constant) and FRC
-    resolutions, keyed ``{name}_…``."""
+    """MAE, MSE, PSNR, SSIM (with the truth's data range; nan if it is constant), Pearson's
+    correlation (nan if either image is constant) and FRC resolutions, keyed ``{name}_…``."""
     error = estimate - truth
     data_range = float(truth.max() - truth.min())
     if data_range <= _CONSTANT_RTOL * np.abs(truth).max():
         data_range = 0.0  # constant up to rounding, as |exp(iφ)| of a pure phase object
     curve = frc(truth, estimate, taper=True)
+    spread = float(np.std(truth) * np.std(estimate))
+    correlation = (float(np.mean((truth - truth.mean()) * (estimate - estimate.mean())) / spread)
+                   if data_range > 0 and spread > 0 else float("nan"))
     return {
+        f"{name}_correlation": correlation,
         f"{name}_mae": float(np.mean(np.abs(error))),
         f"{name}_mse": float(np.mean(error**2)),
         f"{name}_psnr": psnr(truth, estimate, data_range) if data_range > 0 else float("nan"),

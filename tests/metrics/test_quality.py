@@ -17,7 +17,8 @@ from pinn.metrics import evaluate_reconstruction, remove_phase_ramp, shift_image
 # ---------------------------------------------------------------- evaluate_reconstruction
 
 KEYS = {"amplitude_ssim", "phase_ssim", "amplitude_psnr", "phase_psnr", "amplitude_mae",
-        "phase_mae", "amplitude_mse", "phase_mse", "amplitude_frc50",
+        "phase_mae", "amplitude_mse", "phase_mse", "amplitude_frc50", "amplitude_correlation",
+        "phase_correlation",
         "amplitude_frc_half_bit", "phase_frc50", "phase_frc_half_bit", "shift_y_px",
         "shift_x_px", "global_phase_rad", "amplitude_scale", "n_pixels"}
 
