@@ -30,13 +30,14 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 import pinn
-from pinn.atomic import atomic_write_bytes
+from pinn.atomic import atomic_write_bytes, directory_mode
 from pinn.config import Config, ModelConfig, upgrade
 from pinn.engine.distributed import resolve_device
 from pinn.errors import ArchiveError, ConfigError
 from pinn.model import PtychoPINN, build_model
 
-__all__ = ["Archive", "describe", "load_archive", "read_manifest", "save_archive"]
+__all__ = ["Archive", "describe", "load_archive", "locate_archive", "read_manifest",
+           "save_archive"]
 
 FORMAT = "pinn-model"
 SCHEMA_VERSION = 1
@@ -127,6 +128,7 @@ def _write_directory(path: Path, files: dict[str, bytes]) -> None:
                                "refusing to replace it, choose another archive path")
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
+        os.chmod(staging, directory_mode(path))
         for name, data in files.items():
             atomic_write_bytes(staging / name, data)
         if path.exists():
@@ -150,8 +152,22 @@ def _write_directory(path: Path, files: dict[str, bytes]) -> None:
         raise
 
 
+def locate_archive(path: str | os.PathLike) -> Path:
+    """The archive ``path`` names: ``path`` itself, or ``path/model`` when ``path`` is the
+    output directory of ``pinn train`` (``RUN``), whose archive is ``RUN/model``."""
+    path = Path(path)
+    if path.is_dir() and not (path / CONFIG_NAME).exists() and (path / "model").is_dir():
+        return path / "model"
+    return path
+
+
 def _read_members(path: Path) -> tuple[bytes, bytes]:
     """The raw ``config.json`` and ``model.safetensors`` of a directory or zip archive."""
+    if (path.is_dir() and not (path / CONFIG_NAME).exists()
+            and (path / "checkpoints").is_dir()):
+        raise ArchiveError(f"{path} is a training run without a model yet (it has checkpoints "
+                           "but no RUN/model: the run was interrupted); finish it with "
+                           "`pinn train ... --resume`, then pass RUN/model")
     if path.is_dir():
         try:
             return (path / CONFIG_NAME).read_bytes(), (path / WEIGHTS_NAME).read_bytes()
@@ -191,8 +207,9 @@ def _oneline(exc: BaseException) -> str:
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """The parsed ``config.json`` of an archive, after checking format and schema version."""
-    config_bytes, _ = _read_members(Path(path))
-    return _parse_manifest(config_bytes, Path(path))
+    path = locate_archive(path)
+    config_bytes, _ = _read_members(path)
+    return _parse_manifest(config_bytes, path)
 
 
 def _parse_manifest(config_bytes: bytes, path: Path) -> dict[str, Any]:
@@ -228,15 +245,16 @@ def _require_complete_model(model: Any) -> None:
 
 
 def load_archive(path: str | os.PathLike, device: str | torch.device = "cpu") -> Archive:
-    """Load an archive and return the ready model (eval mode) on ``device`` ("cpu", "cuda",
-    "cuda:N" or "auto").
+    """Load an archive (a directory, a ``.zip``, or a run directory ``RUN`` of ``pinn train``,
+    whose ``RUN/model`` is read) and return the ready model (eval mode) on ``device`` ("cpu",
+    "cuda", "cuda:N" or "auto").
 
     Raises:
         ArchiveError: missing/extra files, bad JSON, newer schema, checksum mismatch, an
             invalid or incomplete model configuration, missing, extra or misshapen tensors.
         ConfigError: ``device`` is not a valid or available device.
     """
-    path = Path(path)
+    path = locate_archive(path)
     device = resolve_device(device)
     config_bytes, weights = _read_members(path)
     manifest = _parse_manifest(config_bytes, path)
@@ -281,12 +299,13 @@ def load_archive(path: str | os.PathLike, device: str | torch.device = "cpu") ->
 
 def describe(path: str | os.PathLike) -> str:
     """A human-readable summary of an archive (what ``pinn info`` prints)."""
+    path = locate_archive(path)
     archive = load_archive(path)
     manifest, config = archive.manifest, archive.config
     model = config.model
     params = sum(p.numel() for p in archive.model.parameters())
     rows = [
-        ("archive", Path(path)),
+        ("archive", path),
         ("schema version", manifest["schema_version"]),
         ("patch size N", model.size_px),
         ("gridsize", f"{model.gridsize} ({model.channels} patterns per group)"),

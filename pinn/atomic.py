@@ -130,6 +130,16 @@ def _set_mode(fd: int, path: Path) -> None:
         os.fchmod(fd, mode)
 
 
+def directory_mode(path: str | os.PathLike) -> int:
+    """The mode a directory made to replace ``path`` should get: that of the existing
+    directory, else 0o777 less the umask (what ``mkdir`` gives; ``tempfile.mkdtemp`` creates
+    0o700, which would hide a run's model from everyone else)."""
+    try:
+        return Path(path).stat().st_mode & 0o7777
+    except OSError:
+        return 0o777 & ~_umask()
+
+
 def _umask() -> int:
     """The process's umask, read without changing it where Linux allows (setting it to read
     it back is not thread-safe)."""

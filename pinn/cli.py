@@ -246,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a trained model over every position of a scan and "
                        "stitch the object. Writes DIR/reconstruction.npz, DIR/amplitude.png "
                        "and DIR/phase.png.")
-    p.add_argument("model", type=Path, metavar="MODEL", help="archive directory or .zip")
+    p.add_argument("model", type=Path, metavar="MODEL",
+                   help="archive directory or .zip, or a training run directory RUN "
+                        "(reads RUN/model)")
     p.add_argument("data", type=Path, metavar="DATA.npz", help="the scan to reconstruct")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     p.add_argument("--batch-size", type=int, default=64, metavar="B",
@@ -287,8 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "((phase+pi)/2pi, data range 1; not a meaningful headline figure)")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("info", help="show what a model archive holds")
-    p.add_argument("model", type=Path, metavar="MODEL", help="archive directory or .zip")
+    p = sub.add_parser("info", help="show what a model archive holds",
+                       description="Check a model archive (schema version, weights checksum, "
+                       "configuration) and print what it holds: patch size, gridsize, "
+                       "parameters, intensity scale, probe, network options and how it was "
+                       "trained (data file hash, epochs, final losses, versions).")
+    p.add_argument("model", type=Path, metavar="MODEL",
+                   help="archive directory or .zip, or a training run directory RUN "
+                        "(reads RUN/model)")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("demo", help="simulate, train, reconstruct, evaluate and report",

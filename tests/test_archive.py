@@ -68,6 +68,21 @@ def assert_same_state(a, b):
 # ---------------------------------------------------------------------------- round trips
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_an_archive_directory_gets_mkdirs_mode_and_a_replaced_one_keeps_its_own(model,
+                                                                                tmp_path):
+    old = os.umask(0o022)
+    try:
+        fresh = save_archive(model, tmp_path / "model")
+        assert fresh.stat().st_mode & 0o777 == 0o755  # not mkdtemp's 0o700
+        assert (fresh / "config.json").stat().st_mode & 0o777 == 0o644
+        fresh.chmod(0o750)
+        save_archive(model, fresh)
+        assert fresh.stat().st_mode & 0o777 == 0o750
+    finally:
+        os.umask(old)
+
+
 @pytest.mark.parametrize("name", ["model", "model.zip"])
 @pytest.mark.parametrize("overrides", [
     {}, {"probe_trainable": True, "intensity_scale_trainable": True},

@@ -83,6 +83,13 @@ def test_help_documents_every_option(capsys):
                 assert action.metavar in out, f"pinn {name}: {action.metavar}"
 
 
+def test_every_command_has_a_description(capsys):
+    for name, sub in subcommands()[1].items():
+        assert sub.description and len(sub.description) > 40, f"pinn {name} has no description"
+        status, out, _ = run_main([name, "--help"], capsys)
+        assert status == 0 and " ".join(sub.description.split()[:4]) in " ".join(out.split())
+
+
 def test_version(capsys):
     status, out, _ = run_main(["--version"], capsys)
     assert status == 0 and out.startswith("pinn ")
@@ -121,6 +128,35 @@ def test_simulate_train_info_reconstruct_evaluate(workspace, capsys, tmp_path):
     for key in ("amplitude_ssim", "phase_ssim", "amplitude_psnr", "amplitude_frc_half_bit"):
         assert key in metrics and key in out
     assert -1 <= metrics["amplitude_ssim"] <= 1
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_every_directory_of_a_run_gets_the_same_mode(workspace):
+    """RUN/model was created 0o700 by mkdtemp while RUN, RUN/checkpoints and RUN/tb got
+    mkdir's mode."""
+    run = workspace / "run"
+    modes = {p.relative_to(run).as_posix(): p.stat().st_mode & 0o777
+             for p in [run, *run.rglob("*")] if p.is_dir()}
+    assert {"model", "checkpoints"} <= set(modes)
+    assert len(set(modes.values())) == 1, modes
+
+
+def test_info_and_reconstruct_accept_the_run_directory(workspace, capsys, tmp_path):
+    run = workspace / "run"
+    status, out, err = run_main(["info", run], capsys)
+    assert status == 0 and err == ""
+    assert re.search(r"^archive +\S*run/model$", out, re.M) and "weights sha256" in out
+    status, out, err = run_main(["reconstruct", run, workspace / "scan.npz", "--out",
+                                 tmp_path / "recon", "--quiet"], capsys)
+    assert status == 0 and (tmp_path / "recon" / "reconstruction.npz").is_file()
+
+
+def test_an_unfinished_run_says_to_resume(workspace, capsys, tmp_path):
+    unfinished = tmp_path / "run"
+    shutil.copytree(workspace / "run" / "checkpoints", unfinished / "checkpoints")
+    status, out, err = run_main(["info", unfinished], capsys)
+    assert_one_line_error(status, out, err, "--resume")
+    assert "without a model yet" in err
 
 
 def test_reconstruct_options_reach_the_library(workspace, capsys, tmp_path):
