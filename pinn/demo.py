@@ -23,7 +23,7 @@ from pinn.data import simulate, write_npz
 from pinn.engine.distributed import resolve_device
 from pinn.evaluate import evaluate
 from pinn.fit import train_scan
-from pinn.plotting import save_side_by_side
+from pinn.plotting import save_curves, save_side_by_side
 from pinn.reconstruct import reconstruct, save_reconstruction
 
 
@@ -126,12 +126,26 @@ def run_demo(out_dir: str | os.PathLike, *, device: str = "cpu", quick: bool = F
     save_side_by_side(out / "phase_vs_truth.png",
                       [_aligned_phase(result.object, truth, mask), truth.angle().numpy()],
                       ["reconstructed phase", "true phase"], [mask, mask], cmap="twilight")
+    save_training_curve(out / "training_curve.png", fit.history)
     timings["total_s"] = time.perf_counter() - start
 
     say("[5/5] writing the report")
     report = out / "report.md"
     atomic_write_bytes(report, _report(s, fit.history, metrics, timings, paths).encode())
     return report
+
+
+def save_training_curve(path: Path, history: list[dict]) -> Path:
+    """Plot the Poisson deviance per pixel of the training and validation data against the
+    epoch (log scale), as a PNG."""
+    epochs = np.array([h["epoch"] for h in history], np.float64)
+    curves = {"training": (epochs, np.array([h.get("train_deviance", np.nan) for h in history],
+                                            np.float64))}
+    validation = np.array([h.get("val_deviance", np.nan) for h in history], np.float64)
+    if np.isfinite(validation).any():
+        curves["validation"] = (epochs, validation)
+    return save_curves(path, curves, title="poisson deviance per pixel", xlabel="epoch",
+                       log_y=True)
 
 
 def _aligned_phase(obj: torch.Tensor, truth: torch.Tensor, mask: np.ndarray) -> np.ndarray:
@@ -185,6 +199,8 @@ def _report(s: DemoSettings, history: list[dict], metrics: dict, timings: dict,
         "",
         "## Training",
         "",
+        "![training curve](training_curve.png)",
+        "",
         "| epoch | train loss | Poisson deviance / pixel | val deviance / pixel | lr | s |",
         "|---|---|---|---|---|---|",
     ]
@@ -214,6 +230,7 @@ def _report(s: DemoSettings, history: list[dict], metrics: dict, timings: dict,
         f"- `reconstruction/`: {paths['npz'].name}, {paths['amplitude'].name}, "
         f"{paths['phase'].name}",
         "- `metrics.json`: every metric",
+        "- `amplitude_vs_truth.png`, `phase_vs_truth.png`, `training_curve.png`: the figures",
         "",
         "## Settings",
         "",

@@ -1,8 +1,8 @@
-"""PNG figures without a plotting library: an image, a colour bar and its value labels.
+"""PNG figures without a plotting library: an image with a colour bar, or a line plot.
 
 pinn depends only on torch, numpy, safetensors and tensorboard, so this module carries a small
-PNG encoder (zlib + CRC chunks), two colour maps defined by a few anchor colours, and a 5x7
-bitmap font for the colour bar's numbers and the title.
+PNG encoder (zlib + CRC chunks), colour maps defined by a few anchor colours, lines drawn by
+sampling each segment at pixel spacing, and a 5x7 bitmap font for numbers, legends and titles.
 """
 
 from __future__ import annotations
@@ -70,8 +70,10 @@ def colormap(values: np.ndarray, name: str) -> np.ndarray:
     return (rgb * 255 + 0.5).astype(np.uint8)
 
 
-def _text(canvas: np.ndarray, text: str, top: int, left: int, scale: int = 2) -> None:
-    """Draw ``text`` in black onto an RGB canvas (unknown characters are skipped)."""
+def _text(canvas: np.ndarray, text: str, top: int, left: int, scale: int = 2,
+          colour: tuple[int, int, int] = (0, 0, 0)) -> None:
+    """Draw ``text`` in ``colour`` (default black) onto an RGB canvas (unknown characters are
+    skipped)."""
     x = left
     for char in text:
         glyph = _FONT.get(char)
@@ -80,7 +82,7 @@ def _text(canvas: np.ndarray, text: str, top: int, left: int, scale: int = 2) ->
             block = np.kron(bits, np.ones((scale, scale), dtype=bool))
             h, w = block.shape
             region = canvas[top:top + h, x:x + w]
-            region[block[:region.shape[0], :region.shape[1]]] = 0
+            region[block[:region.shape[0], :region.shape[1]]] = colour
         x += 6 * scale
 
 
@@ -124,6 +126,98 @@ def figure(image: np.ndarray, mask: np.ndarray | None = None, title: str = "",
     return out
 
 
+#: Line colours of :func:`plot_curves`, one per curve in turn (blue, orange, green, red).
+CURVE_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
+
+
+def plot_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "",
+                xlabel: str = "", log_y: bool = False,
+                size: tuple[int, int] = (300, 520)) -> np.ndarray:
+    """A line plot as an RGB image ``(H, W, 3)`` uint8: each curve ``name -> (x, y)`` (1-D,
+    same length) in its own colour (:data:`CURVE_COLOURS`), axes with their minimum, middle
+    and maximum values, a legend and a title. Non-finite points (and, with ``log_y``, points
+    <= 0) are left out and break the line; a lone point is drawn as a dot.
+
+    Raises:
+        ValueError: no curves, more curves than colours, x and y of different shapes, or no
+            point to draw.
+    """
+    if not curves or len(curves) > len(CURVE_COLOURS):
+        raise ValueError(f"plot_curves draws 1 to {len(CURVE_COLOURS)} curves; got {len(curves)}")
+    series = []
+    for name, (x, y) in curves.items():
+        x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+        if x.shape != y.shape:
+            raise ValueError(f"curve {name!r}: x has {x.size} points, y {y.size}")
+        valid = np.isfinite(x) & np.isfinite(y) & ((y > 0) if log_y else True)
+        y = np.log10(np.where(valid, y, 1.0)) if log_y else y
+        series.append((name, x, y, valid))
+    xs = np.concatenate([x[v] for _, x, _, v in series])
+    ys = np.concatenate([y[v] for _, _, y, v in series])
+    if xs.size == 0:
+        raise ValueError("plot_curves: no finite point to draw")
+    height, width = size
+    left, right, top, bottom = 90, 24, 48, 50
+    out = np.full((height, width, 3), 255, np.uint8)
+    plot_h, plot_w = height - top - bottom, width - left - right
+    (x0, x1), (y0, y1) = _limits(xs, 0.0), _limits(ys, 0.05)
+
+    def to_pixels(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cols = left + (x - x0) / (x1 - x0) * (plot_w - 1)
+        rows = top + (1 - (y - y0) / (y1 - y0)) * (plot_h - 1)
+        return rows, cols
+
+    out[top:top + plot_h, left - 1] = 0  # the y axis
+    out[top + plot_h, left - 1:left + plot_w] = 0  # the x axis
+    # ticks at the data's minimum, middle and maximum (geometric middle on a log axis)
+    low, high = float(ys.min()), float(ys.max())
+    for value in dict.fromkeys((low, (low + high) / 2, high)):
+        row = int(round(to_pixels(np.zeros(1), np.array([value]))[0][0]))
+        out[row, left - 6:left - 1] = 0
+        label = _format(10**value if log_y else value)
+        _text(out, label, min(max(row - 7, 0), height - 14), left - 10 - 12 * len(label))
+    low, high = float(xs.min()), float(xs.max())
+    for value in dict.fromkeys((low, (low + high) / 2, high)):
+        col = int(round(to_pixels(np.array([value]), np.zeros(1))[1][0]))
+        out[top + plot_h:top + plot_h + 5, col] = 0
+        label = _format(value)
+        _text(out, label, top + plot_h + 8,
+              min(max(col - 6 * len(label), 0), width - 12 * len(label)))
+    legend_left = left
+    for index, (name, x, y, valid) in enumerate(series):
+        colour = CURVE_COLOURS[index]
+        rows, cols = to_pixels(x, y)
+        for k in np.flatnonzero(valid):
+            following = k + 1 < x.size and valid[k + 1]
+            steps = (int(max(abs(rows[k + 1] - rows[k]), abs(cols[k + 1] - cols[k]))) + 1
+                     if following else 1)
+            t = np.linspace(0.0, 1.0, steps + 1) if following else np.zeros(1)
+            r = np.rint(rows[k] + t * ((rows[k + 1] - rows[k]) if following else 0)).astype(int)
+            c = np.rint(cols[k] + t * ((cols[k + 1] - cols[k]) if following else 0)).astype(int)
+            lone = not following and not (k > 0 and valid[k - 1])
+            reach = range(-2, 3) if lone else (0, 1)  # a lone point as a 5 x 5 dot
+            for dr in reach:
+                for dc in reach:
+                    out[np.clip(r + dr, 0, height - 1), np.clip(c + dc, 0, width - 1)] = colour
+        out[28:38, legend_left:legend_left + 14] = colour  # the legend, below the title
+        _text(out, name.lower(), 26, legend_left + 20, colour=colour)
+        legend_left += 20 + 12 * len(name) + 24
+    _text(out, title.lower(), 6, left)
+    if xlabel:
+        _text(out, xlabel.lower(), height - 18, left + plot_w // 2 - 6 * len(xlabel))
+    return out
+
+
+def _limits(values: np.ndarray, margin: float) -> tuple[float, float]:
+    """The span of ``values`` widened by ``margin`` of it on each side (a constant gets a
+    unit span around it)."""
+    low, high = float(values.min()), float(values.max())
+    if high - low <= 1e-12 * max(abs(low), abs(high), 1.0):
+        return low - 0.5, high + 0.5
+    margin = margin * (high - low)
+    return low - margin, high + margin
+
+
 def encode_png(rgb: np.ndarray) -> bytes:
     """Encode an ``(H, W, 3)`` uint8 array as PNG bytes (8-bit RGB, no interlace).
 
@@ -152,6 +246,14 @@ def save_image(path: str | os.PathLike, image: np.ndarray, mask: np.ndarray | No
     """Write :func:`figure` of ``image`` as a PNG at ``path`` (atomically)."""
     path = Path(path)
     atomic_write_bytes(path, encode_png(figure(image, mask, title, cmap)))
+    return path
+
+
+def save_curves(path: str | os.PathLike, curves: dict[str, tuple[np.ndarray, np.ndarray]],
+                **options) -> Path:
+    """Write :func:`plot_curves` of ``curves`` as a PNG at ``path`` (atomically)."""
+    path = Path(path)
+    atomic_write_bytes(path, encode_png(plot_curves(curves, **options)))
     return path
 
 

@@ -15,6 +15,7 @@ from pinn.data import load_scan
 from pinn.demo import QUICK, _verdict, run_demo
 from pinn.errors import ConfigError
 from pinn.evaluate import evaluate_files
+from test_plotting import decode_png
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -38,7 +39,7 @@ def test_writes_every_file(demo):
     out, report = demo
     assert report == out / "report.md"
     for name in ("report.md", "metrics.json", "data.npz", "amplitude_vs_truth.png",
-                 "phase_vs_truth.png", "reconstruction/reconstruction.npz",
+                 "phase_vs_truth.png", "training_curve.png", "reconstruction/reconstruction.npz",
                  "reconstruction/amplitude.png", "reconstruction/phase.png",
                  "run/model/config.json", "run/model/model.safetensors",
                  "run/checkpoints/last.safetensors"):
@@ -77,6 +78,7 @@ def test_report_states_the_measured_numbers_and_shows_the_images(demo):
     assert float(amplitude.group(2)) == pytest.approx(metrics["amplitude_psnr"], abs=5e-3)
     assert "![amplitude](amplitude_vs_truth.png)" in text
     assert "![phase](phase_vs_truth.png)" in text
+    assert "![training curve](training_curve.png)" in text
     assert "SSIM" in text
     epochs = re.findall(r"^\| (\d+) \| [-\d.e+]+ \|", text, re.M)
     assert epochs == [str(e) for e in range(1, QUICK.epochs + 1)]
@@ -102,3 +104,20 @@ def test_bad_device_writes_nothing(tmp_path):
     (0.7, "recognisable"), (0.59, "poor"), (float("nan"), "poor")])
 def test_verdict(ssim, words):
     assert words in _verdict(ssim)
+
+
+def test_the_training_curve_is_plotted(demo, tmp_path):
+    """The report promises a training curve: a PNG with one line per deviance."""
+    from pinn.demo import save_training_curve
+    from pinn.plotting import CURVE_COLOURS
+
+    out, _ = demo
+    height, width = png_size(out / "training_curve.png")
+    assert height > 200 and width > 400
+    history = [{"epoch": e, "train_deviance": 10.0 / e, "val_deviance": 12.0 / e}
+               for e in range(1, 21)]
+    path = save_training_curve(tmp_path / "curve.png", history)
+    pixels = decode_png(path.read_bytes())
+    for colour in CURVE_COLOURS[:2]:  # training and validation drawn, each in its colour
+        drawn = np.all(pixels == colour, axis=-1)
+        assert drawn.sum() > 300, colour

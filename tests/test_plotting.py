@@ -1,5 +1,5 @@
 """Tests of pinn.plotting: the PNG encoder against a minimal decoder written here, colour
-maps, and the figure layout (image, masked pixels white, colour bar)."""
+maps, the figure layout (image, masked pixels white, colour bar) and line plots."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import zlib
 import numpy as np
 import pytest
 
-from pinn.plotting import colormap, encode_png, figure, save_image, save_side_by_side
+from pinn.plotting import (CURVE_COLOURS, colormap, encode_png, figure, plot_curves, save_curves,
+                           save_image, save_side_by_side)
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -155,3 +156,74 @@ def test_save_image_and_side_by_side(tmp_path):
     np.testing.assert_array_equal(decoded[:first.shape[0], :first.shape[1]], first)
     np.testing.assert_array_equal(decoded[first.shape[0]:, :first.shape[1]], 255)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]
+
+
+# ------------------------------------------------------------------------------ line plots
+
+PLOT_TOP = 48  # rows above hold the title and the legend (drawn in the curves' colours too)
+
+
+def drawn(image, colour):
+    """Rows and columns of the pixels of ``colour`` below the legend."""
+    rows, cols = np.nonzero(np.all(image[PLOT_TOP:] == colour, axis=-1))
+    return rows + PLOT_TOP, cols
+
+
+def test_a_straight_line_is_drawn_from_bottom_left_to_top_right():
+    x = np.arange(11.0)
+    image = plot_curves({"a": (x, 2 * x + 1)}, title="t", xlabel="epoch")
+    rows, cols = drawn(image, CURVE_COLOURS[0])
+    assert cols.max() - cols.min() > 300 and rows.max() - rows.min() > 150
+    slope, intercept = np.polyfit(cols, rows, 1)
+    assert slope < 0  # rising values go up the image
+    assert np.abs(rows - (slope * cols + intercept)).max() <= 2.5  # one straight stroke
+
+
+def test_each_curve_has_its_colour_and_a_gap_where_values_are_missing():
+    x = np.arange(20.0)
+    broken = np.where((x >= 8) & (x <= 11), np.nan, 5.0 + x)
+    image = plot_curves({"first": (x, 30 - x), "second": (x, broken)})
+    first_cols = drawn(image, CURVE_COLOURS[0])[1]
+    second_cols = drawn(image, CURVE_COLOURS[1])[1]
+    assert first_cols.size > 300 and second_cols.size > 200
+    present = np.unique(second_cols)
+    gaps = np.diff(present)
+    assert gaps.max() > 40  # no line across the four missing epochs
+    assert len(np.unique(first_cols)) > len(present)
+
+
+def test_log_axis_makes_a_geometric_series_straight():
+    x = np.arange(5.0)
+    image = plot_curves({"a": (x, 10.0 ** x)}, log_y=True)
+    rows, cols = drawn(image, CURVE_COLOURS[0])
+    slope, intercept = np.polyfit(cols, rows, 1)
+    assert np.abs(rows - (slope * cols + intercept)).max() <= 2.5
+    flat = plot_curves({"a": (x, 10.0 ** x)}, log_y=False)
+    rows, cols = drawn(flat, CURVE_COLOURS[0])
+    slope, intercept = np.polyfit(cols, rows, 1)
+    assert np.abs(rows - (slope * cols + intercept)).max() > 20  # bent on a linear axis
+
+
+def test_a_lone_point_is_a_dot_and_labels_are_drawn():
+    image = plot_curves({"a": ([1.0], [2.5])}, title="one point", xlabel="epoch")
+    rows, cols = drawn(image, CURVE_COLOURS[0])
+    assert rows.size == 25  # a 5 x 5 dot
+    assert (image[:20] == 0).any()  # the black title
+    assert (image[PLOT_TOP:, :80] == 0).any()  # the y tick label
+
+
+@pytest.mark.parametrize("curves, match", [
+    ({}, "1 to 4 curves"),
+    ({str(k): ([0], [0]) for k in range(5)}, "1 to 4 curves"),
+    ({"a": ([0, 1], [0])}, "x has 2 points, y 1"),
+    ({"a": ([0, 1], [np.nan, np.inf])}, "no finite point"),
+])
+def test_plot_curves_errors(curves, match):
+    with pytest.raises(ValueError, match=match):
+        plot_curves(curves)
+
+
+def test_save_curves(tmp_path):
+    curves = {"a": (np.arange(4.0), np.arange(4.0) ** 2)}
+    path = save_curves(tmp_path / "c.png", curves, title="t")
+    np.testing.assert_array_equal(decode_png(path.read_bytes()), plot_curves(curves, title="t"))
