@@ -41,3 +41,18 @@ def options():
     return PinnOptions(config=Config(model=ModelConfig(n_filters_scale=1),
                                      training=TrainingConfig(epochs=1, batch_size=8)),
                        verbose=False)
+
+
+@pytest.fixture(scope="session")
+def two_mode_product_and_counts(product_and_counts):
+    """The product with a 2-mode probe (mode 1 is 0.3 x mode 0), and the same counts."""
+    import numpy as np
+    from ptychodus.api.probe import ProbeSequence
+    from ptychodus.api.product import Product
+
+    product, diffraction = product_and_counts
+    probes = product.probes.get_array()  # (1, 1, N, N)
+    two = ProbeSequence(array=np.concatenate([probes, 0.3 * probes], axis=1), opr_weights=None,
+                        pixel_geometry=product.probes.get_pixel_geometry())
+    return Product(metadata=product.metadata, probe_positions=product.probe_positions,
+                   probes=two, object_=product.object_, losses=list(product.losses)), diffraction

@@ -18,6 +18,7 @@ pytest.importorskip("ptychodus.api.reconstruct", reason=SKIP_REASON)
 
 from ptychodus.api.reconstruct import TrainableReconstructor  # noqa: E402
 
+from pinn import ops  # noqa: E402
 from pinn.archive import Archive, load_archive, read_manifest  # noqa: E402
 from pinn.config import Config, DataConfig, ModelConfig  # noqa: E402
 from pinn.data import load_scan  # noqa: E402
@@ -195,3 +196,58 @@ def test_refusals(tmp_path, reconstruct_input, options):
     with pytest.raises(DataError, match="trained on 128 x 128"):
         reconstruct_product(Archive(model=big, config=Config(model=big.config)),
                             reconstruct_input, options)
+
+
+def test_a_reconstruction_counts_one_pass_whatever_the_epochs(trained, reconstruct_input,
+                                                              options):
+    """Ptychodus names the saved product after ``progress``: 50 default epochs once wrote
+    product.000050.h5 for a single pass."""
+    _, _, folder = trained
+    fifty = dataclasses.replace(options, config=dataclasses.replace(
+        options.config, training=dataclasses.replace(options.config.training, epochs=50)))
+    reconstructor = PinnReconstructor(fifty)
+    reconstructor.load_model_from_file(folder / "out" / "model.zip")
+    assert reconstructor.get_progress_goal() == 50  # the goal of a training
+    outputs = reconstructor.reconstruct(reconstruct_input)
+    output = next(outputs)
+    assert (output.progress, reconstructor.get_progress_goal()) == (1, 1)
+    assert list(outputs) == []
+    assert reconstructor.get_progress_goal() == 50
+
+
+def _probe_model(reconstruct_input, *, trainable):
+    model = build_model(ModelConfig(n_filters_scale=1, probe_trainable=trainable),
+                        probe=scan_from_input(reconstruct_input).probe)
+    return Archive(model=model, config=Config(model=model.config))
+
+
+def test_a_trained_probe_comes_back_in_the_input_probe_units(reconstruct_input, options):
+    given = reconstruct_input.product.probes.get_array()  # (1, 1, N, N)
+    archive = _probe_model(reconstruct_input, trainable=True)
+    untrained = reconstruct_product(archive, reconstruct_input, options).probes.get_array()
+    np.testing.assert_allclose(untrained, given, rtol=0, atol=1e-6 * np.abs(given).max())
+
+    with torch.no_grad():  # what training does to the probe: here a phase ramp and a gain
+        ramp = torch.polar(torch.full((64, 64), 1.3), torch.linspace(0, 2, 64).expand(64, 64))
+        archive.model.probe_real.copy_(torch.view_as_real(archive.model.probe * ramp))
+    got = reconstruct_product(archive, reconstruct_input, options).probes.get_array()
+    # normalize_probe divided the input by probe_scale * mean(|input * disk|): undo that
+    disk = ops.disk_mask(64).numpy()
+    factor = archive.config.model.probe_scale * np.abs(given[0, 0] * disk).mean()
+    expected = archive.model.probe.detach().numpy() * factor
+    assert got.shape == (1, 1, 64, 64) and got.dtype == np.complex64
+    np.testing.assert_allclose(got[0, 0], expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+    assert np.abs(got - given).max() > 0.1 * np.abs(given).max()
+
+
+def test_a_fixed_probe_stays_the_input_probe(reconstruct_input, two_mode_product_and_counts,
+                                             options):
+    from ptychodus.api.reconstruct import ReconstructInput
+
+    product, diffraction = two_mode_product_and_counts
+    inp = ReconstructInput(diffraction.get_patterns(), diffraction.get_bad_pixels(), product)
+    archive = _probe_model(inp, trainable=False)
+    with torch.no_grad():
+        archive.model.probe_real.mul_(2.0)
+    got = reconstruct_product(archive, inp, options).probes.get_array()
+    np.testing.assert_array_equal(got, product.probes.get_array())  # both modes, unchanged

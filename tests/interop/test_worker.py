@@ -1,6 +1,9 @@
-"""The worker process reports errors by type name and text, never as pickled objects."""
+"""The worker process reports errors by type name and text, never as pickled objects, and
+hands its log records to the parent's loggers."""
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 from _ptychodus_helpers import SKIP_REASON
@@ -40,3 +43,48 @@ def test_error_types_are_rebuilt_by_name_only(name, expected):
     assert "what went wrong" in str(error)
     if expected is RuntimeError:
         assert str(error) == "SomethingElse: what went wrong"
+
+
+
+@pytest.fixture
+def reconstruction_args(two_mode_product_and_counts, options):
+    """Arguments of worker.reconstruct_product for a tiny untrained model and an input whose
+    probe has 2 modes (which the child reduces to mode 0, with a warning)."""
+    from ptychodus.api.reconstruct import ReconstructInput
+
+    from pinn.archive import Archive
+    from pinn.config import Config, ModelConfig
+    from pinn.model import build_model
+
+    product, diffraction = two_mode_product_and_counts
+    model = build_model(ModelConfig(n_filters_scale=1))
+    return (Archive(model=model, config=Config(model=model.config)),
+            ReconstructInput(diffraction.get_patterns(), diffraction.get_bad_pixels(), product),
+            options)
+
+
+def test_child_log_records_reach_the_parent_loggers(reconstruction_args, caplog):
+    """A 2-mode probe is reduced to mode 0 in the child; the warning must reach the parent's
+    logging (Ptychodus' format and handlers), not the child's bare stderr."""
+    with caplog.at_level(logging.WARNING):
+        process, connection = worker.spawn(worker.reconstruct_product, *reconstruction_args)
+        try:
+            done, product = worker.receive(process, connection)
+        finally:
+            worker.stop(process)
+    assert done and product.object_.get_array().shape == (1, 96, 96)
+    (record,) = [r for r in caplog.records if r.name == "pinn.interop.ptychodus.convert"]
+    assert record.levelname == "WARNING" and "\n" not in record.getMessage()
+    assert "keeps incoherent mode 0" in record.getMessage()
+    assert "(2 modes, 1 components)" in record.getMessage()
+    assert record.process == process.pid  # the child's record, handed on
+
+
+def test_child_records_below_the_parent_level_are_not_shown(reconstruction_args, caplog):
+    with caplog.at_level(logging.ERROR):
+        process, connection = worker.spawn(worker.reconstruct_product, *reconstruction_args)
+        try:
+            assert worker.receive(process, connection)[0]
+        finally:
+            worker.stop(process)
+    assert not [r for r in caplog.records if r.name.startswith("pinn")]

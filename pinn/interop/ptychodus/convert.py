@@ -12,8 +12,9 @@ scan points are in metres. pinn works on a :class:`pinn.data.ScanData`. Conversi
 - object: layer 0 (pinn reconstructs a single thin object).
 
 The way back puts a stitched :class:`pinn.reconstruct.Reconstruction` into the input object's
-own frame, and turns a ScanData (with its object) into a Product and assembled counts that
-Ptychodus saves as ``product.h5`` and ``diffraction.h5``.
+own frame (with a trained probe brought back to the input probe's units by
+:func:`probe_to_product_units`), and turns a ScanData (with its object) into a Product and
+assembled counts that Ptychodus saves as ``product.h5`` and ``diffraction.h5``.
 """
 
 from __future__ import annotations
@@ -41,14 +42,15 @@ from ptychodus.api.probe_positions import ProbePosition, ProbePositionSequence
 from ptychodus.api.product import Product, ProductMetadata
 from ptychodus.api.reconstruct import ReconstructInput, prepare_reconstruct_input
 
+from pinn import ops
 from pinn.data import ScanData
 from pinn.errors import DataError
 from pinn.interop.ptychodus.counts import counts_to_amplitude
 from pinn.interop.ptychodus.geometry import ObjectFrame, positions_from_pinn, positions_to_pinn
 from pinn.reconstruct import Reconstruction
 
-__all__ = ["object_frame", "product_from_reconstruction", "product_from_scan",
-           "read_input_folder", "scan_from_input", "write_input_folder"]
+__all__ = ["object_frame", "probe_to_product_units", "product_from_reconstruction",
+           "product_from_scan", "read_input_folder", "scan_from_input", "write_input_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +106,9 @@ def scan_from_input(inp: ReconstructInput, *, fill: str = "neighbors") -> ScanDa
         raise DataError(f"the probe has shape {probes.shape}; pinn needs an {n} x {n} probe, "
                         "the size of the diffraction patterns")
     if probes.shape[0] > 1 or probes.shape[1] > 1:
-        logger.warning("pinn uses one coherent probe: keeping OPR component 0, incoherent mode "
-                       "0 of the %s probe", probes.shape)
+        logger.warning("pinn uses one coherent probe: it keeps incoherent mode 0 of OPR "
+                       "component 0 of the input probe (%d modes, %d components) and ignores "
+                       "the rest", probes.shape[1], probes.shape[0])
     frame = object_frame(product.object_)
     probe_pixel = product.probes.get_pixel_geometry()
     if not (math.isclose(probe_pixel.width_m, frame.pixel_width_m, rel_tol=1e-6)
@@ -126,16 +129,23 @@ def scan_from_input(inp: ReconstructInput, *, fill: str = "neighbors") -> ScanDa
                     counts=True)
 
 
-def product_from_reconstruction(product: Product, reconstruction: Reconstruction) -> Product:
+def product_from_reconstruction(product: Product, reconstruction: Reconstruction,
+                                probe: np.ndarray | None = None) -> Product:
     """The input product with its object replaced by a pinn reconstruction.
 
     The stitched object is placed into the input object's array (same shape, pixel size and
     centre): object pixel ``(i, j)`` takes canvas pixel ``(i - origin_y, j - origin_x)``. Pixels
-    the canvas does not reach are 0. The result has one layer; scan points, probe, metadata
-    and losses are those of ``product``.
+    the canvas does not reach are 0. The result has one layer; scan points, metadata and
+    losses are those of ``product``, and so is the probe unless ``probe`` is given.
+
+    Args:
+        probe: an ``(N, N)`` complex probe to carry instead of the input's (e.g. a trained
+            probe from :func:`probe_to_product_units`); it becomes a ``(1, 1, N, N)`` probe
+            with the input probe's pixel geometry.
 
     Raises:
-        DataError: the input object has no geometry.
+        DataError: the input object has no geometry, or ``probe`` is not the input probe's
+            ``N x N``.
     """
     frame = object_frame(product.object_)
     out = np.zeros((frame.height_px, frame.width_px), dtype=np.complex64)
@@ -145,12 +155,47 @@ def product_from_reconstruction(product: Product, reconstruction: Reconstruction
     y1, x1 = min(oy + canvas.shape[0], frame.height_px), min(ox + canvas.shape[1], frame.width_px)
     if y1 > y0 and x1 > x0:
         out[y0:y1, x0:x1] = canvas[y0 - oy:y1 - oy, x0 - ox:x1 - ox]
+    probes = product.probes
+    if probe is not None:
+        n = probes.get_array().shape[-1]
+        if probe.shape != (n, n):
+            raise DataError(f"the probe to return has shape {probe.shape}; the product's probe "
+                            f"is {n} x {n}")
+        array = np.asarray(probe, dtype=np.complex64)[np.newaxis, np.newaxis]  # (1, 1, N, N)
+        probes = ProbeSequence(array=array, opr_weights=None,
+                               pixel_geometry=probes.get_pixel_geometry())
     obj = product.object_
     return Product(metadata=product.metadata, probe_positions=product.probe_positions,
-                   probes=product.probes,
+                   probes=probes,
                    object_=Object(array=out[np.newaxis], pixel_geometry=obj.get_pixel_geometry(),
                                   center=obj.get_center(), layer_spacing_m=[]),
                    losses=list(product.losses))
+
+
+def probe_to_product_units(model_probe: torch.Tensor, product: Product,
+                           probe_scale: float) -> np.ndarray:
+    """A model's probe in the units of a product's probe.
+
+    A pinn model holds its probe normalised (:func:`pinn.ops.normalize_probe` with
+    ``probe_scale``, a division by one positive number). This multiplies ``model_probe`` by
+    the number that normalisation divides the product's probe (OPR component 0, mode 0) by,
+    so a model probe that did not train comes back as the product's probe (to float32
+    rounding) and a trained one keeps its change relative to it.
+
+    Args:
+        model_probe: ``(N, N)`` complex, e.g. ``model.probe``.
+        product: the product whose probe ``(C_opr, I, N, N)`` sets the units.
+        probe_scale: the model's ``probe_scale``.
+
+    Returns:
+        ``(N, N)`` complex64 numpy array.
+    """
+    reference = torch.from_numpy(np.ascontiguousarray(product.probes.get_array()[0, 0]))
+    reference = reference.to(torch.complex128)
+    factor = (torch.linalg.vector_norm(reference)
+              / torch.linalg.vector_norm(ops.normalize_probe(reference, probe_scale)))
+    probe = model_probe.detach().cpu().to(torch.complex128) * factor  # (N, N)
+    return probe.to(torch.complex64).numpy()
 
 
 def product_from_scan(

@@ -7,7 +7,8 @@ Ptychodus 1.7 has no plugin entry point for reconstructors: ``ModelCore`` builds
 settings file given to Ptychodus still decides. With ``panel=True`` it also gives the GUI's
 ``ProcessingController`` pinn's settings panel (:mod:`.gui`). :func:`main` installs both (the
 panel only when the GUI starts) and runs Ptychodus' own command line with the same arguments
-(``pinn-ptychodus --help`` shows them).
+(``pinn-ptychodus --help`` shows them); a pinn error that escapes Ptychodus' own handling
+(a corrupt ``INPUT/model.zip`` in batch mode) ends the run with one log line and status 2.
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ import sys
 from collections.abc import Sequence
 from typing import ClassVar
 
+from pinn.errors import PinnError
 from pinn.interop.ptychodus.library import ALGORITHM, PinnLibrary
 
 __all__ = ["install", "main"]
 
 logger = logging.getLogger(__name__)
+
+#: The exit status of a pinn error that reaches the launcher: the input was unusable and no
+#: work was done (Ptychodus' ``ExitCode.USAGE``, pinn's own usage status).
+EXIT_USAGE = 2
 
 
 def install(*, panel: bool = False) -> None:
@@ -95,7 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ptychodus.__main__ import main as ptychodus_main
 
     sys.argv = [sys.argv[0], *args]
-    return int(ptychodus_main())
+    try:
+        return int(ptychodus_main())
+    except PinnError as exc:
+        # Ptychodus' batch mode loads INPUT/model.zip outside its error handling; a pinn error
+        # is one a user can fix, so it is one line in Ptychodus' log format, not a traceback
+        logger.error("%s", exc)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ It implements Ptychodus 1.7's ``TrainableReconstructor``:
 - the model file is pinn's single-file archive (``.zip``: ``config.json`` +
   ``model.safetensors``); loading validates it, saving always writes that one file;
 - ``reconstruct`` converts the input (counts, bad pixels, metres) to a pinn scan, runs the
-  loaded model over every scan point and yields one output whose object is the stitched
-  reconstruction in the input object's frame;
+  loaded model over every scan point and yields one output (progress 1 of 1) whose object is
+  the stitched reconstruction in the input object's frame, and whose probe is the trained one
+  if the probe trained;
 - ``export_training_data`` writes the input as a pinn NPZ scan (amplitude, pinn positions);
 - ``train`` reads an exported NPZ, or a ``diffraction.h5`` + ``product.h5`` folder, trains in
   a fresh process and yields the training and validation losses after every epoch (read from
@@ -71,6 +72,7 @@ class PinnReconstructor(TrainableReconstructor):
         self._isolate = isolate
         self._archive: Archive | None = None
         self._model_path: Path | None = None
+        self._reconstructing = False
 
     @property
     def name(self) -> str:
@@ -88,7 +90,10 @@ class PinnReconstructor(TrainableReconstructor):
         return options
 
     def get_progress_goal(self) -> int:
-        """The number of training epochs (a reconstruction reports it when done)."""
+        """The work a call does, in the units its outputs' ``progress`` counts: 1 (one pass
+        over the scan) while a reconstruction runs, else the number of training epochs."""
+        if self._reconstructing:
+            return 1
         return self.options().config.training.epochs
 
     # --- model file -----------------------------------------------------------------------
@@ -150,7 +155,10 @@ class PinnReconstructor(TrainableReconstructor):
     # --- reconstruct ----------------------------------------------------------------------
 
     def reconstruct(self, parameters: ReconstructInput) -> Iterator[ReconstructOutput]:
-        """Yield one ``ReconstructOutput`` whose product carries the stitched object.
+        """Yield one ``ReconstructOutput`` whose product carries the stitched object (and the
+        trained probe, for a model trained with ``probe_trainable``), with ``progress`` 1: the
+        work done is one pass over the scan, whatever the training settings say (Ptychodus
+        names the saved product after it, ``product.000001.h5``).
 
         Raises:
             ArchiveError: no model is loaded.
@@ -169,8 +177,11 @@ class PinnReconstructor(TrainableReconstructor):
                 worker.stop(process)
         else:
             product = worker.reconstruct_product(self._archive, parameters, options)
-        yield ReconstructOutput(product=product, progress=options.config.training.epochs,
-                                status=0)
+        self._reconstructing = True  # Ptychodus asks for the goal again with this output
+        try:
+            yield ReconstructOutput(product=product, progress=1, status=0)
+        finally:
+            self._reconstructing = False
 
     # --- training -------------------------------------------------------------------------
 

@@ -7,12 +7,16 @@ back ends the same way) and so that a training run can be stopped cleanly: ``SIG
 pinn's training loop write its checkpoint and stop, which it can only do in a main thread.
 The child sends back one message, ``("ok", result)`` or ``("error", (type name, text))``;
 the parent re-raises a known exception type by name (pinn's own and a few built-ins), anything
-else as a RuntimeError, so no exception object is ever unpickled.
+else as a RuntimeError, so no exception object is ever unpickled. Before it, the child sends
+its log records as ``("log", fields)`` (at the parent's level), and the parent hands each to
+its own logger of that name, so they appear as Ptychodus configured logging (its format, its
+handlers) rather than as bare text on the child's stderr.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import sys
@@ -33,6 +37,7 @@ from pinn.engine import TrainingInterrupted
 from pinn.errors import ArchiveError, ConfigError, DataError, PinnError, TrainingError
 from pinn.fit import train_scan
 from pinn.interop.ptychodus.convert import (
+    probe_to_product_units,
     product_from_reconstruction,
     read_input_folder,
     scan_from_input,
@@ -116,7 +121,9 @@ def reconstruct_product(archive: Archive | str | os.PathLike, inp: ReconstructIn
                         options: PinnOptions) -> Product:
     """Reconstruct the scan of ``inp`` with a loaded archive (or the archive at that path) and
     return the input product with the stitched object (:func:`product_from_reconstruction`).
-    Groups are formed with the archive's own ``neighbors`` and ``grouping_seed``.
+    Groups are formed with the archive's own ``neighbors`` and ``grouping_seed``. A model
+    trained with ``probe_trainable`` returns its trained probe, in the input probe's units
+    (:func:`probe_to_product_units`); otherwise the product keeps the input probe.
 
     Raises:
         DataError: the patterns are not the model's N x N, or the input fails conversion.
@@ -133,7 +140,10 @@ def reconstruct_product(archive: Archive | str | os.PathLike, inp: ReconstructIn
     result = reconstruct(model, scan, batch_size=options.infer_batch_size,
                          crop_px=options.crop_px, neighbors=data.neighbors,
                          seed=data.grouping_seed, device=options.infer_device, progress=False)
-    return product_from_reconstruction(inp.product, result)
+    probe = None
+    if archive.config.model.probe_trainable:
+        probe = probe_to_product_units(model.probe, inp.product, archive.config.model.probe_scale)
+    return product_from_reconstruction(inp.product, result, probe)
 
 
 def spawn(function: Callable[..., Any], *args: Any) -> tuple[multiprocessing.Process,
@@ -143,7 +153,8 @@ def spawn(function: Callable[..., Any], *args: Any) -> tuple[multiprocessing.Pro
     ``("ok", result)`` or ``("error", exception)`` message arrives."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child_main, args=(function.__name__, args, sender),
+    level = logging.getLogger().getEffectiveLevel()
+    process = context.Process(target=_child_main, args=(function.__name__, args, sender, level),
                               name=f"pinn-{function.__name__}", daemon=True)
     process.start()
     sender.close()
@@ -159,18 +170,34 @@ def receive(process: multiprocessing.Process, connection: Connection,
     Raises:
         TrainingError: the child died without a message (killed, out of memory...).
     """
-    while not connection.poll(0.5 if timeout_s is None else timeout_s):
-        if not process.is_alive() and not connection.poll(0):
-            raise _died(process)
-        if timeout_s is not None:
-            return False, None
-    try:
-        kind, value = connection.recv()
-    except EOFError:
-        raise _died(process) from None
-    if kind == "error":
-        raise _rebuild(*value)
-    return True, value
+    wait_s = 0.5 if timeout_s is None else timeout_s
+    while True:
+        if not connection.poll(wait_s):
+            if not process.is_alive() and not connection.poll(0):
+                raise _died(process)
+            if timeout_s is not None:
+                return False, None
+            continue
+        try:
+            kind, value = connection.recv()
+        except EOFError:
+            raise _died(process) from None
+        if kind == "log":
+            _relay(value)
+            if timeout_s is not None:
+                wait_s = 0.0  # hand on what has arrived, then return
+            continue
+        if kind == "error":
+            raise _rebuild(*value)
+        return True, value
+
+
+def _relay(fields: dict[str, Any]) -> None:
+    """Hand a child's log record to this process's logger of the same name."""
+    record = logging.makeLogRecord(fields)
+    target = logging.getLogger(record.name)
+    if target.isEnabledFor(record.levelno):
+        target.handle(record)
 
 
 def _died(process: multiprocessing.Process) -> TrainingError:
@@ -189,14 +216,42 @@ def stop(process: multiprocessing.Process, grace_s: float = STOP_GRACE_S) -> Non
     process.join()
 
 
-def _child_main(name: str, args: tuple[Any, ...], sender: Connection) -> None:
+class _PipeHandler(logging.Handler):
+    """Sends each log record to the parent as ``("log", fields)``: plain fields only (the
+    message already formatted with its arguments), so nothing but built-ins is pickled."""
+
+    def __init__(self, sender: Connection) -> None:
+        super().__init__()
+        self.sender = sender
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.exc_info:
+            message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
+        fields = {"name": record.name, "levelno": record.levelno,
+                  "levelname": record.levelname, "msg": message, "created": record.created,
+                  "msecs": record.msecs, "pathname": record.pathname,
+                  "lineno": record.lineno, "funcName": record.funcName,
+                  "process": record.process, "processName": record.processName,
+                  "threadName": record.threadName}
+        try:
+            self.sender.send(("log", fields))
+        except OSError:  # the parent is gone; nobody is left to read it
+            pass
+
+
+def _child_main(name: str, args: tuple[Any, ...], sender: Connection, level: int) -> None:
+    handler = _PipeHandler(sender)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
     try:
         message = ("ok", globals()[name](*args))
     except BaseException as exc:  # noqa: BLE001 - the parent re-raises it
         if not isinstance(exc, PinnError):
             traceback.print_exc(file=sys.stderr)
         message = ("error", (type(exc).__name__, str(exc)))
-    with contextlib.suppress(OSError):
+    with handler.lock, contextlib.suppress(OSError):  # not inside a log record's send
         sender.send(message)
         sender.close()
 
