@@ -88,7 +88,8 @@ def main() -> None:
     train_s = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    result = reconstruct(fit.model, scan, device=device, progress=False)
+    result = reconstruct(fit.model, scan, device=device, progress=False,
+                         neighbors=config.data.neighbors, seed=config.data.grouping_seed)
     reconstruct_s = time.perf_counter() - tick
     metrics = evaluate(result, scan.object)
     covered = result.covered()

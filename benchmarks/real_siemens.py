@@ -104,7 +104,8 @@ def main() -> None:
     fit = train_scan(scan, config, out / "run", device=device, data_path=MEASURED)
     train_s = time.perf_counter() - start
     tick = time.perf_counter()
-    result = reconstruct(fit.model, scan, device=device, progress=False)
+    result = reconstruct(fit.model, scan, device=device, progress=False,
+                         neighbors=config.data.neighbors, seed=config.data.grouping_seed)
     reconstruct_s = time.perf_counter() - tick
 
     # the well-covered centre: covered pixels within the central half of the scanned extent

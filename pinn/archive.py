@@ -68,16 +68,17 @@ def save_archive(model: PtychoPINN, path: str | os.PathLike, *, config: Config |
     ``.zip``). Returns the path.
 
     Args:
-        model: a model from :func:`pinn.model.build_model` (its ``config`` attribute is the
-            model configuration); save the unwrapped module, not a DDP or compiled wrapper.
+        model: the unwrapped :class:`PtychoPINN` (not a DDP or compiled wrapper); its
+            :attr:`~PtychoPINN.config` is the model section that is saved.
         config: the full run configuration (data and training sections); defaults to the
-            model's configuration with default data and training sections.
+            model's configuration with default data and training sections. Its model section
+            must be the model's.
         provenance: JSON-able facts about training (data file hash, epochs, final losses...).
     """
     if not isinstance(model, PtychoPINN):
         raise TypeError("save_archive expects the unwrapped PtychoPINN module "
                         f"(got {type(model).__name__}); pass model.module or model._orig_mod")
-    model_config: ModelConfig = model.config
+    model_config = model.config
     config = config or Config(model=model_config)
     if config.model != model_config:
         raise ConfigError("config.model differs from the model's own configuration")

@@ -126,8 +126,9 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     archive = load_archive(args.model, device=args.device)
     scan = _read_scan(args)
     try:
-        result = reconstruct(archive.model, scan, batch_size=args.batch_size,
+        result = reconstruct(archive, scan, batch_size=args.batch_size,
                              crop_px=args.crop_px, weighting=args.weighting,
+                             neighbors=args.neighbors, seed=args.grouping_seed,
                              transpose=args.transpose, flip_x=args.flip_x, flip_y=args.flip_y,
                              device=args.device, progress=not args.quiet)
     finally:
@@ -259,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weighting", choices=("probe", "uniform"), default="probe",
                    help="weight each object pixel by the probe's illumination (default) or "
                         "average the cropped windows equally (the reference's stitching)")
+    p.add_argument("--neighbors", type=int, default=None, metavar="K",
+                   help="candidate neighbours when grouping positions at gridsize > 1 "
+                        "(default: the archive's, i.e. the training's grouping)")
+    p.add_argument("--grouping-seed", type=int, default=None, metavar="S",
+                   help="seed of the grouping draw at gridsize > 1 (default: the archive's)")
     p.add_argument("--transpose", action="store_true", help="swap the axes of each patch")
     p.add_argument("--flip-x", action="store_true", help="negate the x coordinates")
     p.add_argument("--flip-y", action="store_true", help="negate the y coordinates")

@@ -110,8 +110,8 @@ def run_demo(out_dir: str | os.PathLike, *, device: str = "cpu", quick: bool = F
 
     say("[3/5] loading the archive and reconstructing every position")
     tick = time.perf_counter()
-    model = load_archive(out / "run" / "model", device=device).model
-    result = reconstruct(model, scan, device=device, progress=verbose)
+    archive = load_archive(out / "run" / "model", device=device)
+    result = reconstruct(archive, scan, device=device, progress=verbose)
     paths = save_reconstruction(result, out / "reconstruction")
     timings["reconstruct_s"] = time.perf_counter() - tick
 

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from pinn import ops
+from pinn.archive import Archive
 from pinn.data import Groups, ScanSource, group_positions
 from pinn.data.normalize import normalization_from_energy
 from pinn.engine.distributed import resolve_device
@@ -126,14 +127,14 @@ def _physical_memory() -> int | None:
 
 
 def reconstruct(
-    model: PtychoPINN,
+    model: Archive | PtychoPINN,
     scan: ScanSource,
     *,
     batch_size: int = 64,
     crop_px: int | None = None,
     weighting: str = "probe",
-    neighbors: int = 4,
-    seed: int = 0,
+    neighbors: int | None = None,
+    seed: int | None = None,
     transpose: bool = False,
     flip_x: bool = False,
     flip_y: bool = False,
@@ -146,7 +147,9 @@ def reconstruct(
     """Reconstruct the whole scan with a trained model.
 
     Args:
-        model: a trained :class:`PtychoPINN` (e.g. ``load_archive(path).model``).
+        model: a trained model: an :class:`~pinn.archive.Archive` (``load_archive(path)``),
+            which also gives the grouping the model was trained with, or a bare
+            :class:`PtychoPINN`.
         scan: the scan, any :class:`pinn.data.ScanSource` (a ScanData, or a stream from
             :func:`pinn.data.stream.open_scan_stream` for scans larger than memory); its
             patterns must be ``N x N`` for the model's N. Its patterns are read batch by batch
@@ -160,13 +163,18 @@ def reconstruct(
             (``sum_c |probe|**2`` at the members' positions, peak 1), as iterative ptychography
             weights its object update, so that poorly lit pixels count little; ``"uniform"``
             averages the cropped windows with equal weights (the reference's stitching).
-        neighbors, seed: grouping options for gridsize > 1 (every position is a seed).
+        neighbors, seed: how positions are grouped at gridsize > 1 (every position seeds a
+            group): candidate neighbours per position and the seed of the draw. Default: the
+            archive's ``config.data.neighbors`` and ``config.data.grouping_seed``, i.e. the
+            training's grouping; values given here override it. A bare model at gridsize > 1
+            needs them (or ``groups``). Unused at gridsize 1.
         transpose, flip_x, flip_y: the reference's stitching options: swap the axes of each
             object patch; negate the x / y coordinates of the positions.
         eps: added to the coverage, relative to its maximum, before dividing.
         device: where the network runs ("cpu", "cuda", "cuda:N" or "auto").
         progress: show a progress bar on stderr.
-        groups: precomputed groups (default: group the scan's positions).
+        groups: precomputed groups (default: group the scan's positions); they must have
+            the model's ``gridsize**2`` members.
         on_batch: called as ``on_batch(done, total)`` after each batch.
 
     Returns:
@@ -174,8 +182,14 @@ def reconstruct(
 
     Raises:
         DataError: patterns of the wrong size, or positions spanning a canvas larger than
-            memory; ConfigError: bad options or device.
+            memory; ConfigError: bad options or device, groups of another gridsize, or no
+            grouping for a bare model at gridsize > 1.
     """
+    if isinstance(model, Archive):
+        data = model.config.data
+        neighbors = data.neighbors if neighbors is None else neighbors
+        seed = data.grouping_seed if seed is None else seed
+        model = model.model
     n = model.size
     if scan.N != n:
         raise DataError(f"the scan's patterns are {scan.N} x {scan.N} but the model was trained "
@@ -190,13 +204,23 @@ def reconstruct(
     if batch_size < 1:
         raise ConfigError(f"batch_size is {batch_size}; use a positive int")
     device = resolve_device(device)
-    gridsize = model.config.gridsize if hasattr(model, "config") else 1
+    gridsize = model.config.gridsize
     positions = scan.positions.clone()
     if flip_x:
         positions[:, 1] = -positions[:, 1]
     if flip_y:
         positions[:, 0] = -positions[:, 0]
-    if groups is None:
+    if groups is not None and groups.indices.shape[-1] != gridsize**2:
+        raise ConfigError(f"the groups have {groups.indices.shape[-1]} members but the model "
+                          f"was trained with gridsize {gridsize} ({gridsize**2} members); "
+                          f"group the positions with gridsize {gridsize}")
+    if groups is None and gridsize == 1:
+        groups = group_positions(positions, 1)  # each position alone: nothing is drawn
+    elif groups is None:
+        if neighbors is None or seed is None:
+            raise ConfigError(f"the model has gridsize {gridsize}: pass neighbors= and seed= "
+                              "(the grouping it was trained with, config.data.neighbors and "
+                              "grouping_seed), or pass its Archive instead of the bare model")
         groups = group_positions(positions, gridsize, neighbors=neighbors, seed=seed)
     elif flip_x or flip_y:  # the flips apply to given groups as to positions
         sign = torch.tensor([-1.0 if flip_y else 1.0, -1.0 if flip_x else 1.0],

@@ -103,7 +103,8 @@ def test_a_few_epochs_of_training_reconstruct_a_recognisable_object():
                     training=TrainingConfig(epochs=20, batch_size=8, plateau_patience=6,
                                             early_stopping_patience=0, log_images=False))
     fit = train_scan(scan, config, None, verbose=False)
-    metrics = evaluate(reconstruct(fit.model, scan, progress=False), scan.object)
+    grouping = {"neighbors": config.data.neighbors, "seed": config.data.grouping_seed}
+    metrics = evaluate(reconstruct(fit.model, scan, progress=False, **grouping), scan.object)
     assert metrics["amplitude_ssim"] > 0.45, metrics
     assert metrics["phase_ssim"] > 0.5, metrics
     assert fit.history[-1]["train_deviance"] < 0.25 * fit.history[0]["train_deviance"]

@@ -32,6 +32,8 @@ from pinn.plotting import figure
 from pinn.reconstruct import reconstruct, save_reconstruction
 
 N = 64
+#: the grouping a bare model at gridsize > 1 needs (an archive records its own)
+GROUPING = {"neighbors": 4, "seed": 0}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -113,7 +115,7 @@ def label(centroid):
 @pytest.mark.parametrize("gridsize", [1, 2])
 def test_oracle_reproduces_the_object(scan, gridsize):
     oracle = Oracle(scan, gridsize=gridsize)
-    result = reconstruct(oracle, scan, progress=False, batch_size=16)
+    result = reconstruct(oracle, scan, progress=False, batch_size=16, **GROUPING)
     # the oracle saw consistent offsets: every member of a group points to the same centroid
     assert max(spread for _, spread in oracle.calls) < 1e-4
     assert result.n_positions == scan.n_scans == 30
@@ -146,7 +148,7 @@ def test_oracle_at_integer_positions_is_exact():
 
 
 def test_every_scan_position_is_covered(scan):
-    result = reconstruct(Oracle(scan, gridsize=2), scan, progress=False)
+    result = reconstruct(Oracle(scan, gridsize=2), scan, progress=False, **GROUPING)
     oy, ox = result.origin_px
     canvas = scan.positions - torch.tensor([oy, ox], dtype=torch.float64)
     iy, ix = canvas.round().long().unbind(1)
@@ -282,7 +284,7 @@ def test_flips_apply_to_precomputed_groups(scan, flips):
     model = Oracle(scan, gridsize=2, value=label)
     grouped = reconstruct(model, scan, crop_px=31, progress=False,
                           groups=group_positions(scan.positions, 2), **flips)
-    default = reconstruct(model, scan, crop_px=31, progress=False, **flips)
+    default = reconstruct(model, scan, crop_px=31, progress=False, **GROUPING, **flips)
     assert grouped.origin_px == default.origin_px
     torch.testing.assert_close(grouped.object, default.object)
 
@@ -307,7 +309,27 @@ def test_wrong_pattern_size_names_both_sizes():
 
 def test_too_few_positions_for_the_gridsize(scan):
     with pytest.raises(DataError):
-        reconstruct(Oracle(scan, gridsize=2), scan.select([0, 1, 2]), progress=False)
+        reconstruct(Oracle(scan, gridsize=2), scan.select([0, 1, 2]), progress=False,
+                    **GROUPING)
+
+
+def test_groups_of_another_gridsize_are_refused(scan):
+    """Groups must have the model's gridsize**2 members: no silent reinterpretation."""
+    from pinn.data import group_positions
+
+    with pytest.raises(ConfigError, match=r"4 members.*gridsize 1 \(1 members\)"):
+        reconstruct(Oracle(scan), scan, groups=group_positions(scan.positions, 2),
+                    progress=False)
+    with pytest.raises(ConfigError, match=r"1 members.*gridsize 2"):
+        reconstruct(Oracle(scan, gridsize=2), scan, groups=group_positions(scan.positions, 1),
+                    progress=False)
+
+
+def test_a_bare_model_at_gridsize_2_needs_its_grouping(scan):
+    """No default grouping hides behind a bare model: the archive or the caller gives it."""
+    for missing in ({}, {"neighbors": 4}, {"seed": 0}):
+        with pytest.raises(ConfigError, match="pass neighbors= and seed="):
+            reconstruct(Oracle(scan, gridsize=2), scan, progress=False, **missing)
 
 
 def test_progress_bar_writes_to_stderr_only_when_enabled(scan, capsys):
@@ -421,7 +443,7 @@ def test_a_streamed_scan_reconstructs_bit_for_bit(scan, tmp_path, gridsize, comp
     path = tmp_path / "scan.npz"
     write_npz(path, scan, compress=compress)
     model = untrained(scan, gridsize)
-    options = {"batch_size": 7, "progress": False, "flip_x": True}
+    options = {"batch_size": 7, "progress": False, "flip_x": True, **GROUPING}
     expected = reconstruct(model, read_npz(path), **options)
     with open_scan_stream(path) as stream:
         streamed = reconstruct(model, stream, **options)
@@ -439,7 +461,7 @@ def test_reconstruct_uses_only_the_protocol_and_reads_in_batches(scan, tmp_path)
     model = untrained(scan, 2)
     with FileCounting(path, chunk_bytes=8 * pattern) as stream:
         source = ProtocolOnly(stream)
-        result = reconstruct(model, source, batch_size=3, progress=False)
+        result = reconstruct(model, source, batch_size=3, progress=False, **GROUPING)
         assert source.energy_calls == 1
         assert max(source.read_sizes) <= 3 * 4  # batch_size groups of gridsize**2 patterns
         assert sum(source.read_sizes) == result.n_groups * 4  # every group read once
@@ -447,7 +469,7 @@ def test_reconstruct_uses_only_the_protocol_and_reads_in_batches(scan, tmp_path)
         # all 30 patterns at once: one energy pass plus each batch's distinct patterns
         assert max(stream.file_reads) <= 12 * pattern
         assert sum(stream.file_reads) <= (scan.n_scans + result.n_groups * 4) * pattern
-    in_memory = reconstruct(model, scan, batch_size=3, progress=False)
+    in_memory = reconstruct(model, scan, batch_size=3, progress=False, **GROUPING)
     assert torch.equal(result.object, in_memory.object)
 
 
@@ -489,6 +511,37 @@ def test_cli_stream_option_gives_the_same_reconstruction(scan, tmp_path, capsys)
                        "--stream", "--crop-patterns", "32"])
     assert status == 2
     assert "stream" in capsys.readouterr().err
+
+
+def test_the_cli_and_the_api_group_as_the_archive_records(scan, tmp_path, capsys):
+    """An archive records the grouping its model was trained with; ``pinn reconstruct`` and
+    ``reconstruct(archive, ...)`` both use it, and explicit options or flags override it."""
+    from pinn import cli
+    from pinn.archive import load_archive, save_archive
+    from pinn.config import Config, DataConfig
+
+    data = tmp_path / "scan.npz"
+    write_npz(data, scan)
+    scan = read_npz(data)  # what the command reads
+    model = untrained(scan, 2)
+    path = save_archive(model, tmp_path / "model", config=Config(
+        model=model.config, data=DataConfig(neighbors=7, grouping_seed=3)))
+    archive = load_archive(path)
+    recorded = reconstruct(archive, scan, progress=False)
+    explicit = reconstruct(archive.model, scan, neighbors=7, seed=3, progress=False)
+    other = reconstruct(archive.model, scan, progress=False, **GROUPING)
+    assert torch.equal(recorded.object, explicit.object)
+    assert not torch.equal(recorded.object, other.object)  # the grouping matters here
+    overridden = reconstruct(archive, scan, progress=False, **GROUPING)
+    assert torch.equal(overridden.object, other.object)
+    for name, flags, expected in (
+            ("recorded", [], recorded),
+            ("overridden", ["--neighbors", "4", "--grouping-seed", "0"], other)):
+        assert cli.main(["reconstruct", str(path), str(data), "--out", str(tmp_path / name),
+                         "--quiet", *flags]) == 0
+        with np.load(tmp_path / name / "reconstruction.npz") as result:
+            np.testing.assert_array_equal(result["object"], expected.object.numpy())
+    capsys.readouterr()
 
 
 def test_streaming_a_legacy_layout_file_is_refused(scan, tmp_path):

@@ -58,15 +58,31 @@ class PtychoPINN(nn.Module):
         merge_eps: added to the merge coverage.
         probe_mask: optional ``(N, N)`` exit-wave mask.
         probe_trainable, intensity_scale_trainable: make those parameters instead of buffers.
+        config: the :class:`~pinn.config.ModelConfig` the arguments above were built from,
+            kept as :attr:`config`. The module never reads it; archives save it and inference
+            groups the scan with its gridsize. It must agree with the arguments.
+
+    Raises:
+        ValueError: a non-positive intensity scale, or ``config`` that disagrees with the
+            arguments.
     """
+
+    config: ModelConfig
 
     def __init__(self, generator: CNNGenerator, probe: torch.Tensor, intensity_scale: float,
                  padded_size: int, object_big: bool, coverage_window: torch.Tensor,
                  merge_eps: float, probe_mask: torch.Tensor | None = None,
-                 probe_trainable: bool = False, intensity_scale_trainable: bool = False) -> None:
+                 probe_trainable: bool = False, intensity_scale_trainable: bool = False, *,
+                 config: ModelConfig) -> None:
         super().__init__()
         if not (math.isfinite(intensity_scale) and intensity_scale > 0):
             raise ValueError(f"intensity_scale is {intensity_scale}; it must be finite and > 0")
+        _check_config(config, size=probe.shape[-1], padded_size=padded_size,
+                      object_big=object_big, merge_eps=merge_eps,
+                      coverage_window=coverage_window.to(torch.float32),
+                      probe_mask=probe_mask is not None, probe_trainable=probe_trainable,
+                      intensity_scale_trainable=intensity_scale_trainable)
+        self.config = config
         # channels-last weights make oneDNN skip a layout reorder around every convolution
         # (1.6x faster training steps on CPU); values, state_dict keys and shapes are unchanged
         self.generator = generator.to(memory_format=torch.channels_last)
@@ -150,6 +166,31 @@ class PtychoPINN(nn.Module):
         return ModelOutput(obj, pred_amp, pred_amp.square())
 
 
+def _check_config(config: ModelConfig, **arguments: object) -> None:
+    """The physics arguments must be what ``config`` describes, since an archive rebuilds the
+    model from the config alone. (The generator is not compared here; weights of another
+    generator fail the archive's strict load.)"""
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+    expected = {"size": config.size_px, "padded_size": config.padded_size_px,
+                "object_big": config.object_big, "merge_eps": config.merge_eps,
+                "coverage_window": coverage_window(config),
+                "probe_mask": config.probe_mask, "probe_trainable": config.probe_trainable,
+                "intensity_scale_trainable": config.intensity_scale_trainable}
+
+    def same(a: object, b: object) -> bool:
+        if isinstance(a, torch.Tensor):
+            return a.shape == b.shape and bool(torch.equal(a, b))
+        return a == b
+
+    wrong = [key if isinstance(value, torch.Tensor) else f"{key}={value!r} "
+             f"(config: {expected[key]!r})"
+             for key, value in arguments.items() if not same(value, expected[key])]
+    if wrong:
+        raise ValueError(f"the model's arguments disagree with its config: {', '.join(wrong)}; "
+                         "build it with build_model(config)")
+
+
 def coverage_window(config: ModelConfig) -> torch.Tensor:
     """The ``(N, N)`` window the decoder fills: its centre N/2 square, unless the border
     branch (``probe_big``) or a full-patch decoder (``pad_object=False``) fills all of it."""
@@ -181,7 +222,7 @@ def build_model(config: ModelConfig, probe: torch.Tensor | None = None,
     if tuple(probe.shape) != (n, n):
         raise ValueError(f"probe has shape {tuple(probe.shape)}; the model needs an {n} x {n} "
                          "probe (the reference silently substitutes its default probe here)")
-    model = PtychoPINN(
+    return PtychoPINN(
         generator=build_generator(config),
         probe=ops.normalize_probe(probe.to(torch.complex64), config.probe_scale),
         intensity_scale=intensity_scale,
@@ -192,6 +233,5 @@ def build_model(config: ModelConfig, probe: torch.Tensor | None = None,
         probe_mask=ops.disk_mask(n) if config.probe_mask else None,
         probe_trainable=config.probe_trainable,
         intensity_scale_trainable=config.intensity_scale_trainable,
+        config=config,
     )
-    model.config = config  # what archives record; the module itself never reads it
-    return model

@@ -125,6 +125,9 @@ def test_reconstruction_groups_as_the_archive_says(reconstruct_input, options):
         progress=False)).object_.get_array()
     np.testing.assert_array_equal(got, expected)
     assert not np.array_equal(got, settings_grouping)
+    api = product_from_reconstruction(reconstruct_input.product, reconstruct(
+        archive, scan, progress=False)).object_.get_array()
+    np.testing.assert_array_equal(got, api)  # the Python API groups as Ptychodus does
 
 
 def test_isolated_reconstruction_equals_in_process(trained, reconstruct_input, options,

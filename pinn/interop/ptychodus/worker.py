@@ -121,8 +121,9 @@ def reconstruct_product(archive: Archive | str | os.PathLike, inp: ReconstructIn
                         options: PinnOptions) -> Product:
     """Reconstruct the scan of ``inp`` with a loaded archive (or the archive at that path) and
     return the input product with the stitched object (:func:`product_from_reconstruction`).
-    Groups are formed with the archive's own ``neighbors`` and ``grouping_seed``. A model
-    trained with ``probe_trainable`` returns its trained probe, in the input probe's units
+    Groups are formed with the archive's own ``neighbors`` and ``grouping_seed``, as
+    ``pinn reconstruct`` and :func:`pinn.reconstruct.reconstruct` do. A model trained with
+    ``probe_trainable`` returns its trained probe, in the input probe's units
     (:func:`probe_to_product_units`); otherwise the product keeps the input probe.
 
     Raises:
@@ -131,18 +132,18 @@ def reconstruct_product(archive: Archive | str | os.PathLike, inp: ReconstructIn
     """
     if not isinstance(archive, Archive):
         archive = load_archive(archive)
-    model, data = archive.model, archive.config.data
+    size = archive.model.size
     scan = scan_from_input(inp, fill=options.bad_pixels)
-    if scan.N != model.size:
+    if scan.N != size:
         raise DataError(f"the patterns are {scan.N} x {scan.N} but the loaded model was trained "
-                        f"on {model.size} x {model.size}; crop the detector to {model.size} "
+                        f"on {size} x {size}; crop the detector to {size} "
                         "in Ptychodus or train a model on this size")
-    result = reconstruct(model, scan, batch_size=options.infer_batch_size,
-                         crop_px=options.crop_px, neighbors=data.neighbors,
-                         seed=data.grouping_seed, device=options.infer_device, progress=False)
+    result = reconstruct(archive, scan, batch_size=options.infer_batch_size,
+                         crop_px=options.crop_px, device=options.infer_device, progress=False)
     probe = None
     if archive.config.model.probe_trainable:
-        probe = probe_to_product_units(model.probe, inp.product, archive.config.model.probe_scale)
+        probe = probe_to_product_units(archive.model.probe, inp.product,
+                                       archive.config.model.probe_scale)
     return product_from_reconstruction(inp.product, result, probe)
 
 
