@@ -31,7 +31,7 @@ from safetensors.torch import save as save_safetensors
 
 import pinn
 from pinn.atomic import atomic_write_bytes, directory_mode
-from pinn.config import Config, ModelConfig, upgrade
+from pinn.config import ARCHIVE_FORMAT, Config, ModelConfig, upgrade
 from pinn.engine.distributed import resolve_device
 from pinn.errors import ArchiveError, ConfigError
 from pinn.model import PtychoPINN, build_model
@@ -39,7 +39,7 @@ from pinn.model import PtychoPINN, build_model
 __all__ = ["Archive", "describe", "load_archive", "locate_archive", "read_manifest",
            "save_archive"]
 
-FORMAT = "pinn-model"
+FORMAT = ARCHIVE_FORMAT
 SCHEMA_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

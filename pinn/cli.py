@@ -67,20 +67,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _training_config(args: argparse.Namespace):
-    from pinn.config import Config, DataConfig, ModelConfig, TrainingConfig
-    from pinn.errors import ConfigError
+    from pinn.config import (Config, DataConfig, ModelConfig, TrainingConfig, apply_settings,
+                             read_config_file)
 
-    base = Config()
-    if args.config:
-        try:
-            text = args.config.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{args.config} is not UTF-8 text ({exc}); pass a JSON "
-                              "configuration file") from None
-        try:
-            base = Config.from_json(text)
-        except ConfigError as exc:
-            raise ConfigError(f"{args.config}: {exc}") from None
+    base = read_config_file(args.config) if args.config else Config()
+    base = apply_settings(base, args.set or [])
     model = {**base.model.__dict__}
     training = {**base.training.__dict__}
     data = {**base.data.__dict__}
@@ -236,9 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="use torch.compile")
     p.add_argument("--device", default="cpu", metavar="D",
                    help="cpu, cuda, cuda:N or auto (default: cpu)")
-    p.add_argument("--config", type=Path, default=None, metavar="JSON",
-                   help="a configuration JSON (as in an archive's config.json 'config'); "
-                        "command-line options override it")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE",
+                   help="start from this configuration: a configuration JSON, an archive's "
+                        "config.json, an archive (directory or .zip) or a run directory RUN "
+                        "(reuses its recipe); --set and the options above override it")
+    p.add_argument("--set", action="append", default=None, metavar="SECTION.KEY=VALUE",
+                   help="set any configuration field, e.g. --set training.plateau_patience=6 "
+                        "(repeatable; docs/CONFIG.md lists every field); the options above "
+                        "override it")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     _add_read_options(p)
     p.set_defaults(func=_cmd_train)

@@ -5,6 +5,7 @@ tracebacks, interruption, and ``python -m pinn``."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -191,6 +192,43 @@ def test_train_with_a_config_file(workspace, capsys, tmp_path):
     assert loaded.training.epochs == 1  # the command line wins
 
 
+@pytest.mark.parametrize("source", ["run/model/config.json", "run/model", "run", "model.zip"])
+def test_a_runs_configuration_is_reused_as_it_is_stored(workspace, capsys, tmp_path, source):
+    """An archive's config.json, the archive (directory or zip) and the run directory all
+    give the run's recipe (an archive's config.json was refused: "unknown configuration
+    sections ['config', ...]")."""
+    original = load_archive(workspace / "run" / "model")
+    if source == "model.zip":
+        from pinn.archive import save_archive
+
+        save_archive(original.model, tmp_path / "model.zip", config=original.config)
+        path = tmp_path / "model.zip"
+    else:
+        path = workspace / source
+    status, _, err = run_main(["train", workspace / "scan.npz", "--out", tmp_path / "again",
+                               "--config", path, "--set", "training.plateau_patience=7",
+                               "--quiet"], capsys)
+    assert status == 0, err
+    reused = load_archive(tmp_path / "again" / "model").config
+    assert reused.model == original.config.model and reused.data == original.config.data
+    assert reused.training == dataclasses.replace(original.config.training, plateau_patience=7)
+
+
+def test_set_reaches_every_section_and_flags_win(workspace, capsys, tmp_path):
+    status, _, err = run_main(["train", workspace / "scan.npz", "--out", tmp_path / "run",
+                               *TINY, "--set", "training.plateau_patience=6",
+                               "--set", "training.early_stopping_patience=0",
+                               "--set", "training.grad_clip_norm=null",
+                               "--set", "model.amp_activation=swish",
+                               "--set", "data.neighbors=5", "--set", "training.epochs=3"],
+                              capsys)
+    assert status == 0, err
+    config = load_archive(tmp_path / "run" / "model").config
+    assert config.training.plateau_patience == 6 and config.training.early_stopping_patience == 0
+    assert config.model.amp_activation == "swish" and config.data.neighbors == 5
+    assert config.training.epochs == 1  # --epochs 1 (in TINY) overrides --set
+
+
 # ------------------------------------------------------------------------------------ errors
 
 
@@ -295,6 +333,14 @@ ERROR_CASES = {
                             "pickled object array"),
     "truncated npz": (["train", "{tmp}/truncated.npz", "--out", "{out}", *TINY],
                       "truncated.npz"),
+    "set without =": (["train", "{data}", "--out", "{out}", "--set", "training.epochs",
+                       *TINY], "SECTION.KEY=VALUE"),
+    "set unknown key": (["train", "{data}", "--out", "{out}", "--set",
+                         "training.plateau_patiense=4", *TINY], "did you mean 'plateau_patience'"),
+    "set bad value": (["train", "{data}", "--out", "{out}", "--set",
+                       "training.plateau_patience=soon", *TINY], "plateau_patience is 'soon'"),
+    "config dir without configuration": (["train", "{data}", "--out", "{out}", "--config",
+                                          "{tmp}", *TINY], "without a configuration"),
     "config not UTF-8": (["train", "{data}", "--out", "{out}", "--config",
                           "{tmp}/latin1.json", *TINY], "not UTF-8"),
     "config string for a bool": (["train", "{data}", "--out", "{out}", "--config",

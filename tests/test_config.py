@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import zipfile
 
 import numpy as np
 import pytest
 
-from pinn.config import SCHEMA_VERSION, Config, DataConfig, ModelConfig, TrainingConfig
+from pinn.config import (ARCHIVE_FORMAT, SCHEMA_VERSION, Config, DataConfig, ModelConfig,
+                         TrainingConfig, apply_settings, read_config_file)
 from pinn.errors import ConfigError
 
 
@@ -89,3 +91,81 @@ def test_bad_json(text, words):
 def test_from_dict_refuses_non_objects():
     with pytest.raises(ConfigError, match="must be a JSON object"):
         Config.from_dict(["model"])
+
+
+# ------------------------------------------------------------------- reading and settings
+
+RECIPE = Config(model=ModelConfig(gridsize=2, n_filters_scale=1),
+                training=TrainingConfig(epochs=90, batch_size=8, plateau_patience=6,
+                                        early_stopping_patience=0))
+
+
+def manifest_bytes(config):
+    return json.dumps({"format": ARCHIVE_FORMAT, "schema_version": 1,
+                       "config": config.to_dict(), "weights_sha256": "0" * 64}).encode()
+
+
+def test_every_way_a_configuration_is_stored_is_read(tmp_path):
+    plain = tmp_path / "plain.json"
+    plain.write_text(RECIPE.to_json())
+    partial = tmp_path / "partial.json"
+    partial.write_text('{"training": {"plateau_patience": 6}}')
+    archive = tmp_path / "run" / "model"
+    archive.mkdir(parents=True)
+    (archive / "config.json").write_bytes(manifest_bytes(RECIPE))
+    with zipfile.ZipFile(tmp_path / "model.zip", "w") as zipped:
+        zipped.writestr("config.json", manifest_bytes(RECIPE))
+        zipped.writestr("model.safetensors", b"")
+    for path in (plain, archive / "config.json", archive, tmp_path / "run",
+                 tmp_path / "model.zip"):
+        assert read_config_file(path) == RECIPE, path
+    assert read_config_file(partial) == Config(training=TrainingConfig(plateau_patience=6))
+
+
+@pytest.mark.parametrize("content, words", [
+    (None, "cannot read the configuration"),
+    (b"\xff\xfe", "not UTF-8"),
+    (b"{", "not valid JSON"),
+    (json.dumps({"format": ARCHIVE_FORMAT}).encode(), "must be a JSON object"),
+    (json.dumps({"config": {}, "model": {}}).encode(), "unknown configuration sections"),
+])
+def test_unreadable_configurations_name_the_file(tmp_path, content, words):
+    path = tmp_path / "c.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=words) as info:
+        read_config_file(path)
+    assert "c.json" in str(info.value)
+
+
+def test_a_zip_or_directory_without_a_configuration(tmp_path):
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as zipped:
+        zipped.writestr("readme.txt", "x")
+    with pytest.raises(ConfigError, match="zip file without config.json"):
+        read_config_file(tmp_path / "other.zip")
+    with pytest.raises(ConfigError, match="directory without a configuration"):
+        read_config_file(tmp_path)
+
+
+def test_settings_are_applied_in_order_and_parsed_as_json():
+    config = apply_settings(RECIPE, ["training.plateau_patience=3", "training.precision=bf16",
+                                     "training.grad_clip_norm=1.5", "model.probe_mask=true",
+                                     "data.nphotons=null", "training.plateau_patience=4"])
+    assert config == Config(
+        model=dataclasses.replace(RECIPE.model, probe_mask=True), data=RECIPE.data,
+        training=dataclasses.replace(RECIPE.training, plateau_patience=4, precision="bf16",
+                                     grad_clip_norm=1.5))
+    assert apply_settings(RECIPE, []) == RECIPE
+
+
+@pytest.mark.parametrize("setting, words", [
+    ("training.plateau_patience", "not SECTION.KEY=VALUE"),
+    ("plateau_patience=3", "not SECTION.KEY=VALUE"),
+    ("trainig.epochs=3", "unknown section 'trainig' (did you mean 'training'?)"),
+    ("model.gridsise=2", "did you mean 'gridsize'"),
+    ("model.gridsize=two", "model.gridsize is 'two'"),
+    ("model.gridsize=2.0", "model.gridsize is 2.0"),
+])
+def test_bad_settings_say_what_is_wrong(setting, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        apply_settings(RECIPE, [setting])
