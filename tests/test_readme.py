@@ -51,3 +51,16 @@ def test_the_hdf5_conversion_example_gives_a_scan_pinn_reads(tmp_path, monkeypat
     converted = read_npz("scan.npz")
     assert converted.n_scans == 16
     assert np.array_equal(converted.diffraction.numpy(), scan.diffraction.numpy())
+
+
+def test_the_readme_names_every_test_that_needs_the_shared_folder():
+    """Tests that read ../shared (through the fixtures_dir or data_dir fixtures, or the parity
+    fixture index) skip in a clone on its own; the README must say which."""
+    tests = README.parent / "tests"
+    needs_shared = re.compile(r"\b(fixtures_dir|data_dir)\b|fixture_cases\.(cases|index|FIXTURES)")
+    users = sorted(path.relative_to(README.parent).as_posix() for path in tests.rglob("test_*.py")
+                   if path.name != "test_readme.py" and needs_shared.search(path.read_text()))
+    assert len(users) >= 4  # the search itself works
+    section = README.read_text().split("## Set up", 1)[1].split("\n## ", 1)[0]
+    missing = [path for path in users if f"`{path}`" not in section]
+    assert not missing, f"README.md's set-up section does not name {missing}"
