@@ -37,8 +37,9 @@ class DemoSettings:
     raster (15 x 15 positions, about 4.6 px steps for a probe about 22 px across), gridsize 2
     so that neighbouring patterns constrain each other, the reference's network at half width
     (``n_filters_scale`` 1, a quarter of the FLOPs), batch 8 and a patient learning-rate
-    schedule. Measured on the 2-core CPU, 90 epochs: 3 min 36 s in all, amplitude / phase SSIM
-    0.882 / 0.897. The machine is shared and wall times varied by a third between runs (110
+    schedule. Measured on 2 cores of an AMD EPYC with AVX-512 (2026-11-22), 90 epochs:
+    3 min 36 s in all, amplitude / phase SSIM 0.882 / 0.897. The machine is shared and wall
+    times varied by a third between runs (110
     epochs: 3 min 14 s to 4 min 21 s, 0.895 / 0.906 to 0.904 / 0.919; 80 epochs: 2 min 29 s,
     0.876 / 0.887), so 90 epochs keep a margin under five minutes.
     """
