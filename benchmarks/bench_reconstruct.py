@@ -14,7 +14,7 @@ of the pipeline (source, grouping, stitching) and its memory at sizes where the 
 an hour on a CPU; the network's own memory does not grow with M. One end-to-end ``reconstruct``
 per case is timed after a small warm-up run, and split into: the source (``read`` and the
 ``pattern_energy`` pass: here simulation, in real use file reads), the network (forward hooks),
-stitching (``pinn.ops.reassemble_patches``) and the rest (grouping, illumination weights,
+stitching (``pinn.ops.stitch_sums``) and the rest (grouping, illumination weights,
 copies). Figures per case: wall time, positions/s end to end and without the source (inference +
 stitching alone), patterns/s through the network (``gridsize**2`` per position), the time
 shares, the peak resident set of the process during the case (CPU; reset before each case) or
@@ -192,8 +192,8 @@ def run_case(m: int, n: int, gridsize: int, batch_size: int, device: torch.devic
         model = StubNetwork(model)
     network = network_stopwatch(model, device)
     stitching = Stopwatch(device)
-    original = ops.reassemble_patches
-    ops.reassemble_patches = stitching.wrap(original)  # reconstruct calls ops.reassemble_patches
+    original = ops.stitch_sums
+    ops.stitch_sums = stitching.wrap(original)  # reconstruct calls ops.stitch_sums
     try:
         synchronize(device)
         tick = time.perf_counter()
@@ -202,7 +202,7 @@ def run_case(m: int, n: int, gridsize: int, batch_size: int, device: torch.devic
         synchronize(device)
         total = time.perf_counter() - tick
     finally:
-        ops.reassemble_patches = original
+        ops.stitch_sums = original
     peak = peak_memory_bytes(device)
     assert result.n_positions == m and bool(torch.isfinite(result.object).all())
     data_bytes = m * n * n * 4

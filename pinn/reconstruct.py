@@ -3,9 +3,10 @@
 Every scan position is used. Positions are grouped as the model was trained (gridsize), the
 diffraction is normalised with the scan's own factor and scaled by the model's intensity scale,
 the network runs in batches, and the centre ``crop_px`` window of each group's object is added
-onto a canvas in the object's pixel frame with :func:`pinn.ops.reassemble_patches`, together
-with its coverage. The canvas sums are streamed: memory stays bounded by the batch and the
-canvas, whatever the number of positions. The result is the sum divided by the coverage.
+onto a canvas in the object's pixel frame with :func:`pinn.ops.stitch_sums`, together with its
+coverage. The canvas sums are streamed: memory stays bounded by the batch and the canvas,
+whatever the number of positions. The result is the sum divided by the coverage
+(:func:`pinn.ops.normalize_stitch`): the same stitch as the model's merge, with other weights.
 
 Canvas geometry: canvas pixel ``(i, j)`` is object pixel ``(i + origin_y, j + origin_x)``,
 where positions are the object pixels of each window's centre pixel ``N//2``.
@@ -235,8 +236,8 @@ def reconstruct(
     canvas_positions = (groups.centroids - torch.tensor(origin, dtype=torch.float64))
 
     model = model.to(device).eval()
-    numerator = torch.zeros(shape, dtype=torch.complex64)
-    coverage = torch.zeros(shape, dtype=torch.float32)
+    sums = torch.zeros(1, *shape, dtype=torch.complex64)  # one canvas
+    coverage = torch.zeros(1, *shape, dtype=torch.float32)
     ones = torch.ones(crop_px, crop_px)
     window = slice(n // 2 - crop_px // 2, n // 2 - crop_px // 2 + crop_px)
     # the window keeps the patch's centre pixel N//2 as its own centre pixel crop_px//2, for
@@ -258,14 +259,13 @@ def reconstruct(
             if transpose:
                 obj, weight = obj.transpose(-2, -1), weight.transpose(-2, -1)
             pos = canvas_positions[start:stop].to(torch.float32)[None]  # (1, B, 2)
-            ops.reassemble_patches((obj * weight)[None], pos, shape, out=numerator[None])
-            ops.reassemble_patches(weight[None], pos, shape, out=coverage[None])
+            ops.stitch_sums(obj[None], pos, shape, weights=weight[None], out=(sums, coverage))
             bar.update(stop)
             if on_batch is not None:
                 on_batch(stop, total)
     bar.close()
-    image = numerator / (coverage + eps * float(coverage.max().clamp_min(1e-30)))
-    return Reconstruction(object=image, coverage=coverage, origin_px=origin, crop_px=crop_px,
+    image = ops.normalize_stitch(sums, coverage, eps * float(coverage.max().clamp_min(1e-30)))
+    return Reconstruction(object=image[0], coverage=coverage[0], origin_px=origin, crop_px=crop_px,
                           n_positions=scan.n_scans, n_groups=total)
 
 

@@ -14,7 +14,7 @@ from pinn.ops.illuminate import illuminate
 from pinn.ops.likelihood import amplitude_mae, poisson_deviance, poisson_nll
 from pinn.ops.probe import default_probe, normalize_probe
 from pinn.ops.reassemble_patches import reassemble_patches
-from pinn.ops.stitch import stitch
+from pinn.ops.stitch import normalize_stitch, stitch, stitch_sums
 from pinn.ops.translate import translate
 
 __all__ = [
@@ -27,9 +27,11 @@ __all__ = [
     "extract_patches",
     "illuminate",
     "normalize_probe",
+    "normalize_stitch",
     "poisson_deviance",
     "poisson_nll",
     "reassemble_patches",
     "stitch",
+    "stitch_sums",
     "translate",
 ]

@@ -33,6 +33,18 @@ def check_coordinates(name: str, x: torch.Tensor, layout: str) -> None:
         raise ValueError(f"{name} contains NaN or inf; every position must be finite")
 
 
+def check_patches_at(patches: object, positions: object) -> None:
+    """Patches ``(..., P, n, m)`` and the ``(..., P, 2)`` positions of their centres."""
+    check_tensor("patches", patches)
+    check_tensor("positions", positions)
+    check_min_dims("patches", patches, 3, "(..., P, n, m)")
+    check_coordinates("positions", positions, "(..., P, 2)")
+    if positions.shape[:-1] != patches.shape[:-2]:
+        raise ValueError(
+            f"positions has shape {tuple(positions.shape)} and patches {tuple(patches.shape)}; "
+            "expected positions (..., P, 2) for patches (..., P, n, m)")
+
+
 def check_shape_pair(name: str, shape: object) -> tuple[int, int]:
     """Two positive integers (ints, integral floats or 0-d tensors; not a string like "48")."""
     try:
@@ -56,3 +68,13 @@ def check_size(name: str, size: object) -> int:
     if not ok:
         raise ValueError(f"{name} must be a positive int, got {size!r}")
     return int(size)  # type: ignore[call-overload]
+
+
+def check_out(name: str, out: object, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    """A canvas to accumulate into in place: contiguous, of this shape and dtype, no grad."""
+    check_tensor(name, out)
+    if tuple(out.shape) != shape or out.dtype != dtype or not out.is_contiguous():
+        raise ValueError(f"{name} is a {tuple(out.shape)} {out.dtype} tensor; expected a "
+                         f"contiguous {shape} {dtype} canvas")
+    if out.requires_grad:
+        raise ValueError(f"{name} requires grad; accumulating in place is not differentiable")

@@ -72,6 +72,26 @@ def make_windows(
     return Windows(index, valid, fy, fx, height, width)
 
 
+def centred_windows(
+    positions: torch.Tensor,
+    n_canvas: int,
+    size: tuple[int, int],
+    canvas_shape: tuple[int, int],
+    weight_dtype: torch.dtype,
+) -> Windows:
+    """Geometry for ``size`` windows whose centre sample ``(h//2, w//2)`` sits at ``positions``.
+
+    positions: (..., P, 2) float, (y, x) canvas pixels; the k-th block of P windows lies on
+    canvas k of a stack of ``n_canvas``.
+    """
+    height, width = size
+    n_pos = positions.shape[-2]
+    origin = positions.reshape(-1, 2) - torch.tensor(  # (n_canvas * P, 2): top-left samples
+        [height // 2, width // 2], dtype=positions.dtype, device=positions.device)
+    owner = torch.arange(n_canvas, device=positions.device).repeat_interleave(n_pos)
+    return make_windows(origin, owner, size, canvas_shape, weight_dtype)
+
+
 def to_rows(stack: torch.Tensor) -> torch.Tensor:
     """(L, H, W) real or complex -> (L*H*W, c) real with c = 1 (real) or 2 (complex)."""
     if stack.is_complex():

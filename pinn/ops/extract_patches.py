@@ -41,9 +41,7 @@ def extract_patches(canvas: torch.Tensor, positions: torch.Tensor, size: int) ->
         height, width = canvas.shape[-2:]
         n_pos = positions.shape[-2]
         stack = canvas.reshape(-1, height, width)  # (L, H, W)
-        origin = positions.reshape(-1, 2) - (size // 2)  # (L*P, 2) top-left samples
-        owner = torch.arange(stack.shape[0], device=canvas.device).repeat_interleave(n_pos)
-        windows = _windows.make_windows(origin, owner, (size, size), (height, width),
-                                        canvas.real.dtype)
+        windows = _windows.centred_windows(positions, stack.shape[0], (size, size),
+                                           (height, width), canvas.real.dtype)
         out = _windows.gather(_windows.to_rows(stack), windows)  # (L*P, size, size, c)
         return _windows.from_rows(out, canvas.is_complex()).reshape(*lead, n_pos, size, size)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from pinn.ops import _windows
-from pinn.ops._checks import check_coordinates, check_min_dims, check_shape_pair, check_tensor
+from pinn.ops._checks import check_out, check_patches_at, check_shape_pair
 from pinn.ops._precision import full_precision, no_autocast
 
 
@@ -36,41 +36,23 @@ def reassemble_patches(
     Returns:
         ``(..., H, W)`` float32/complex64 (double for double input); ``out`` when given.
     """
-    check_tensor("patches", patches)
-    check_tensor("positions", positions)
-    check_min_dims("patches", patches, 3, "(..., P, n, m)")
-    check_coordinates("positions", positions, "(..., P, 2)")
-    if positions.shape[:-1] != patches.shape[:-2]:
-        raise ValueError(
-            f"positions has shape {tuple(positions.shape)} and patches {tuple(patches.shape)}; "
-            "expected positions (..., P, 2) for patches (..., P, n, m)")
+    check_patches_at(patches, positions)
     height, width = check_shape_pair("canvas_shape", canvas_shape)
     with no_autocast(patches.device):
         patches = full_precision(patches)
         lead = patches.shape[:-3]
-        n_pos, n, m = patches.shape[-3:]
+        n, m = patches.shape[-2:]
         stack = patches.reshape(-1, n, m)  # (L*P, n, m)
         n_canvas = math.prod(lead)
-        origin = positions.reshape(-1, 2) - torch.tensor(
-            [n // 2, m // 2], dtype=positions.dtype, device=positions.device)
-        owner = torch.arange(n_canvas, device=patches.device).repeat_interleave(n_pos)
-        windows = _windows.make_windows(origin, owner, (n, m), (height, width),
-                                        patches.real.dtype)
+        windows = _windows.centred_windows(positions, n_canvas, (n, m), (height, width),
+                                           patches.real.dtype)
         values = _windows.to_rows(stack).reshape(  # (L*P, n, m, c); c explicit for L*P == 0
             stack.shape[0], n, m, 2 if stack.is_complex() else 1)
         if out is not None:
-            _check_out(out, (*lead, height, width), patches.dtype)
+            check_out("out", out, (*lead, height, width), patches.dtype)
             _windows.scatter(values, windows, n_canvas * height * width,
                              into=_windows.to_rows(out))
             return out
         rows = _windows.scatter(values, windows, n_canvas * height * width)
         return _windows.from_rows(rows, patches.is_complex()).reshape(*lead, height, width)
 
-
-def _check_out(out: object, shape: tuple[int, ...], dtype: torch.dtype) -> None:
-    check_tensor("out", out)
-    if tuple(out.shape) != shape or out.dtype != dtype or not out.is_contiguous():
-        raise ValueError(f"out is a {tuple(out.shape)} {out.dtype} tensor; expected a "
-                         f"contiguous {shape} {dtype} canvas")
-    if out.requires_grad:
-        raise ValueError("out requires grad; accumulating in place is not differentiable")

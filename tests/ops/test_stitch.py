@@ -1,5 +1,6 @@
-"""Tests of pinn.ops.stitch: ``reassemble(patches) / (reassemble(window) + eps)`` and the
-coverage ``reassemble(window)`` (window defaults to ones)."""
+"""Tests of pinn.ops.stitch: ``reassemble(weights * patches) / (reassemble(weights * window)
++ eps)`` and the coverage (weights and window default to ones); the streaming form
+(stitch_sums into ``out``, then normalize_stitch) gives the same canvas."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from _ops_helpers import (FULL_OF, compiled, fractional_positions, generator, positions_strategy,
                           rand)
-from pinn.ops import reassemble_patches, stitch
+from pinn.ops import normalize_stitch, reassemble_patches, stitch, stitch_sums
 
 COVERAGE_DTYPE = {torch.float32: torch.float32, torch.float64: torch.float64,
                   torch.complex64: torch.float32, torch.complex128: torch.float64,
@@ -166,6 +167,80 @@ def test_window_weights_only_the_coverage():
     torch.testing.assert_close(image[~centre], torch.full((12,), 3.0 / 1e-3, dtype=torch.float64))
 
 
+def test_weights_enter_both_sums():
+    """Per-pixel weights make a weighted average: with the window too, the coverage takes
+    their product; the numerator only the weights."""
+    gen = generator(11)
+    patches = rand((2, 3, 4, 4), torch.complex128, gen=gen)
+    positions = torch.rand(2, 3, 2, generator=gen, dtype=torch.float64) * 6
+    weights = torch.rand(2, 3, 4, 4, generator=gen, dtype=torch.float64)
+    window = torch.rand(4, 4, generator=gen, dtype=torch.float64)
+    for w in (None, window):
+        cover = weights if w is None else weights * w
+        image, coverage = stitch(patches, positions, (9, 9), eps=1e-3, window=w, weights=weights)
+        numerator = reassemble_patches(patches * weights, positions, (9, 9))
+        torch.testing.assert_close(coverage, reassemble_patches(cover, positions, (9, 9)),
+                                   rtol=0, atol=1e-12)
+        torch.testing.assert_close(image, numerator / (coverage + 1e-3), rtol=1e-12, atol=1e-12)
+
+
+def test_constant_patches_with_any_weights_give_the_constant():
+    gen = generator(12)
+    patches = torch.full((1, 6, 5, 5), 2.5 - 1j, dtype=torch.complex128)
+    positions = torch.rand(1, 6, 2, generator=gen, dtype=torch.float64) * 4 + 3
+    weights = torch.rand(1, 6, 5, 5, generator=gen, dtype=torch.float64) + 0.1
+    image, coverage = stitch(patches, positions, (11, 11), eps=1e-12, weights=weights)
+    covered = coverage > 1e-3
+    torch.testing.assert_close(image[covered], torch.full_like(image[covered], 2.5 - 1j))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
+def test_sums_added_batch_by_batch_equal_one_pass(dtype):
+    """Streaming: stitch_sums adds each batch into the same canvases; the result is the
+    one-pass stitch up to the order of the float32 additions, and normalize_stitch divides
+    as stitch does (bit for bit on the same sums)."""
+    gen = generator(13)
+    patches = rand((1, 10, 4, 4), dtype, gen=gen)
+    positions = torch.rand(1, 10, 2, generator=gen) * 8 + 1
+    weights = torch.rand(1, 10, 4, 4, generator=gen)
+    real = torch.float32
+    sums = torch.zeros(1, 12, 12, dtype=dtype)
+    coverage = torch.zeros(1, 12, 12, dtype=real)
+    for part in (slice(0, 3), slice(3, 4), slice(4, 10)):
+        returned = stitch_sums(patches[:, part], positions[:, part], (12, 12),
+                               weights=weights[:, part], out=(sums, coverage))
+        assert returned[0] is sums and returned[1] is coverage
+    once = stitch_sums(patches, positions, (12, 12), weights=weights)
+    torch.testing.assert_close(sums, once[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(coverage, once[1], rtol=1e-5, atol=1e-6)
+    image, cover = stitch(patches, positions, (12, 12), eps=1e-6, weights=weights)
+    assert torch.equal(cover, once[1])
+    assert torch.equal(normalize_stitch(*once, 1e-6), image)
+
+
+def test_normalize_stitch_divides_real_and_imaginary_parts():
+    sums = torch.tensor([[3.0 + 6.0j, 1.0 - 1.0j]], dtype=torch.complex64)
+    coverage = torch.tensor([[3.0, 0.0]])
+    out = normalize_stitch(sums, coverage, 0.5)
+    expected = torch.complex(sums.real / (coverage + 0.5), sums.imag / (coverage + 0.5))
+    assert torch.equal(out, expected)
+    assert torch.equal(normalize_stitch(sums.real, coverage, 0.5), expected.real)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"weights": torch.ones(2, 3)}, ValueError, r"weights has shape \(2, 3\); expected"),
+    ({"weights": torch.ones(2, 3, 3, dtype=torch.complex64)}, TypeError, "weights must be real"),
+    ({"out": (torch.zeros(4, 4), torch.zeros(5, 4))}, ValueError, r"out\[1\] is a \(5, 4\)"),
+    ({"out": (torch.zeros(4, 4, dtype=torch.float64), torch.zeros(4, 4))}, ValueError,
+     r"out\[0\] is a \(4, 4\) torch.float64"),
+    ({"out": (torch.zeros(4, 4), torch.zeros(4, 4, requires_grad=True))}, ValueError,
+     "requires grad"),
+])
+def test_bad_weights_or_out_raise(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        stitch_sums(torch.zeros(2, 3, 3), torch.zeros(2, 2), (4, 4), **kwargs)
+
+
 def test_conjugate_view_is_accepted():
     patches = rand((2, 3, 3), torch.complex64, gen=generator(5))
     positions = torch.tensor([[2.3, 3.7], [3.1, 2.5]])
@@ -184,6 +259,15 @@ def test_gradcheck_patches_and_positions(dtype):
     positions = fractional_positions((2, 3), 1, 6, gen=gen).requires_grad_()
     assert torch.autograd.gradcheck(lambda v, p: stitch(v, p, (8, 8), eps=1e-3),
                                     (patches, positions))
+
+
+def test_gradcheck_weights():
+    gen = generator(14)
+    patches = rand((1, 3, 4, 4), torch.complex128, gen=gen)
+    positions = fractional_positions((1, 3), 1, 5, gen=gen)
+    weights = (torch.rand(1, 3, 4, 4, generator=gen, dtype=torch.float64) + 0.5).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda w: stitch(patches, positions, (7, 7), eps=1e-3, weights=w), (weights,))
 
 
 def test_gradcheck_window():
