@@ -1,9 +1,10 @@
 """Scan trajectories for simulation: jittered raster, Fermat spiral, uniform random.
 
-Positions are ``(M, 2)`` float64 ``(y, x)`` object pixels of each window's centre pixel
-``N//2``. Every generator keeps the whole ``N x N`` window inside the object, including the
+Every generator returns ``(n_scans, 2)`` float64 ``(y, x)`` object pixels of each window's
+centre pixel ``N//2``, and keeps the whole ``N x N`` window inside the object, including the
 bilinear taps of subpixel positions: ``N//2 <= p <= H - N + N//2`` per axis
-(:func:`scan_bounds`).
+(:func:`scan_bounds`). Each raises :class:`~pinn.errors.ConfigError` for a non-positive
+``n_scans`` or ``size`` and for an object smaller than the window.
 """
 
 from __future__ import annotations
@@ -72,15 +73,8 @@ def raster_positions(object_shape: tuple[int, int], size: int, n_scans: int, *,
     position (the centre when there is one row or column); the first ``n_scans`` grid points
     in row-major order are kept, so the last row may be partial. Gaussian jitter of standard
     deviation ``jitter_px`` is then added and clipped to the allowed region.
-
-    Returns:
-        ``(n_scans, 2)`` float64 ``(y, x)`` window centres in object pixels.
-
-    Raises:
-        ConfigError: ``n_scans`` or ``size`` not positive, or an object smaller than the window.
     """
-    n = positive_int("n_scans", n_scans)
-    low, high = scan_bounds(object_shape, size)
+    n, low, high = _region(object_shape, size, n_scans)
     span = (high - low).clamp_min(1.0)
     cols = max(1, round(math.sqrt(n * float(span[1] / span[0]))))
     rows = math.ceil(n / cols)
@@ -101,15 +95,8 @@ def spiral_positions(object_shape: tuple[int, int], size: int, n_scans: int) -> 
     Point k sits at radius ``sqrt((k + 0.5) / n_scans)`` (as a fraction of the half-extent in
     each axis) and angle ``k * pi * (3 - sqrt(5))`` (the golden angle) around the centre of
     the allowed region, which gives an even density without a raster's periodicity.
-
-    Returns:
-        ``(n_scans, 2)`` float64 ``(y, x)`` window centres in object pixels.
-
-    Raises:
-        ConfigError: ``n_scans`` or ``size`` not positive, or an object smaller than the window.
     """
-    n = positive_int("n_scans", n_scans)
-    low, high = scan_bounds(object_shape, size)
+    n, low, high = _region(object_shape, size, n_scans)
     k = torch.arange(n, dtype=torch.float64)
     radius = torch.sqrt((k + 0.5) / n)
     angle = k * math.pi * (3 - math.sqrt(5))
@@ -122,17 +109,16 @@ def random_positions(object_shape: tuple[int, int], size: int, n_scans: int, *,
                      seed: int | torch.Generator = 0) -> torch.Tensor:
     """``n_scans`` positions uniform over the allowed region (like the reference's
     coordinate-based simulator, but with the full window inside the object).
-
-    Returns:
-        ``(n_scans, 2)`` float64 ``(y, x)`` window centres in object pixels.
-
-    Raises:
-        ConfigError: ``n_scans`` or ``size`` not positive, or an object smaller than the window.
     """
-    n = positive_int("n_scans", n_scans)
-    low, high = scan_bounds(object_shape, size)
+    n, low, high = _region(object_shape, size, n_scans)
     uniform = torch.rand(n, 2, generator=generator_from(seed), dtype=torch.float64)
     return low + uniform * (high - low)
+
+
+def _region(object_shape: tuple[int, int], size: int, n_scans: int
+            ) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """The checked point count and the allowed window-centre range (:func:`scan_bounds`)."""
+    return (positive_int("n_scans", n_scans), *scan_bounds(object_shape, size))
 
 
 def _even(low: float, high: float, count: int) -> torch.Tensor:
