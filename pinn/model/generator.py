@@ -14,12 +14,14 @@ gridsize 2 (with the border branch, ``probe_big``).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pinn.config import ModelConfig
+if TYPE_CHECKING:  # the model reads a config's fields but never imports the config module
+    from pinn.config import ModelConfig
 
 #: Encoder and decoder filter ladders per patch size, before ``n_filters_scale``.
 ENCODER_FILTERS = {64: (32, 64, 128), 128: (16, 32, 64, 128), 256: (8, 16, 32, 64, 128)}

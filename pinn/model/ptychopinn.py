@@ -22,14 +22,16 @@ and intensity scale train when configured.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import nn
 
 from pinn import ops
-from pinn.config import ModelConfig
 from pinn.model.generator import CNNGenerator, build_generator
+
+if TYPE_CHECKING:  # the model reads a config's fields but never imports the config module
+    from pinn.config import ModelConfig
 
 
 class ModelOutput(NamedTuple):
@@ -170,13 +172,14 @@ def _check_config(config: ModelConfig, **arguments: object) -> None:
     """The physics arguments must be what ``config`` describes, since an archive rebuilds the
     model from the config alone. (The generator is not compared here; weights of another
     generator fail the archive's strict load.)"""
-    if not isinstance(config, ModelConfig):
-        raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
-    expected = {"size": config.size_px, "padded_size": config.padded_size_px,
-                "object_big": config.object_big, "merge_eps": config.merge_eps,
-                "coverage_window": coverage_window(config),
-                "probe_mask": config.probe_mask, "probe_trainable": config.probe_trainable,
-                "intensity_scale_trainable": config.intensity_scale_trainable}
+    try:
+        expected = {"size": config.size_px, "padded_size": config.padded_size_px,
+                    "object_big": config.object_big, "merge_eps": config.merge_eps,
+                    "coverage_window": coverage_window(config),
+                    "probe_mask": config.probe_mask, "probe_trainable": config.probe_trainable,
+                    "intensity_scale_trainable": config.intensity_scale_trainable}
+    except AttributeError:
+        raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}") from None
 
     def same(a: object, b: object) -> bool:
         if isinstance(a, torch.Tensor):
