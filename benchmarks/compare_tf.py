@@ -9,7 +9,7 @@ reference's NHWC conventions). What makes the comparison one of the same computa
   (``copy_weights``);
 - the same physics: ``probe_big=False`` on both sides (the reference's dataclass default
   ``probe_big=True`` has its merge amplify the border branch 1000x, which pinn deliberately does
-  not do, UPSTREAM_SEMANTICS.md §4.7), the same normalised default probe (pinn's, handed to TF),
+  not do, docs/DESIGN.md §8 deviation 2), the same normalised default probe (pinn's, handed to TF),
   the same intensity scale ``sqrt(1e5)/(N/2)``, the per-group merge (the reference's intended
   semantics; at HEAD a batch of 16 groups of 4 would take its B*C >= 64 defect branch);
 - the same data: one ``bench_train.synthetic_batch`` (Poisson-scale amplitudes, ~1e5 photons per

@@ -1,6 +1,6 @@
 """Reconstruction quality on the simulated ``lines`` object with the reference's recipe.
 
-The recipe is the reference's own defaults (UPSTREAM_SEMANTICS.md §8) at N = 64, gridsize 2:
+The recipe is the reference's own defaults (docs/DESIGN.md §7.9) at N = 64, gridsize 2:
 the full-size network (``n_filters_scale`` 2, sigmoid amplitude), batch 16 groups, Adam at
 1e-3, reduce-on-plateau (factor 0.5, patience 2, floor 1e-4) on the validation loss, early
 stopping after 3 epochs without improvement of the training loss, the last 5 % of the groups

@@ -3,10 +3,11 @@
 Every scan point seeds one group by default (``G = M``), so no point is silently left out
 (the reference trains on a random 512-point subset unless told otherwise). A group is its
 seed plus ``C - 1`` points drawn at random from the seed's ``neighbors`` nearest other points,
-in random order. The reference (``UPSTREAM_SEMANTICS.md`` §2.1) instead draws all C members from
+in random order. The reference (docs/DESIGN.md §7.2) instead draws all C members from
 the seed's ``K`` nearest neighbours *excluding* the seed; pinn includes the seed so that every
-scan point belongs to at least one group. Offsets follow pinn's sign: position minus the group
-centroid (the reference's ``coords_relative`` is the opposite, centroid minus position).
+scan point belongs to at least one group (§8, deviation 8). Offsets follow pinn's sign:
+position minus the group centroid (the reference's ``coords_relative`` is the opposite,
+centroid minus position).
 
 Repeated positions (repeated exposures, several scans over one grid) are legal: a point's twin
 is simply its nearest neighbour at distance 0. A scan with fewer distinct positions than C is

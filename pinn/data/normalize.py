@@ -1,11 +1,11 @@
 """The reference's diffraction scaling chain: normalisation factor, intensity scale, dose.
 
 The model's inputs and targets are ``intensity_scale * factor * diffraction``
-(``UPSTREAM_SEMANTICS.md`` §3):
+(docs/DESIGN.md §7.3; units in §4):
 
 - ``factor = normalization_factor(diffraction, indices)`` makes the mean total squared
-  amplitude of the grouped patterns ``(N/2)**2``, whatever the stored scale (§3.1);
-- ``intensity_scale(nphotons, N) = sqrt(nphotons) / (N/2)`` (§3.2) then makes it ``nphotons``:
+  amplitude of the grouped patterns ``(N/2)**2``, whatever the stored scale;
+- ``intensity_scale(nphotons, N) = sqrt(nphotons) / (N/2)`` then makes it ``nphotons``:
   the scaled amplitudes are in photon units (their squares are counts), with on average
   ``nphotons`` counts per pattern.
 

@@ -1,6 +1,6 @@
 """The NPZ data contract of PtychoPINN: read (with every legacy layout) and write (atomically).
 
-A scan file holds, per the reference (``UPSTREAM_SEMANTICS.md`` §1):
+A scan file holds, per the reference (docs/DESIGN.md §7.1):
 
 - ``diffraction`` (legacy ``diff3d``): ``(M, N, N)``, legacy ``(N, N, M)`` or ``(M, N, N, 1)``,
   the diffraction amplitude (or counts, see ``values``);

@@ -1,11 +1,11 @@
 """Quality of a complex reconstruction against a known object: one flat dict of numbers.
 
-Compared with the reference implementation's ``eval_reconstruction`` (upstream semantics,
-section 11): PSNR uses the reference image's data range rather than 255 (deviation 7); the
-phase is aligned by one plane fitted to the phase *difference* (not a plane removed from each
-image separately) and wrapped around the reference; phase PSNR and SSIM use the reference
-phase's own range rather than a fixed ``2π``; FRC resolutions are normalised frequencies
-(cycles per pixel), not ring indices. The reference's phase SSIM is available, labelled, as
+Compared with the reference implementation's evaluation (docs/DESIGN.md §7.8; deviation 7 of
+§8): PSNR uses the reference image's data range rather than 255; the phase is aligned by one
+plane fitted to the phase *difference* (not a plane removed from each image separately) and
+wrapped around the reference; phase PSNR and SSIM use the reference phase's own range rather
+than a fixed ``2π``; FRC resolutions are normalised frequencies (cycles per pixel), not ring
+indices. The reference's phase SSIM is available, labelled, as
 ``phase_ssim_compat``. Computation is in float64/complex128 NumPy.
 """
 

@@ -1,6 +1,6 @@
 """The PtychoPINN CNN: diffraction amplitudes -> object amplitude and phase patches.
 
-The reference's network exactly (``UPSTREAM_SEMANTICS.md`` §5): a plain encoder-decoder without
+The reference's network exactly (docs/DESIGN.md §7.5): a plain encoder-decoder without
 skip connections. The encoder halves the resolution with conv-conv-maxpool blocks down to 8x8;
 two decoders with separate weights (amplitude and phase) double it back with conv-conv-upsample
 blocks to N/2, then an output head per decoder. Every convolution is 3x3 with 'same' padding

@@ -1,8 +1,8 @@
 """The PtychoPINN module: the CNN generator followed by the differentiable physics.
 
 ``amplitude (B, C, N, N)`` in photon units and the group members' ``offsets (B, C, 2)`` go in;
-the reconstructed object and the predicted diffraction come out. The chain
-(``UPSTREAM_SEMANTICS.md`` §4.8)::
+the reconstructed object and the predicted diffraction come out. The chain (the reference's,
+docs/DESIGN.md §7.4)::
 
     x        = amplitude / scale                       # the network sees normalised data
     amp, phi = generator(x)                            # (B, C_out, N, N) each
@@ -14,9 +14,9 @@ the reconstructed object and the predicted diffraction come out. The chain
 
 Member ``c`` sits on the group canvas with its centre pixel at ``P//2 + offsets[:, c]``
 (offsets are position - group centroid, (y, x) pixels). Deliberate deviations from the
-reference (``DESIGN.md``): the merge is per group at every batch size, its coverage counts the
-window the decoder actually fills, offsets are not re-centred by a batch mean, and the probe
-and intensity scale train when configured.
+reference (docs/DESIGN.md §8, items 1, 2, 3 and 6): the merge is per group at every batch size,
+its coverage counts the window the decoder actually fills, offsets are not re-centred by a
+batch mean, and the probe and intensity scale train when configured.
 """
 
 from __future__ import annotations

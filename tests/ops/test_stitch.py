@@ -152,7 +152,7 @@ def test_eps_is_added_to_the_coverage():
 def test_window_weights_only_the_coverage():
     """The window enters the coverage, not the numerator: a window of 2 halves the image, and
     pixels covered only by zero-weight window pixels get value / eps (the in-model merge picks
-    eps and window together; see DESIGN.md deviation 2)."""
+    eps and window together; see docs/DESIGN.md §8, deviation 2)."""
     patches = torch.full((1, 4, 4), 3.0, dtype=torch.float64)
     positions = torch.tensor([[2.0, 2.0]], dtype=torch.float64)
     half, coverage = stitch(patches, positions, (4, 4), window=torch.full((4, 4), 2.0))

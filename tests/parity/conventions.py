@@ -1,7 +1,7 @@
 """pinn's ops arranged as the reference's ops, and the layout conversions between the two.
 
 The reference works channels-last with ``(x, y)`` offsets; pinn works channels-first with
-``(y, x)`` positions (DESIGN.md, "Mapping to the reference"). Each function here takes arrays in
+``(y, x)`` positions (docs/DESIGN.md §7.10). Each function here takes arrays in
 the reference's layout, converts them at the boundary, runs only ``pinn.ops``, and converts the
 result back, so that a test can compare it directly with a fixture or with ``tf_reference``.
 No TensorFlow is needed.

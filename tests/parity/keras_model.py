@@ -1,8 +1,9 @@
 """A Keras 3 statement of the reference's CNN and of its training step, for parity tests.
 
-Written from ``UPSTREAM_SEMANTICS.md`` §3.3-3.5, §4.4-4.8, §5 and §6, in the reference's own
-conventions: channels-last ``(B, N, N, C)`` images, group offsets ``(B, 1, 2, C)`` ordered
-``(x, y)`` (``coords_relative = centroid - position``), flat patches ``(B*C, N, N, 1)``.
+Written from a study of the reference's code (summarised in docs/DESIGN.md §7.3-7.6), in the
+reference's own conventions: channels-last ``(B, N, N, C)`` images, group offsets
+``(B, 1, 2, C)`` ordered ``(x, y)`` (``coords_relative = centroid - position``), flat patches
+``(B*C, N, N, 1)``.
 
 - :func:`build_generator` is ``create_autoencoder``: an encoder of conv-conv-maxpool blocks,
   two decoders (amplitude, phase) of conv-conv-upsample blocks, and the output head of each

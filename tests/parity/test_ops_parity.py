@@ -198,8 +198,8 @@ def _batch_centred(offsets: np.ndarray) -> np.ndarray:
 def test_merge_unnormalised(data, b, c, half_n, margin, seed):
     """Numerator (canvas x divisor) and divisor of the in-model merge for arbitrary offsets.
 
-    pinn is given the offsets after the reference's batch-mean centring (DESIGN deviation 3
-    moves that centring out of the op)."""
+    pinn is given the offsets after the reference's batch-mean centring (docs/DESIGN.md §8,
+    deviation 3 moves that centring out of the op)."""
     n, size = 2 * half_n, 2 * (half_n + margin)
     obj = _values(np.random.default_rng(seed), (b, n, n, c), complex_=True)
     offsets = data.draw(_group_offsets(b, c, size / 2 + 3, exact=False))
@@ -280,7 +280,7 @@ def test_physics_forward(data, b, gridsize, n, use_mask, centre_only, scale, see
         assert rel_error(actual[key], value) <= tol, key
 
 
-# --- DESIGN deviations 1 and 3: per-group merge without batch-mean centring --------------------
+# --- docs/DESIGN.md §8, deviations 1 and 3: per-group merge without batch-mean centring -------
 
 
 def _delta_groups(n: int) -> np.ndarray:

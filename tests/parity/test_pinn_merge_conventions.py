@@ -1,4 +1,5 @@
-"""pinn's side of the mapping to the reference, and of DESIGN deviations 1 and 3, without
+"""pinn's side of the mapping to the reference, and of deviations 1 and 3 (docs/DESIGN.md §7.10
+and §8), without
 TensorFlow: the positions the parity tests hand to pinn put patches where the reference's
 offsets say, and pinn's in-model merge works per group with each group's own offsets (no
 re-centring by a batch mean). ``test_ops_parity.py`` shows the reference side.

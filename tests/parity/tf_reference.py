@@ -1,9 +1,9 @@
 """A TensorFlow re-statement of the reference's physics ops, for parity tests.
 
-Written from ``UPSTREAM_SEMANTICS.md`` (sections 3, 4, 7.2, 10 and 12), in the reference's own
-conventions: channels-last NHWC, "flat" patches ``(B*C, N, N, 1)`` ordered ``b*C + c``, group
-offsets ``(B, 1, 2, C)`` ordered ``(x, y)``, translation offsets ``(K, 2)`` ordered ``(dx, dy)``
-moving content by ``+offset`` (the XLA translation path; the reference's mirrored non-XLA
+Written from a study of the reference's code (summarised in docs/DESIGN.md §7), in the
+reference's own conventions: channels-last NHWC, "flat" patches ``(B*C, N, N, 1)`` ordered
+``b*C + c``, group offsets ``(B, 1, 2, C)`` ordered ``(x, y)``, translation offsets ``(K, 2)``
+ordered ``(dx, dy)`` moving content by ``+offset`` (the XLA translation path; the reference's mirrored non-XLA
 fallback is deliberately not modelled). It is checked against the golden arrays of the real
 reference in ``test_tf_reference_fixtures.py`` and then used as the oracle of the hypothesis
 tests in ``test_ops_parity.py``.
