@@ -310,6 +310,8 @@ def describe(path: str | os.PathLike) -> str:
         ("schema version", manifest["schema_version"]),
         ("patch size N", model.size_px),
         ("gridsize", f"{model.gridsize} ({model.channels} patterns per group)"),
+        ("grouping", f"{config.data.neighbors} neighbours, seed {config.data.grouping_seed} "
+                     "(used by reconstruct unless overridden)"),
         ("parameters", f"{params:,}"),
         ("intensity scale", f"{manifest['intensity_scale']:.6g}"),
         ("probe", f"{list(archive.model.probe.shape)} complex64, "

@@ -578,12 +578,14 @@ def test_refuses_to_write_a_directory_over_a_file(tmp_path, model):
 @pytest.mark.parametrize("name", ["model", "model.zip"])
 def test_describe(tmp_path, name):
     original = make_model(gridsize=2)
-    path = save_archive(original, tmp_path / name, provenance={"epochs_run": 7})
+    config = Config(model=original.config, data=DataConfig(neighbors=6, grouping_seed=5))
+    path = save_archive(original, tmp_path / name, config=config, provenance={"epochs_run": 7})
     text = describe(path)
     params = sum(p.numel() for p in original.parameters())
     manifest = read_manifest(path)
     assert re.search(r"^patch size N +64$", text, re.M)
     assert re.search(r"^gridsize +2 \(4 patterns per group\)$", text, re.M)
+    assert re.search(r"^grouping +6 neighbours, seed 5 ", text, re.M)
     assert f"{params:,}" in text
     assert manifest["weights_sha256"] in text
     assert re.search(r"^epochs_run +7", text, re.M)
