@@ -162,10 +162,13 @@ class DataConfig:
         zero_frequency: where the stored patterns have zero frequency, ``"center"`` or
             ``"corner"`` (then ``fftshift`` is applied).
         positions: the stored coordinates mark each window's ``"center"`` or ``"corner"``.
-        neighbors: candidate neighbours per scan point when grouping (gridsize > 1).
+        neighbors: candidate neighbours per scan point when grouping (gridsize > 1); an
+            archive's value is also what reconstruction groups with (``pinn reconstruct
+            --neighbors`` overrides it).
         nphotons: mean total counts per pattern; ``None`` measures it from counts, or uses
             the reference's 1e9 for amplitude data.
-        grouping_seed: seed of the grouping draw.
+        grouping_seed: seed of the grouping draw; an archive's value is also reconstruction's
+            (``pinn reconstruct --grouping-seed`` overrides it).
     """
 
     values: str = "amplitude"
