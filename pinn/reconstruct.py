@@ -1,10 +1,10 @@
 """Inference over a whole scan and stitching into one complex object.
 
-Every scan position is used. Positions are grouped as the model was trained (gridsize), the
-diffraction is normalised with the scan's own factor and scaled by the model's intensity scale,
-the network runs in batches, and the centre ``crop_px`` window of each group's object is added
-onto a canvas in the object's pixel frame with :func:`pinn.ops.stitch_sums`, together with its
-coverage. The canvas sums are streamed: memory stays bounded by the batch and the canvas,
+Every scan position is used. Positions are grouped as the model was trained: its gridsize, and
+the neighbours and seed its archive records (docs/DESIGN.md §3). The diffraction is normalised
+with the scan's own factor and scaled by the model's intensity scale, the network runs in
+batches, and the centre ``crop_px`` window of each group's object is added onto a canvas in
+the object's pixel frame with :func:`pinn.ops.stitch_sums`, together with its coverage. The canvas sums are streamed: memory stays bounded by the batch and the canvas,
 whatever the number of positions. The result is the sum divided by the coverage
 (:func:`pinn.ops.normalize_stitch`): the same stitch as the model's merge, with other weights.
 

@@ -67,6 +67,7 @@ class PtychoPINN(nn.Module):
     Raises:
         ValueError: a non-positive intensity scale, or ``config`` that disagrees with the
             arguments.
+        TypeError: ``config`` is not a model configuration.
     """
 
     config: ModelConfig
