@@ -1,0 +1,146 @@
+"""The refiner: a complex object canvas, mixed-state probe modes and per-position offsets,
+fitted directly to the measured counts by the same physics as the network (no network).
+
+Forward model for scan point ``m`` at canvas position ``p = p0[m] + offset[m]`` ((y, x)
+pixels of the window's centre pixel ``N//2``), with ``r = round(p)`` and ``f = p - r``::
+
+    window  = canvas[r - N//2 : r - N//2 + N]            # integer window, no interpolation
+    probe_k = fourier_shift(modes[k], f)                 # subpixel: exact, smooth in f
+    I       = far_field_intensity(probe_k * window)      # sum_k |F(P_k O)|^2 / N^2
+
+Subpixel position moves only the probe (by a Fourier phase ramp), so position gradients are
+exact and smooth; the object is never interpolated. See docs/DESIGN.md, "Refinement".
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pinn.ops.modes import orthogonalize_modes
+from pinn.ops.ptycho_intensity import ptycho_intensity
+
+
+class Refiner(nn.Module):
+    """Object, probe modes and position offsets of one scan.
+
+    Args:
+        positions: ``(M, 2)`` float, (y, x) canvas pixels of each window's centre pixel
+            (already shifted onto the canvas; see :func:`canvas_frame`).
+        canvas_shape: ``(H, W)`` of the object canvas; every window must fit inside it with
+            ``margin`` pixels to spare.
+        modes: ``(K, N, N)`` complex probe modes in the data's units (power-matched).
+        obj: optional ``(H, W)`` complex start; ``None`` starts flat (1 + 0j).
+        lr_scales: learning rates of ``object``, ``probe`` and ``positions`` relative to the
+            schedule's rate (the engine multiplies). The probe's is further multiplied by the
+            probe's peak amplitude so that probes in any units refine alike.
+        refine_probe: train the modes.
+        refine_positions: train the offsets from epoch ``position_warmup`` on.
+        position_warmup: epochs before positions start to move.
+        max_position_step: the largest change of an offset within one epoch (pixels).
+        orthogonalize: orthogonalise and sort the modes at the start of every epoch.
+    """
+
+    def __init__(self, positions: torch.Tensor, canvas_shape: tuple[int, int],
+                 modes: torch.Tensor, obj: torch.Tensor | None = None, *,
+                 lr_scales: dict[str, float] | None = None, refine_probe: bool = True,
+                 refine_positions: bool = False, position_warmup: int = 2,
+                 max_position_step: float = 1.0, orthogonalize: bool = True) -> None:
+        super().__init__()
+        if modes.dim() != 3 or modes.shape[-1] != modes.shape[-2]:
+            raise ValueError(f"modes have shape {tuple(modes.shape)}; expected (K, N, N)")
+        self.size = int(modes.shape[-1])
+        height, width = (int(s) for s in canvas_shape)
+        if obj is None:
+            obj = torch.ones(height, width, dtype=torch.complex64)
+        if tuple(obj.shape) != (height, width):
+            raise ValueError(f"the object start has shape {tuple(obj.shape)}; the canvas is "
+                             f"{height} x {width}")
+        self.object_real = nn.Parameter(torch.view_as_real(obj.to(torch.complex64)).clone())
+        self.probe_real = nn.Parameter(torch.view_as_real(modes.to(torch.complex64)).clone(),
+                                       requires_grad=refine_probe)
+        self.register_buffer("positions_initial", positions.to(torch.float32).clone())
+        self.offsets = nn.Parameter(torch.zeros_like(self.positions_initial),
+                                    requires_grad=False)
+        # the offsets at the start of the current epoch (the per-epoch step cap is relative to
+        # them) and which epoch they and the modes' orthogonalisation belong to: kept in the
+        # state dict so that a resumed epoch does not redo or reset them
+        self.register_buffer("offsets_anchor", torch.zeros_like(self.positions_initial))
+        self.register_buffer("epoch_prepared", torch.tensor(-1, dtype=torch.int64))
+        self.lr_scales = {"object": 1.0, "probe": 1.0, "positions": 1.0, **(lr_scales or {})}
+        self.refine_probe = refine_probe
+        self.refine_positions = refine_positions
+        self.position_warmup = position_warmup
+        self.max_position_step = max_position_step
+        self.orthogonalize = orthogonalize
+        low = positions.min(dim=0).values - self.size // 2
+        high = positions.max(dim=0).values - self.size // 2 + self.size
+        if bool((low < 0).any()) or high[0] > height or high[1] > width:
+            raise ValueError("the canvas is too small for the scan's windows")
+        self._bounds = (self.size // 2, height - self.size + self.size // 2,
+                        width - self.size + self.size // 2)
+
+    # --- views ------------------------------------------------------------------------------
+    @property
+    def object(self) -> torch.Tensor:
+        """``(H, W)`` complex64 canvas (a view of the trained parameter)."""
+        return torch.view_as_complex(self.object_real)
+
+    @property
+    def modes(self) -> torch.Tensor:
+        """``(K, N, N)`` complex64 probe modes (a view of the trained parameter)."""
+        return torch.view_as_complex(self.probe_real)
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """``(M, 2)`` float32 current canvas positions: initial plus offsets."""
+        return self.positions_initial + self.offsets
+
+    # --- the engine's hooks (pinn/engine/hooks.py) ----------------------------------------
+    def optimizer_groups(self) -> list[dict]:
+        peak = float(self.modes.detach().abs().max())
+        return [
+            {"params": [self.object_real], "lr_scale": self.lr_scales["object"]},
+            {"params": [self.probe_real], "lr_scale": self.lr_scales["probe"] * peak},
+            {"params": [self.offsets], "lr_scale": self.lr_scales["positions"]},
+        ]
+
+    def on_epoch_start(self, epoch: int) -> None:
+        moving = self.refine_positions and epoch >= self.position_warmup
+        self.offsets.requires_grad_(moving)
+        if int(self.epoch_prepared) == epoch:
+            return  # resumed inside this epoch: already prepared
+        with torch.no_grad():
+            if self.orthogonalize and self.refine_probe and self.modes.shape[0] > 1 and epoch:
+                self.probe_real.copy_(torch.view_as_real(orthogonalize_modes(self.modes)))
+            self.offsets_anchor.copy_(self.offsets)
+            self.epoch_prepared.fill_(epoch)
+
+    def after_step(self) -> None:
+        if not self.offsets.requires_grad:
+            return
+        # a common shift of every position is not identifiable (the object moves with it)
+        self.offsets.sub_(self.offsets.mean(dim=0, keepdim=True))
+        cap = self.max_position_step
+        self.offsets.copy_(torch.maximum(torch.minimum(self.offsets, self.offsets_anchor + cap),
+                                         self.offsets_anchor - cap))
+
+    # --- the forward model -----------------------------------------------------------------
+    def windows(self, rounded: torch.Tensor) -> torch.Tensor:
+        """``(B, N, N)`` complex object windows whose centre pixel is at ``rounded`` (B, 2)."""
+        n = self.size
+        steps = torch.arange(n, device=rounded.device) - n // 2
+        rows = rounded[:, 0, None].long() + steps  # (B, N)
+        cols = rounded[:, 1, None].long() + steps
+        return torch.view_as_complex(self.object_real[rows[:, :, None], cols[:, None, :]])
+
+    def forward(self, index: torch.Tensor, centered: bool = True) -> torch.Tensor:
+        """Expected counts ``(B, N, N)`` float32 of the scan points ``index`` ``(B,)`` int64,
+        zero frequency at the centre (``centered``) or at pixel (0, 0)."""
+        position = self.positions_initial[index] + self.offsets[index]  # (B, 2)
+        low, high_y, high_x = self._bounds
+        rounded = position.detach().round()
+        rounded = torch.stack([rounded[:, 0].clamp(low, high_y), rounded[:, 1].clamp(low, high_x)],
+                              dim=1)
+        fraction = position - rounded  # carries the offsets' gradient
+        return ptycho_intensity(self.windows(rounded), self.modes, fraction, centered)
