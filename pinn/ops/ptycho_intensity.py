@@ -21,6 +21,11 @@ def _ramp(shift: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torc
     return ry[:, :, None] * rx[:, None, :], k, k
 
 
+def _sum_modes(x: torch.Tensor) -> torch.Tensor:
+    """``x.sum(dim=1)`` of a complex ``(B, K, N, N)``, on the real view (faster)."""
+    return torch.view_as_complex(torch.view_as_real(x).sum(dim=1))
+
+
 class _PtychoIntensity(torch.autograd.Function):
     @staticmethod
     def forward(ctx, windows, modes, shifts, centered):  # noqa: D401 - autograd protocol
@@ -30,7 +35,9 @@ class _PtychoIntensity(torch.autograd.Function):
         ramp, _, _ = _ramp(shifts, n)  # (B, N, N)
         probes = torch.fft.ifft2(spectrum_modes[None] * ramp[:, None])  # (B, K, N, N)
         far = torch.fft.fft2(probes * windows[:, None])  # (B, K, N, N), unnormalised
-        intensity = (far.real.square() + far.imag.square()).sum(dim=1) / (n * n)
+        # |far|^2 summed over modes, on the real view (several times faster than complex ops)
+        power = torch.view_as_real(far).square().sum(dim=1)  # (B, N, N, 2)
+        intensity = (power[..., 0] + power[..., 1]) / (n * n)
         ctx.save_for_backward(windows, spectrum_modes, shifts, ramp, probes, far)
         return torch.fft.fftshift(intensity, dim=(-2, -1)) if centered else intensity
 
@@ -43,19 +50,21 @@ class _PtychoIntensity(torch.autograd.Function):
             grad_intensity = torch.fft.ifftshift(grad_intensity, dim=(-2, -1))
         # d I / d far = 2 far / n^2 and the adjoint of the unnormalised FFT is n^2 ifft2: the
         # n^2 cancel
-        grad_waves = torch.fft.ifft2(far * (2 * grad_intensity)[:, None])
+        weight = (2 * grad_intensity)[:, None, :, :, None]  # real: multiply the real view
+        grad_waves = torch.fft.ifft2(torch.view_as_complex(torch.view_as_real(far) * weight))
         grad_windows = grad_modes = grad_shifts = None
         if want_windows:
-            grad_windows = (probes.conj() * grad_waves).sum(dim=1)
+            grad_windows = _sum_modes(probes.conj() * grad_waves)
         if want_modes or want_shifts:
             # probes = S_f modes with the unitary shift S_f = ifft2 diag(ramp) fft2
             spectrum_grad = torch.fft.fft2(windows[:, None].conj() * grad_waves)  # (B, K, N, N)
             if want_modes:
-                grad_modes = torch.fft.ifft2((ramp[:, None].conj() * spectrum_grad).sum(dim=0))
+                grad_modes = torch.fft.ifft2(torch.view_as_complex(
+                    torch.view_as_real(ramp[:, None].conj() * spectrum_grad).sum(dim=0)))
             if want_shifts:
                 # d probes / d shift_y = ifft2(spectrum * ramp * (-2 pi i ky)); by Parseval
                 # Re <grad, that> = (2 pi / n^2) sum ky Im(conj(G) spectrum ramp)
-                q = (spectrum_grad.conj() * spectrum_modes[None]).sum(dim=1) * ramp  # (B, N, N)
+                q = _sum_modes(spectrum_grad.conj() * spectrum_modes[None]) * ramp  # (B, N, N)
                 k = torch.fft.fftfreq(n, device=q.device, dtype=shifts.dtype)
                 imag = q.imag * (2 * math.pi / (n * n))
                 grad_shifts = torch.stack([(imag.sum(dim=2) * k).sum(dim=1),
