@@ -1,4 +1,4 @@
-"""The ``pinn`` command: simulate, train, reconstruct, evaluate, info, demo.
+"""The ``pinn`` command: simulate, train, reconstruct, refine, evaluate, info, demo.
 
 This module only parses arguments and calls the library. Errors a user can fix are printed as
 one line (``pinn: error: ...``) with exit status 2; ``--debug`` shows the traceback instead.
@@ -128,6 +128,20 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     paths = save_reconstruction(result, args.out)
     print(f"wrote {paths['npz']}, {paths['amplitude']} and {paths['phase']} "
           f"({result.n_positions} positions, canvas {tuple(result.object.shape)})")
+    return 0
+
+
+def _cmd_refine(args: argparse.Namespace) -> int:
+    import time
+
+    from pinn.refine.cli import refine_command
+
+    start = time.perf_counter()
+    paths, result = refine_command(args, _read_scan(args))
+    deviance = result.history[-1]["train_deviance"]
+    print(f"wrote {paths['npz']} and its figures and report ({len(result.history)} epochs in "
+          f"{time.perf_counter() - start:.1f} s, deviance {deviance:.3f} per pixel, "
+          f"{result.probe.shape[0]} probe modes)")
     return 0
 
 
@@ -274,6 +288,43 @@ def build_parser() -> argparse.ArgumentParser:
                         "file; the result is identical")
     _add_read_options(p)
     p.set_defaults(func=_cmd_reconstruct)
+
+    p = sub.add_parser("refine", help="refine object, probe modes and positions on the data",
+                       description="Fit the object, a mixed-state probe (incoherent modes) and "
+                       "optionally every position directly to the measured counts (Poisson "
+                       "likelihood), starting from a flat object, a reconstruction or a trained "
+                       "model's. Writes DIR/reconstruction.npz (pinn reconstruct's keys plus "
+                       "probe, probe_power_fraction, positions, positions_initial), PNGs of "
+                       "phase, amplitude, probe modes and position corrections, and "
+                       "DIR/report.md with the deviance curve.")
+    p.add_argument("data", type=Path, metavar="DATA.npz", help="the scan to refine on")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--init", type=Path, default=None, metavar="RECON.npz",
+                       help="start from this reconstruction.npz (pinn reconstruct or refine) "
+                            "instead of a flat object")
+    start.add_argument("--model", type=Path, default=None, metavar="MODEL",
+                       help="start from a trained model's reconstruction of the scan (archive "
+                            "or run directory)")
+    p.add_argument("--probe-modes", type=int, default=None, metavar="K",
+                   help="number of incoherent probe modes; modes beyond the guess's are added "
+                        "as Hermite-like modes of it (default: as many as the guess has)")
+    p.add_argument("--mode-power", type=float, default=0.02, metavar="F",
+                   help="share of the total power given to each added mode (default: 0.02)")
+    p.add_argument("--no-refine-probe", action="store_true", help="keep the probe fixed")
+    p.add_argument("--refine-positions", action="store_true",
+                   help="also correct every scan position (after a warm-up)")
+    p.add_argument("--epochs", type=int, default=None, metavar="E",
+                   help="passes over the scan (default: 15)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="scan points per step (default: 32)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="data order (default: 0)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted refinement in DIR (same settings)")
+    p.add_argument("--device", default="cpu", metavar="D", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_read_options(p)
+    p.set_defaults(func=_cmd_refine)
 
     p = sub.add_parser("evaluate", help="compare a reconstruction with a ground truth",
                        description="Register the reconstruction to the ground truth (objectGuess "

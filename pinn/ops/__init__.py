@@ -10,14 +10,19 @@ from pinn.ops.crop import center_crop, center_pad
 from pinn.ops.diffract import diffract
 from pinn.ops.disk_mask import disk_mask
 from pinn.ops.extract_patches import extract_patches
+from pinn.ops.fourier_shift import fourier_shift
 from pinn.ops.illuminate import illuminate
 from pinn.ops.likelihood import amplitude_mae, poisson_deviance, poisson_nll
+from pinn.ops.modes import (add_probe_modes, far_field_amplitude, far_field_intensity,
+                            mode_powers, orthogonalize_modes)
 from pinn.ops.probe import default_probe, normalize_probe
+from pinn.ops.ptycho_intensity import ptycho_intensity
 from pinn.ops.reassemble_patches import reassemble_patches
 from pinn.ops.stitch import normalize_stitch, stitch, stitch_sums
 from pinn.ops.translate import translate
 
 __all__ = [
+    "add_probe_modes",
     "amplitude_mae",
     "center_crop",
     "center_pad",
@@ -25,11 +30,17 @@ __all__ = [
     "diffract",
     "disk_mask",
     "extract_patches",
+    "far_field_amplitude",
+    "far_field_intensity",
+    "fourier_shift",
     "illuminate",
+    "mode_powers",
     "normalize_probe",
     "normalize_stitch",
+    "orthogonalize_modes",
     "poisson_deviance",
     "poisson_nll",
+    "ptycho_intensity",
     "reassemble_patches",
     "stitch",
     "stitch_sums",

@@ -137,6 +137,36 @@ def refine_loss(model: Refiner, batch: dict[str, torch.Tensor]
     return loss, {"deviance": deviance}
 
 
+#: position refinement needs neighbours closer than this fraction of the window's side
+MAX_NEIGHBOUR_DISTANCE = 0.5
+
+
+def check_overlap(positions: torch.Tensor, n: int) -> None:
+    """Refuse position refinement when the windows hardly overlap: a position is only
+    determined relative to its neighbours' views of the same object.
+
+    Raises:
+        ConfigError: the median distance to the nearest neighbour exceeds
+            ``MAX_NEIGHBOUR_DISTANCE * n`` (or there is a single position).
+    """
+    m = positions.shape[0]
+    if m < 2:
+        raise ConfigError("position refinement needs overlapping scan positions; this scan has "
+                          "one. Drop --refine-positions")
+    p = positions.to(torch.float64)
+    nearest = []
+    for chunk in torch.split(torch.arange(m), 2048):
+        d = torch.cdist(p[chunk], p)
+        d[torch.arange(len(chunk)), chunk] = float("inf")
+        nearest.append(d.min(dim=1).values)
+    median = float(torch.cat(nearest).median())
+    if median > MAX_NEIGHBOUR_DISTANCE * n:
+        raise ConfigError(f"the scan positions are {median:.1f} px from their nearest neighbour "
+                          f"(median) with {n} px windows: too little overlap to refine "
+                          f"positions (needs < {MAX_NEIGHBOUR_DISTANCE * n:.0f} px). Drop "
+                          "--refine-positions")
+
+
 def canvas_frame(positions: torch.Tensor, n: int, margin: int) -> tuple[tuple[int, int],
                                                                        tuple[int, int]]:
     """Origin (object pixel of canvas (0, 0)) and shape of a canvas holding every ``n x n``
@@ -177,6 +207,8 @@ def refine_scan(scan, config: RefineConfig = RefineConfig(), out_dir: str | Path
     if modes.shape[-1] != n or modes.shape[-2] != n:
         raise DataError(f"the probe is {tuple(modes.shape[-2:])} but the patterns are {n} x {n}; "
                         "give a probe of the patterns' size")
+    if config.refine_positions:
+        check_overlap(scan.positions, n)
     k = config.probe_modes or modes.shape[0]
     modes = orthogonalize_modes(add_probe_modes(modes, k, config.mode_power))
     margin = 2 + (math.ceil(config.max_position_step * config.epochs)

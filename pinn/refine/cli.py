@@ -1,0 +1,65 @@
+"""``pinn refine``'s work between the argument parser (pinn/cli.py) and :func:`refine_scan`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from pinn.errors import ConfigError, DataError
+from pinn.refine.outputs import save_refinement
+from pinn.refine.run import RefineConfig, RefineResult, refine_scan
+
+
+def config_from_args(args: argparse.Namespace) -> RefineConfig:
+    """The :class:`RefineConfig` the command line asks for (defaults where it is silent)."""
+    if args.probe_modes is not None and args.probe_modes < 1:
+        raise ConfigError(f"--probe-modes is {args.probe_modes}; use 1 or more modes")
+    given = {"epochs": args.epochs, "batch_size": args.batch_size}
+    config = RefineConfig(probe_modes=args.probe_modes, mode_power=args.mode_power,
+                          refine_probe=not args.no_refine_probe,
+                          refine_positions=args.refine_positions, seed=args.seed)
+    return replace(config, **{k: v for k, v in given.items() if v is not None})
+
+
+def read_start(path: Path) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The object and its origin from a ``reconstruction.npz`` (pinn reconstruct or refine);
+    the file is checked as ``pinn evaluate`` checks it."""
+    from pinn.evaluate import load_reconstruction
+
+    start = load_reconstruction(path)
+    if not bool(torch.isfinite(torch.view_as_real(start.object)).all()):
+        raise DataError(f"{path}: the object holds NaN or infinite values; it cannot start a "
+                        "refinement")
+    return start.object, start.origin_px
+
+
+def model_start(model_path: Path, scan, device: str) -> tuple[torch.Tensor, tuple[int, int]]:
+    """A trained model's stitched reconstruction of ``scan`` as the refinement's start."""
+    from pinn.archive import load_archive
+    from pinn.reconstruct import reconstruct
+
+    archive = load_archive(model_path, device=device)
+    result = reconstruct(archive, scan, device=device, progress=False)
+    return result.object, result.origin_px
+
+
+def refine_command(args: argparse.Namespace, scan) -> tuple[dict[str, Path], RefineResult]:
+    """Run ``pinn refine`` on an already read scan; returns the written paths and the result."""
+    config = config_from_args(args)
+    out = Path(args.out)
+    if (out / "reconstruction.npz").exists() and not args.resume:
+        raise ConfigError(f"{out} already holds a refinement; choose another --out, or pass "
+                          "--resume to continue an interrupted one")
+    init, origin = None, (0, 0)
+    if args.init is not None:
+        init, origin = read_start(args.init)
+    elif args.model is not None:
+        init, origin = model_start(args.model, scan, args.device)
+    start = time.perf_counter()
+    result = refine_scan(scan, config, out, init_object=init, init_origin=origin,
+                         resume=args.resume, device=args.device, verbose=not args.quiet)
+    return save_refinement(result, out, time.perf_counter() - start), result
