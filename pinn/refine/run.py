@@ -40,7 +40,7 @@ class RefineConfig:
     batch_size: int = 32
     learning_rate: float = 0.05
     min_lr_fraction: float = 0.02
-    probe_lr: float = 1.0
+    probe_lr: float = 0.5
     position_lr: float = 2.0
     probe_modes: int | None = None
     mode_power: float = 0.02
