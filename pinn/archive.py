@@ -298,6 +298,12 @@ def load_archive(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     return Archive(model=model, config=config, manifest=manifest)
 
 
+def _describe_generator(model: ModelConfig) -> str:
+    size = {"cnn": f"n_filters_scale {model.n_filters_scale}", "unet": f"width {model.width}",
+            "fno": f"width {model.width}, {model.fno_modes} modes"}[model.generator]
+    return f"{model.generator} ({size}), output {model.output}"
+
+
 def describe(path: str | os.PathLike) -> str:
     """A human-readable summary of an archive (what ``pinn info`` prints)."""
     path = locate_archive(path)
@@ -312,6 +318,7 @@ def describe(path: str | os.PathLike) -> str:
         ("gridsize", f"{model.gridsize} ({model.channels} patterns per group)"),
         ("grouping", f"{config.data.neighbors} neighbours, seed {config.data.grouping_seed} "
                      "(used by reconstruct unless overridden)"),
+        ("generator", _describe_generator(model)),
         ("parameters", f"{params:,}"),
         ("intensity scale", f"{manifest['intensity_scale']:.6g}"),
         ("probe", f"{list(archive.model.probe.shape)} complex64, "

@@ -76,7 +76,8 @@ def _training_config(args: argparse.Namespace):
     training = {**base.training.__dict__}
     data = {**base.data.__dict__}
     for key, value in (("size_px", args.size), ("gridsize", args.gridsize),
-                       ("n_filters_scale", args.n_filters_scale),
+                       ("generator", args.generator), ("output", args.output),
+                       ("width", args.width), ("n_filters_scale", args.n_filters_scale),
                        ("probe_trainable", args.probe_trainable or None)):
         if value is not None:
             model[key] = value
@@ -224,6 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="patterns per group = G*G (default: 1)")
     p.add_argument("--size", type=int, default=None, metavar="N",
                    help="patch size N (64, 128 or 256; default: the pattern size)")
+    p.add_argument("--generator", choices=("cnn", "unet", "fno"), default=None,
+                   help="the network: cnn (the reference's encoder-decoder), unet (residual "
+                        "U-Net with skip connections) or fno (Fourier neural operator) "
+                        "(default: cnn)")
+    p.add_argument("--output", choices=("amp_phase", "real_imag"), default=None,
+                   help="the network predicts amplitude and phase or real and imaginary parts "
+                        "(default: amp_phase)")
+    p.add_argument("--width", type=int, default=None, metavar="W",
+                   help="channels of the U-Net's first level / the FNO's layers (default: 32)")
     p.add_argument("--n-filters-scale", type=int, default=None, metavar="S",
                    help="multiplies the CNN's filter counts (default: 2, the reference's)")
     p.add_argument("--lr", type=float, default=None, help="initial learning rate (default: 1e-3)")

@@ -29,10 +29,12 @@ from typing import Any
 
 from pinn.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SUPPORTED_SIZES = (64, 128, 256)
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
+GENERATORS = ("cnn", "unet", "fno")
+OUTPUTS = ("amp_phase", "real_imag")
 PRECISIONS = ("off", "bf16", "fp16")
 SCHEDULES = ("plateau", "cosine")
 
@@ -88,9 +90,17 @@ class ModelConfig:
 
     Attributes:
         size_px: patch side N in pixels (64, 128 or 256).
-        gridsize: groups hold ``gridsize**2`` neighbouring patterns (channels of the CNN).
+        gridsize: groups hold ``gridsize**2`` neighbouring patterns (channels of the network).
+        generator: the network that maps diffraction to object patches: ``"cnn"`` (the
+            reference's encoder-decoder), ``"unet"`` (residual U-Net with skip connections) or
+            ``"fno"`` (Fourier neural operator).
+        output: the network predicts amplitude and phase (``"amp_phase"``, the reference's
+            sigmoid / ``pi tanh`` heads) or the real and imaginary parts (``"real_imag"``,
+            linear heads).
         n_filters_scale: multiplies every filter count of the CNN (reference default 2).
-        amp_activation: output activation of the amplitude's centre head.
+        width: channels of the U-Net's first level and of the FNO's hidden layers.
+        fno_modes: Fourier modes per axis kept by each FNO spectral convolution.
+        amp_activation: output activation of the amplitude head (``output="amp_phase"``).
         object_big: decode one patch per group member and merge them on a group canvas
             (else a single patch is decoded and shared by all members).
         probe_big: add the decoder's border branch that fills the patch outside its centre.
@@ -109,7 +119,11 @@ class ModelConfig:
 
     size_px: int = 64
     gridsize: int = 1
+    generator: str = "cnn"
+    output: str = "amp_phase"
     n_filters_scale: int = 2
+    width: int = 32
+    fno_modes: int = 16
     amp_activation: str = "sigmoid"
     object_big: bool = True
     probe_big: bool = True
@@ -129,8 +143,15 @@ class ModelConfig:
                  "(crop or bin the diffraction patterns to one of these)")
         _require(isinstance(self.gridsize, int) and 1 <= self.gridsize <= 4,
                  f"gridsize is {self.gridsize!r}; use an int from 1 to 4")
+        _require(self.generator in GENERATORS,
+                 f"generator is {self.generator!r}; use one of {GENERATORS}")
+        _require(self.output in OUTPUTS, f"output is {self.output!r}; use one of {OUTPUTS}")
         _require(isinstance(self.n_filters_scale, int) and self.n_filters_scale >= 1,
                  f"n_filters_scale is {self.n_filters_scale!r}; use a positive int")
+        _require(self.width >= 4 and self.width % 4 == 0,
+                 f"width is {self.width}; use a positive multiple of 4")
+        _require(1 <= self.fno_modes <= self.size_px // 2,
+                 f"fno_modes is {self.fno_modes}; use 1 to N/2 = {self.size_px // 2}")
         _require(self.amp_activation in AMP_ACTIVATIONS,
                  f"amp_activation is {self.amp_activation!r}; use one of {AMP_ACTIVATIONS}")
         _require(self.probe_scale > 0, f"probe_scale is {self.probe_scale}; it must be > 0")
@@ -436,4 +457,10 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     _require(version <= SCHEMA_VERSION,
              f"configuration schema version {version} is newer than this pinn supports "
              f"({SCHEMA_VERSION}); upgrade pinn")
-    return dict(raw)
+    raw = dict(raw)
+    if version < 2 and isinstance(raw.get("model"), dict):
+        # schema 1 had only the reference CNN with amplitude / phase output
+        raw["model"] = {"generator": "cnn", "output": "amp_phase", "width": 32,
+                        "fno_modes": 16, **raw["model"]}
+    raw["schema_version"] = SCHEMA_VERSION
+    return raw

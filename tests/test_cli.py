@@ -594,3 +594,17 @@ def test_sigterm_then_resume_gives_the_uninterrupted_weights_bit_for_bit(tmp_pat
     assert manifests[0]["provenance"]["epochs_run"] == 3
     assert manifests[0]["provenance"]["final_train_loss"] == \
         manifests[1]["provenance"]["final_train_loss"]
+
+
+@pytest.mark.parametrize("generator, output", [("unet", "real_imag"), ("fno", "amp_phase")])
+def test_train_generator_options_reach_the_archive(generator, output, workspace, capsys,
+                                                    tmp_path):
+    status, out, err = run_main(["train", workspace / "scan.npz", "--out", tmp_path / "run",
+                                 "--generator", generator, "--output", output, "--width", "8",
+                                 *TINY], capsys)
+    assert status == 0, err
+    model = json.loads((tmp_path / "run" / "model" / "config.json").read_text())["config"]["model"]
+    assert (model["generator"], model["output"], model["width"]) == (generator, output, 8)
+    status, out, err = run_main(["info", tmp_path / "run" / "model"], capsys)
+    assert status == 0
+    assert re.search(rf"^generator +{generator} \(width 8.*\), output {output}$", out, re.M)

@@ -33,6 +33,10 @@ def test_json_round_trip_is_exact():
     ("model", "merge_eps", None, "model.merge_eps is None"),
     ("model", "amp_activation", ["sigmoid"], "model.amp_activation is ['sigmoid']"),
     ("model", "offset_px", 4.5, "model.offset_px is 4.5"),
+    ("model", "generator", "resnet", "generator is 'resnet'; use one of ('cnn', 'unet', 'fno')"),
+    ("model", "output", "polar", "output is 'polar'; use one of ('amp_phase', 'real_imag')"),
+    ("model", "width", 6, "width is 6; use a positive multiple of 4"),
+    ("model", "fno_modes", 33, "fno_modes is 33; use 1 to N/2 = 32"),
     ("training", "learning_rate", float("inf"), "training.learning_rate is inf"),
     ("training", "learning_rate", float("nan"), "training.learning_rate is nan"),
     ("training", "nll_weight", float("inf"), "training.nll_weight is inf"),
@@ -169,3 +173,12 @@ def test_settings_are_applied_in_order_and_parsed_as_json():
 def test_bad_settings_say_what_is_wrong(setting, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
         apply_settings(RECIPE, [setting])
+
+
+def test_schema_1_model_sections_become_the_cnn():
+    """Before schema 2 there was only the reference CNN with amplitude / phase output."""
+    config = Config.from_dict({"schema_version": 1, "model": {"gridsize": 2}})
+    assert (config.model.generator, config.model.output) == ("cnn", "amp_phase")
+    assert config.model.gridsize == 2
+    current = Config.from_dict({"model": {"generator": "fno", "output": "real_imag"}})
+    assert (current.model.generator, current.model.output) == ("fno", "real_imag")

@@ -13,12 +13,13 @@ gridsize 2 (with the border branch, ``probe_big``).
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from pinn.model.output import AMP_ACTIVATIONS, phase_activation
 
 if TYPE_CHECKING:  # the model reads a config's fields but never imports the config module
     from pinn.config import ModelConfig
@@ -53,16 +54,8 @@ class ConvBlock(nn.Module):
         return F.interpolate(x, scale_factor=2, mode="nearest")  # (B, F, 2H, 2W)
 
 
-_ACTIVATIONS = {
-    "sigmoid": torch.sigmoid,
-    "swish": F.silu,
-    "softplus": F.softplus,
-    "relu": F.relu,
-}
-
-
-def _phase_activation(x: torch.Tensor) -> torch.Tensor:
-    return math.pi * torch.tanh(x)
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 class DecoderHead(nn.Module):
@@ -111,11 +104,13 @@ class CNNGenerator(nn.Module):
 
     ``C = gridsize**2``; ``C_out = C`` with ``object_big``, else 1. The input is the normalised
     amplitude (the intensity scale already divided out). Phase is ``pi * tanh`` in the centre.
+    With ``output="real_imag"`` the two decoders give the real and imaginary parts instead,
+    through heads without activation (the real head's bias starts at 0.5).
     """
 
     def __init__(self, size_px: int, channels: int, out_channels: int, n_filters_scale: int = 2,
                  amp_activation: str = "sigmoid", pad_object: bool = True,
-                 probe_big: bool = True) -> None:
+                 probe_big: bool = True, output: str = "amp_phase") -> None:
         super().__init__()
         scale = n_filters_scale
         encoder, in_channels = [], channels
@@ -133,8 +128,14 @@ class CNNGenerator(nn.Module):
             head = DecoderHead(size_px, width, out_channels, up_filters, activation, pad_object, probe_big)
             return nn.Sequential(*blocks, head)
 
-        self.amplitude = decoder(_ACTIVATIONS[amp_activation])
-        self.phase = decoder(_phase_activation)
+        if output == "real_imag":
+            self.amplitude, self.phase = decoder(_identity), decoder(_identity)
+            head = self.amplitude[-1]
+            with torch.no_grad():  # start near a clear object: real part 0.5, imaginary 0
+                nn.init.constant_(head.center.bias if pad_object else head.full.bias, 0.5)
+        else:
+            self.amplitude = decoder(AMP_ACTIVATIONS[amp_activation])
+            self.phase = decoder(phase_activation)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         code = self.encoder(x)  # (B, F_enc, 8, 8)
@@ -142,7 +143,8 @@ class CNNGenerator(nn.Module):
 
 
 def build_generator(config: ModelConfig) -> CNNGenerator:
-    """The generator described by ``config``."""
+    """The reference CNN with the sizes and options of ``config`` (whatever its
+    ``generator``; :func:`pinn.model.make_generator` picks the network by name)."""
     return CNNGenerator(
         size_px=config.size_px,
         channels=config.channels,
@@ -151,4 +153,5 @@ def build_generator(config: ModelConfig) -> CNNGenerator:
         amp_activation=config.amp_activation,
         pad_object=config.pad_object,
         probe_big=config.probe_big,
+        output=config.output,
     )

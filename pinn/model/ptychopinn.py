@@ -1,12 +1,12 @@
-"""The PtychoPINN module: the CNN generator followed by the differentiable physics.
+"""The PtychoPINN module: a generator network followed by the differentiable physics.
 
 ``amplitude (B, C, N, N)`` in photon units and the group members' ``offsets (B, C, 2)`` go in;
 the reconstructed object and the predicted diffraction come out. The chain (the reference's,
 docs/DESIGN.md §7.4)::
 
     x        = amplitude / scale                       # the network sees normalised data
-    amp, phi = generator(x)                            # (B, C_out, N, N) each
-    patches  = amp * exp(i phi)                        # complex64
+    a, b     = generator(x)                            # (B, C_out, N, N) each
+    patches  = a * exp(i b)  or  a + i b               # complex64 (amp_phase / real_imag)
     canvas   = merge(patches, offsets)                 # (B, P, P) group canvas (object_big)
     object   = center_crop(canvas, N)                  # (B, N, N)
     waves    = illuminate(extract(canvas, offsets), probe[, disk])   # (B, C, N, N)
@@ -28,7 +28,10 @@ import torch
 from torch import nn
 
 from pinn import ops
-from pinn.model.generator import CNNGenerator, build_generator
+from pinn.model.fno import FNO
+from pinn.model.generator import build_generator
+from pinn.model.output import to_complex
+from pinn.model.unet import UNet
 
 if TYPE_CHECKING:  # the model reads a config's fields but never imports the config module
     from pinn.config import ModelConfig
@@ -51,7 +54,8 @@ class PtychoPINN(nn.Module):
     """Generator + physics. Build it with :func:`build_model`.
 
     Args:
-        generator: maps normalised amplitudes to amplitude and phase patches.
+        generator: maps normalised amplitudes ``(B, C, N, N)`` to a pair of real maps
+            ``(B, C_out, N, N)`` (:func:`make_generator`).
         probe: ``(N, N)`` complex, already normalised (see :func:`pinn.ops.normalize_probe`).
         intensity_scale: photon units per normalised amplitude unit (> 0).
         padded_size: side P of the group canvas.
@@ -63,6 +67,8 @@ class PtychoPINN(nn.Module):
         config: the :class:`~pinn.config.ModelConfig` the arguments above were built from,
             kept as :attr:`config`. The module never reads it; archives save it and inference
             groups the scan with its gridsize. It must agree with the arguments.
+        output: what the generator's pair means, ``"amp_phase"`` or ``"real_imag"``
+            (:mod:`pinn.model.output`).
 
     Raises:
         ValueError: a non-positive intensity scale, or ``config`` that disagrees with the
@@ -72,19 +78,22 @@ class PtychoPINN(nn.Module):
 
     config: ModelConfig
 
-    def __init__(self, generator: CNNGenerator, probe: torch.Tensor, intensity_scale: float,
+    def __init__(self, generator: nn.Module, probe: torch.Tensor, intensity_scale: float,
                  padded_size: int, object_big: bool, coverage_window: torch.Tensor,
                  merge_eps: float, probe_mask: torch.Tensor | None = None,
-                 probe_trainable: bool = False, intensity_scale_trainable: bool = False, *,
-                 config: ModelConfig) -> None:
+                 probe_trainable: bool = False, intensity_scale_trainable: bool = False,
+                 output: str = "amp_phase", *, config: ModelConfig) -> None:
         super().__init__()
+        if output not in ("amp_phase", "real_imag"):
+            raise ValueError(f"output is {output!r}; use 'amp_phase' or 'real_imag'")
+        self.output = output
         if not (math.isfinite(intensity_scale) and intensity_scale > 0):
             raise ValueError(f"intensity_scale is {intensity_scale}; it must be finite and > 0")
         _check_config(config, size=probe.shape[-1], padded_size=padded_size,
                       object_big=object_big, merge_eps=merge_eps,
                       coverage_window=coverage_window.to(torch.float32),
                       probe_mask=probe_mask is not None, probe_trainable=probe_trainable,
-                      intensity_scale_trainable=intensity_scale_trainable)
+                      intensity_scale_trainable=intensity_scale_trainable, output=output)
         self.config = config
         # channels-last weights make oneDNN skip a layout reorder around every convolution
         # (1.6x faster training steps on CPU); values, state_dict keys and shapes are unchanged
@@ -136,11 +145,8 @@ class PtychoPINN(nn.Module):
 
     def decode(self, amplitude: torch.Tensor) -> torch.Tensor:
         """Object patches ``(B, C_out, N, N)`` complex64 from amplitudes ``(B, C, N, N)``."""
-        amp, phase = self.generator(amplitude / self.intensity_scale)
-        amp, phase = amp.float(), phase.float()  # physics stays float32 under autocast
-        # amp * exp(i phase) written out: torch.polar's backward uses sgn(result), which flips the
-        # amplitude gradient where amp < 0 (swish, border branch) and zeroes it where amp == 0
-        return torch.complex(amp * torch.cos(phase), amp * torch.sin(phase))
+        first, second = self.generator(amplitude / self.intensity_scale)
+        return to_complex(first, second, self.output)  # float32 physics also under autocast
 
     def merge(self, patches: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Group canvases ``(B, P, P)`` from object patches and canvas positions."""
@@ -172,13 +178,15 @@ class PtychoPINN(nn.Module):
 def _check_config(config: ModelConfig, **arguments: object) -> None:
     """The physics arguments must be what ``config`` describes, since an archive rebuilds the
     model from the config alone. (The generator is not compared here; weights of another
-    generator fail the archive's strict load.)"""
+    generator fail the archive's strict load. The output parameterisation is compared: both
+    fit the same weights.)"""
     try:
         expected = {"size": config.size_px, "padded_size": config.padded_size_px,
                     "object_big": config.object_big, "merge_eps": config.merge_eps,
                     "coverage_window": coverage_window(config),
                     "probe_mask": config.probe_mask, "probe_trainable": config.probe_trainable,
-                    "intensity_scale_trainable": config.intensity_scale_trainable}
+                    "intensity_scale_trainable": config.intensity_scale_trainable,
+                    "output": config.output}
     except AttributeError:
         raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}") from None
 
@@ -206,6 +214,25 @@ def coverage_window(config: ModelConfig) -> torch.Tensor:
     return torch.ones(n, n)
 
 
+def make_generator(config: ModelConfig) -> nn.Module:
+    """The generator ``config.generator`` names (``"cnn"``, ``"unet"`` or ``"fno"``), sized
+    and configured by ``config``: normalised amplitudes ``(B, C, N, N)`` -> a pair of real maps
+    ``(B, C_out, N, N)`` as ``config.output`` describes."""
+    out_channels = config.channels if config.object_big else 1
+    if config.generator == "cnn":
+        return build_generator(config)
+    # the CNN's pad_object without its border branch fills only the centre window
+    options = dict(size_px=config.size_px, channels=config.channels, out_channels=out_channels,
+                   width=config.width, output=config.output,
+                   amp_activation=config.amp_activation,
+                   centre_only=config.pad_object and not config.probe_big)
+    if config.generator == "unet":
+        return UNet(**options)
+    if config.generator == "fno":
+        return FNO(modes=config.fno_modes, **options)
+    raise ValueError(f"unknown generator {config.generator!r}")
+
+
 def build_model(config: ModelConfig, probe: torch.Tensor | None = None,
                 intensity_scale: float = 1.0) -> PtychoPINN:
     """A :class:`PtychoPINN` for ``config``.
@@ -227,7 +254,7 @@ def build_model(config: ModelConfig, probe: torch.Tensor | None = None,
         raise ValueError(f"probe has shape {tuple(probe.shape)}; the model needs an {n} x {n} "
                          "probe (the reference silently substitutes its default probe here)")
     return PtychoPINN(
-        generator=build_generator(config),
+        generator=make_generator(config),
         probe=ops.normalize_probe(probe.to(torch.complex64), config.probe_scale),
         intensity_scale=intensity_scale,
         padded_size=config.padded_size_px,
@@ -237,5 +264,6 @@ def build_model(config: ModelConfig, probe: torch.Tensor | None = None,
         probe_mask=ops.disk_mask(n) if config.probe_mask else None,
         probe_trainable=config.probe_trainable,
         intensity_scale_trainable=config.intensity_scale_trainable,
+        output=config.output,
         config=config,
     )

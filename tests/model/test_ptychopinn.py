@@ -58,7 +58,7 @@ def test_the_config_is_a_constructor_argument():
 @pytest.mark.parametrize(("field", "value"), [
     ("gridsize", 2), ("max_position_jitter_px", 12), ("object_big", False), ("merge_eps", 0.01),
     ("probe_big", False), ("probe_mask", True), ("probe_trainable", True),
-    ("intensity_scale_trainable", True)])
+    ("intensity_scale_trainable", True), ("output", "real_imag")])
 def test_a_config_that_disagrees_with_the_arguments_is_refused(field, value):
     built_for = small()
     claimed = dataclasses.replace(built_for, **{field: value})
