@@ -6,12 +6,14 @@ so the ``pinn`` command can configure OpenMP first)::
     scan = pinn.simulate("lines", n_scans=400, zoom=3, scan="raster")
     fit = pinn.train_scan(scan, pinn.Config(), "run")
     model = pinn.load_archive("run/model").model
+    refined = pinn.refine_scan(scan, pinn.RefineConfig(probe_modes=3))   # physics refinement
 
 The stitching and evaluation functions share their modules' names, so they are imported from
 them: ``from pinn.reconstruct import reconstruct``, ``from pinn.evaluate import evaluate``.
 
 Submodules: :mod:`pinn.ops` (physics), :mod:`pinn.data`, :mod:`pinn.model`,
-:mod:`pinn.engine`, :mod:`pinn.metrics`, :mod:`pinn.archive`, :mod:`pinn.reconstruct`.
+:mod:`pinn.engine`, :mod:`pinn.metrics`, :mod:`pinn.archive`, :mod:`pinn.reconstruct`,
+:mod:`pinn.refine`.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ _EXPORTS = {
     "ScanData": "pinn.data",
     "TrainingConfig": "pinn.config",
     "Reconstruction": "pinn.reconstruct",
+    "RefineConfig": "pinn.refine",
     "build_model": "pinn.model",
     "load_archive": "pinn.archive",
     "load_scan": "pinn.data",
     "read_npz": "pinn.data",
+    "reconstruct_and_refine": "pinn.refine",
+    "refine_scan": "pinn.refine",
     "save_archive": "pinn.archive",
     "simulate": "pinn.data",
     "train_scan": "pinn.fit",

@@ -115,6 +115,13 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     from pinn.archive import load_archive
     from pinn.reconstruct import reconstruct, save_reconstruction
 
+    if args.refine is not None:
+        return _reconstruct_and_refine(args)
+    if args.probe_modes is not None or args.refine_positions:
+        from pinn.errors import ConfigError
+
+        raise ConfigError("--probe-modes and --refine-positions belong to the refinement; add "
+                          "--refine E (epochs) or drop them")
     archive = load_archive(args.model, device=args.device)
     scan = _read_scan(args)
     try:
@@ -129,6 +136,44 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     paths = save_reconstruction(result, args.out)
     print(f"wrote {paths['npz']}, {paths['amplitude']} and {paths['phase']} "
           f"({result.n_positions} positions, canvas {tuple(result.object.shape)})")
+    return 0
+
+
+def _reconstruct_and_refine(args: argparse.Namespace) -> int:
+    from pinn.archive import load_archive
+    from pinn.errors import ConfigError
+    from pinn.reconstruct import save_reconstruction
+    from pinn.refine import RefineConfig
+    from pinn.refine.network import reconstruct_and_refine
+    from pinn.refine.outputs import save_refinement
+
+    if args.refine < 1:
+        raise ConfigError(f"--refine is {args.refine}; give the number of refinement epochs "
+                          "(1 or more), or drop --refine")
+    if args.probe_modes is not None and args.probe_modes < 1:
+        raise ConfigError(f"--probe-modes is {args.probe_modes}; use 1 or more modes")
+    if args.stream:
+        raise ConfigError("--refine needs every pattern in memory; drop --stream")
+    config = RefineConfig(epochs=args.refine, probe_modes=args.probe_modes,
+                          refine_positions=args.refine_positions)
+    archive = load_archive(args.model, device=args.device)
+    scan = _read_scan(args)
+    run = reconstruct_and_refine(archive, scan, config=config, out_dir=args.out,
+                                 device=args.device, verbose=not args.quiet,
+                                 batch_size=args.batch_size, crop_px=args.crop_px,
+                                 weighting=args.weighting, neighbors=args.neighbors,
+                                 seed=args.grouping_seed, transpose=args.transpose,
+                                 flip_x=args.flip_x, flip_y=args.flip_y)
+    network = save_reconstruction(run.network, args.out / "network")
+    paths = save_refinement(run.refined, args.out, run.refine_s,
+                            start=f"the network's reconstruction (network/{network['npz'].name}, "
+                                  f"{run.network_s:.1f} s)")
+    history = run.refined.history
+    print(f"wrote {paths['npz']} and its figures and report: the network ({run.network_s:.1f} s, "
+          f"in {network['npz'].parent}), then {len(history)} epochs of refinement "
+          f"({run.refine_s:.1f} s, deviance {history[0]['train_deviance']:.3f} -> "
+          f"{history[-1]['train_deviance']:.3f} per pixel, {run.refined.probe.shape[0]} probe "
+          "modes)")
     return 0
 
 
@@ -266,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconstruct", help="reconstruct a scan with a trained model",
                        description="Run a trained model over every position of a scan and "
                        "stitch the object. Writes DIR/reconstruction.npz, DIR/amplitude.png "
-                       "and DIR/phase.png.")
+                       "and DIR/phase.png. With --refine E the network's object then starts E "
+                       "epochs of physics refinement (as pinn refine): DIR gets the refined "
+                       "outputs and report, DIR/network/ the network's own reconstruction.")
     p.add_argument("model", type=Path, metavar="MODEL",
                    help="archive directory or .zip, or a training run directory RUN "
                         "(reads RUN/model)")
@@ -296,6 +343,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "the (M, N, N) layout; not with --crop-patterns; a compressed file is "
                         "first decompressed to a temporary file). Costs one extra pass over the "
                         "file; the result is identical")
+    refine = p.add_argument_group("refinement after the network (pinn refine's physics)")
+    refine.add_argument("--refine", type=int, default=None, metavar="E",
+                        help="then refine object and probe for E epochs on the counts, starting "
+                             "from the network's object and the model's probe; DIR gets pinn "
+                             "refine's outputs and DIR/network/ the network's reconstruction")
+    refine.add_argument("--probe-modes", type=int, default=None, metavar="K",
+                        help="with --refine: incoherent probe modes (default: 1)")
+    refine.add_argument("--refine-positions", action="store_true",
+                        help="with --refine: also correct every scan position")
     _add_read_options(p)
     p.set_defaults(func=_cmd_reconstruct)
 

@@ -35,11 +35,12 @@ def reconstruction_arrays(result: RefineResult) -> dict[str, np.ndarray]:
     }
 
 
-def save_refinement(result: RefineResult, out_dir: str | Path, seconds: float | None = None
-                    ) -> dict[str, Path]:
+def save_refinement(result: RefineResult, out_dir: str | Path, seconds: float | None = None,
+                    *, start: str | None = None) -> dict[str, Path]:
     """Write ``reconstruction.npz``, ``phase.png``, ``amplitude.png``, ``probe_modes.png``,
     ``positions.png``, ``deviance.png`` and ``report.md`` into ``out_dir``, all or none
-    (:func:`pinn.atomic.atomic_write_files`). Returns the paths by name."""
+    (:func:`pinn.atomic.atomic_write_files`). ``start`` names what the object started from
+    (a phrase for the report). Returns the paths by name."""
     from pinn.atomic import atomic_write_files
     from pinn.plotting import encode_png, figure, plot_curves
 
@@ -71,16 +72,19 @@ def save_refinement(result: RefineResult, out_dir: str | Path, seconds: float | 
             {"deviance": (epochs, arrays["deviance"])},
             "Poisson deviance per pixel (1 = noise floor)", "epoch", log_y=True))),
     }
-    report = _report(result, arrays, seconds)
+    report = _report(result, arrays, seconds, start)
     files["report"] = (out / "report.md", report.encode())
     atomic_write_files({path: data for path, data in files.values()})
     return {name: path for name, (path, _) in files.items()}
 
 
-def _report(result: RefineResult, arrays: dict[str, np.ndarray], seconds: float | None) -> str:
+def _report(result: RefineResult, arrays: dict[str, np.ndarray], seconds: float | None,
+            start: str | None = None) -> str:
     deviance = arrays["deviance"]
     change = np.linalg.norm(arrays["positions"] - arrays["positions_initial"], axis=1)
     lines = ["# pinn refine", ""]
+    if start is not None:
+        lines += [f"Started from {start}.", ""]
     if seconds is not None:
         lines.append(f"{len(deviance)} epochs in {seconds:.1f} s.")
     lines += [f"Poisson deviance per pixel: {deviance[0]:.3f} after the first epoch, "

@@ -1,0 +1,122 @@
+"""A trained network's reconstruction as the start of a refinement ("network, then refine").
+
+The network reconstructs the whole scan in one pass (:func:`pinn.reconstruct.reconstruct`);
+its stitched object and the probe the model illuminates with start :func:`refine_scan`, which
+then fits object, probe modes and (optionally) positions to the counts. The network's object
+is brought to unit mean amplitude over the well-covered region first, because the
+refinement's learning rates are in units of a unit-amplitude object (the probe is
+power-matched to the data afterwards, so the scale is otherwise free). See docs/DESIGN.md,
+"Refinement".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from pinn.archive import Archive
+from pinn.reconstruct import Reconstruction, reconstruct
+from pinn.refine.run import RefineConfig, RefineResult, refine_scan
+
+
+@dataclass(frozen=True)
+class NetworkRefinement:
+    """The network's reconstruction, the refinement that started from it, and their times.
+
+    network: the network's stitched :class:`~pinn.reconstruct.Reconstruction` (as the
+        network gave it, before the amplitude rescaling of the start).
+    refined: the :class:`~pinn.refine.RefineResult`.
+    network_s, refine_s: wall seconds of the network pass and of the refinement.
+    """
+
+    network: Reconstruction
+    refined: RefineResult
+    network_s: float
+    refine_s: float
+
+    @property
+    def reconstruction(self) -> Reconstruction:
+        """The refined object as a :class:`~pinn.reconstruct.Reconstruction`
+        (:func:`as_reconstruction`), e.g. for :func:`pinn.evaluate.evaluate`."""
+        return as_reconstruction(self.refined)
+
+
+def model_probe(model) -> torch.Tensor:
+    """``(N, N)`` complex64 probe a :class:`~pinn.model.PtychoPINN` illuminates with (its
+    probe times its exit-wave mask, if it has one), detached, on the CPU. Its units are the
+    model's (normalised); the refinement power-matches it to the data."""
+    probe = model.probe.detach().cpu().to(torch.complex64)
+    mask = getattr(model, "probe_mask", None)
+    if mask is not None:
+        probe = probe * mask.detach().cpu()
+    return probe
+
+
+def unit_amplitude(result: Reconstruction) -> torch.Tensor:
+    """``(H, W)`` complex64: the stitched object divided by its mean amplitude over the
+    well-covered pixels (:meth:`Reconstruction.covered`); unchanged if nothing is covered."""
+    covered = result.covered()
+    if not bool(covered.any()):
+        return result.object
+    mean = float(result.object.abs()[covered].mean())
+    return result.object / mean if mean > 0 else result.object
+
+
+def as_reconstruction(result: RefineResult) -> Reconstruction:
+    """A refinement as a :class:`~pinn.reconstruct.Reconstruction` (its coverage is the summed
+    probe intensity at the refined positions), so that :func:`pinn.evaluate.evaluate` and the
+    other consumers of a stitched object take it."""
+    n = int(result.probe.shape[-1])
+    m = int(result.positions.shape[0])
+    return Reconstruction(object=result.object, coverage=result.coverage,
+                          origin_px=result.origin_px, crop_px=n, n_positions=m, n_groups=m)
+
+
+def reconstruct_and_refine(model: Archive, scan, epochs: int | None = None, *,
+                           config: RefineConfig | None = None,
+                           out_dir: str | Path | None = None, use_model_probe: bool = True,
+                           device: str = "cpu", verbose: bool = False,
+                           **reconstruct_options) -> NetworkRefinement:
+    """Reconstruct ``scan`` with the network, then refine from its stitched object.
+
+    Args:
+        model: a trained model: an :class:`~pinn.archive.Archive` (``load_archive(path)``) or
+            a bare :class:`~pinn.model.PtychoPINN` (then pass the grouping as for
+            :func:`~pinn.reconstruct.reconstruct`).
+        scan: a :class:`pinn.data.ScanData` (counts or amplitudes of counts, as for
+            :func:`refine_scan`).
+        epochs: refinement epochs (overrides ``config.epochs``; default: the config's).
+        config: the refinement settings (default: :class:`RefineConfig`'s defaults; the number
+            of probe modes defaults to the start probe's, one).
+        out_dir: where the refinement's checkpoints and TensorBoard logs go (None: nowhere).
+        use_model_probe: start from the probe the model illuminates with (a trained probe if
+            the model trained one); False keeps the scan's probe.
+        device: torch device of both steps.
+        verbose: print the refinement's progress (and the network's progress bar).
+        reconstruct_options: passed to :func:`~pinn.reconstruct.reconstruct` (``batch_size``,
+            ``crop_px``, ``weighting``, ``neighbors``, ``seed``...).
+
+    Returns:
+        :class:`NetworkRefinement`.
+
+    Raises:
+        ConfigError, DataError: as :func:`~pinn.reconstruct.reconstruct` and
+            :func:`refine_scan` raise them.
+    """
+    config = config or RefineConfig()
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
+    start = time.perf_counter()
+    network = reconstruct(model, scan, device=device, progress=verbose, **reconstruct_options)
+    network_s = time.perf_counter() - start
+    if use_model_probe:
+        bare = model.model if isinstance(model, Archive) else model
+        scan = replace(scan, probe=model_probe(bare))
+    start = time.perf_counter()
+    refined = refine_scan(scan, config, out_dir, init_object=unit_amplitude(network),
+                          init_origin=network.origin_px, device=device, verbose=verbose)
+    return NetworkRefinement(network=network, refined=refined, network_s=network_s,
+                             refine_s=time.perf_counter() - start)
