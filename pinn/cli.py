@@ -42,8 +42,9 @@ def _add_read_options(parser: argparse.ArgumentParser) -> None:
                        help="keep only the central N x N of every pattern (e.g. 64 to train "
                             "quickly on 128 x 128 data)")
     group.add_argument("--probe-file", type=Path, default=None, metavar="NPZ",
-                       help="take the probe from this NPZ (key probeGuess or probe) instead of "
-                            "the scan file's")
+                       help="take the probe from this NPZ instead of the scan file's, with all "
+                            "its modes (key probe_modes, probeGuess or probe, e.g. a solver's "
+                            "reconstruction)")
 
 
 def _read_scan(args: argparse.Namespace):

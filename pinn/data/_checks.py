@@ -55,6 +55,17 @@ def check_shape(name: str, x: torch.Tensor, shape: tuple, layout: str) -> None:
         raise DataError(f"{name} has shape {tuple(x.shape)}; expected {layout}")
 
 
+def check_probe(name: str, probe: torch.Tensor, n: int) -> torch.Tensor:
+    """A probe for ``n x n`` patterns: ``(n, n)`` or ``(K, n, n)`` modes with K >= 1, finite.
+    Returned as given (the caller converts the dtype)."""
+    if probe.dim() not in (2, 3) or tuple(probe.shape[-2:]) != (n, n) or probe.numel() == 0:
+        raise DataError(f"{name} has shape {tuple(probe.shape)}; expected (N, N) = ({n}, {n}), "
+                        f"the pattern size, or (K, {n}, {n}) with K >= 1 incoherent probe "
+                        "modes; resample or crop the probe to the detector size")
+    check_finite(name, probe)
+    return probe
+
+
 def check_finite(name: str, x: torch.Tensor) -> None:
     if x.is_floating_point() or x.is_complex():
         bad = ~torch.isfinite(x)

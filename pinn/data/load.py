@@ -18,10 +18,10 @@ from pinn.data.npz import read_contract
 from pinn.data.safe_npz import check_options, load_array, missing_key, open_npz
 from pinn.data.scan import ScanData
 from pinn.data.stream import NpzScanStream
-from pinn.data.tike import is_tike, read_tike
+from pinn.data.tike import is_tike, probe_modes, read_tike
 from pinn.errors import ConfigError, DataError
 
-PROBE_KEYS = ("probeGuess", "probe")
+PROBE_KEYS = ("probe_modes", "probeGuess", "probe")
 
 
 def load_scan(
@@ -51,9 +51,10 @@ def load_scan(
         layout: diffraction layout of an NPZ-contract file (see :func:`pinn.data.read_npz`).
         crop_px: keep the central ``crop_px x crop_px`` of every pattern and move the probe,
             object and positions to the coarser real-space grid (:func:`pinn.data.crop_scan`).
-        probe_path: take the probe from this file instead (key ``probeGuess`` or ``probe``,
-            see :func:`read_probe`). It must be ``N x N`` for the file's patterns (it is then
-            cropped with them) or already ``crop_px x crop_px``.
+        probe_path: take the probe, with all its modes, from this file instead (keys
+            ``probe_modes``, ``probeGuess`` or ``probe``, see :func:`read_probe`). Its modes
+            must be ``N x N`` for the file's patterns (they are then cropped with them) or
+            already ``crop_px x crop_px``.
         stream: for an NPZ-contract file, return an open
             :class:`~pinn.data.stream.NpzScanStream` (same options) that reads the patterns
             from the file on demand, for scans larger than memory; close it when done. Not
@@ -89,13 +90,13 @@ def load_scan(
     if stream and not tike:
         return _stream(path, layout=layout, probe_path=probe_path, **chosen)
     probe = None if probe_path is None else read_probe(probe_path)
-    if probe is not None and probe.shape == (scan.N, scan.N):
+    if probe is not None and probe.shape[-2:] == (scan.N, scan.N):
         scan = _with_probe(scan, probe)
         probe = None
     if crop_px is not None:
         scan = crop_scan(scan, crop_px)
     if probe is not None:
-        if probe.shape != (scan.N, scan.N):
+        if probe.shape[-2:] != (scan.N, scan.N):
             raise DataError(f"the probe in {Path(probe_path).name} is {tuple(probe.shape)} but "
                             f"the patterns are {scan.N} x {scan.N}; use a probe of the "
                             "pattern size (or of the crop size)")
@@ -104,31 +105,30 @@ def load_scan(
 
 
 def read_probe(path: str | os.PathLike) -> torch.Tensor:
-    """The probe stored in an NPZ (plain or bz2): key ``probeGuess``, else ``probe``.
+    """The probe stored in an NPZ (plain or bz2), with all its modes.
 
-    Leading axes (tike's probe modes, ``(..., N, N)``) are dropped by taking index 0, so the
-    first mode is used.
+    Keys, in order of preference: ``probe_modes`` (``(K, N, N)``, all modes, as in the
+    solver's reference files and :func:`pinn.data.write_npz`), ``probeGuess`` (``(N, N)`` or
+    ``(K, N, N)``), ``probe`` (tike's ``(..., K, N, N)``: axes before the mode axis take
+    index 0). A single mode comes back as ``(N, N)``.
 
     Returns:
-        ``(N, N)`` complex64.
+        ``(N, N)`` or ``(K, N, N)`` (K >= 2) complex64.
 
     Raises:
-        DataError: unreadable file, neither key present, not square, or non-finite values.
+        DataError: unreadable file, none of the keys present, not square, no mode, or
+            non-finite values.
     """
     path = Path(path)
     with open_npz(path) as archive:
         keys = list(archive.files)
         key = next((k for k in PROBE_KEYS if k in keys), None)
         if key is None:
-            raise missing_key(path, keys, "probeGuess", also="or 'probe'")
+            raise missing_key(path, keys, "probeGuess", also="or 'probe' or 'probe_modes'")
         probe = _checks.as_tensor(f"{path.name}: '{key}'", load_array(archive, path, key))
-    while probe.dim() > 2 and probe.shape[0] > 0:
-        probe = probe[0]
-    if probe.dim() != 2 or probe.shape[0] != probe.shape[1] or probe.numel() == 0:
-        raise DataError(f"{path.name}: '{key}' has shape {tuple(probe.shape)}; expected a "
-                        "square (N, N) probe")
-    probe = probe.to(torch.complex64)
-    _checks.check_finite(f"{path.name}: '{key}'", probe)
+    name = f"{path.name}: '{key}'"
+    probe = probe_modes(name, probe).to(torch.complex64)
+    _checks.check_finite(name, probe)
     return probe
 
 
@@ -137,7 +137,7 @@ def _stream(path: Path, *, layout: str, probe_path: str | os.PathLike | None,
     probe = None if probe_path is None else read_probe(probe_path)
     source = NpzScanStream(path, layout=layout, **options)
     if probe is not None:
-        if probe.shape != (source.N, source.N):
+        if probe.shape[-2:] != (source.N, source.N):
             source.close()
             raise DataError(f"the probe in {Path(probe_path).name} is {tuple(probe.shape)} but "
                             f"the patterns are {source.N} x {source.N}; use a probe of the "

@@ -6,7 +6,9 @@ A scan file holds, per the reference (docs/DESIGN.md §7.1):
   the diffraction amplitude (or counts, see ``values``);
 - ``xcoords``, ``ycoords``: ``(M,)`` positions, x = column, y = row;
 - ``xcoords_start``, ``ycoords_start``: ``(M,)``, optional nominal positions;
-- ``probeGuess``: ``(N, N)`` complex probe;
+- ``probeGuess``: ``(N, N)`` complex probe, or ``(K, N, N)`` incoherent probe modes;
+- ``probe_modes``: ``(K, N, N)``, optional: all probe modes (then ``probeGuess`` may hold only
+  the dominant one, as :func:`write_npz` and the solver's reference files store them);
 - ``objectGuess``: ``(H, W)``, optional object;
 - ``scan_index``: ``(M,)`` int, optional, the scan each pattern belongs to.
 
@@ -32,8 +34,10 @@ from pinn.data import _checks
 from pinn.data.safe_npz import check_options, load_array, missing_key, open_npz
 from pinn.data.scan import ScanData, sqrt_counts
 from pinn.errors import DataError
+from pinn.ops.modes import dominant_mode
 
 COUNTS_KEY = "amplitude_from_counts"
+MODES_KEY = "probe_modes"
 
 
 def read_npz(
@@ -148,8 +152,9 @@ def read_auxiliary(archive: np.lib.npyio.NpzFile, path: Path, keys: list[str],
                    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, bool]:
     """The contract's probe, optional object and scan index, and whether the values are
     counts, validated for N = ``n`` and M = ``m`` (shared by the readers):
-    ``(probeGuess (N, N), objectGuess (H, W) or None, scan_index (M,) int64 or None,
-    from_counts)``; the arrays keep their stored dtypes.
+    ``(probe (N, N) or (K, N, N), objectGuess (H, W) or None, scan_index (M,) int64 or None,
+    from_counts)``; the arrays keep their stored dtypes. The probe is ``probe_modes`` when the
+    file has it, else ``probeGuess`` as stored.
 
     Raises:
         DataError: a missing probe, wrong shapes, NaN/inf, a non-integral scan index, a
@@ -157,11 +162,13 @@ def read_auxiliary(archive: np.lib.npyio.NpzFile, path: Path, keys: list[str],
     """
     if "probeGuess" not in keys:
         raise missing_key(path, keys, "probeGuess")
-    probe = load("probeGuess")
-    _checks.check_shape(f"{path.name}: 'probeGuess'", probe, (n, n),
-                        f"(N, N) = ({n}, {n}), the size of the diffraction patterns; "
-                        "resample the probe to the detector size")
-    _checks.check_finite(f"{path.name}: 'probeGuess'", probe)
+    probe = _checks.check_probe(f"{path.name}: 'probeGuess'", load("probeGuess"), n)
+    if MODES_KEY in keys:  # all modes, beside the dominant one in probeGuess
+        probe = load(MODES_KEY)
+        if probe.dim() != 3:
+            raise DataError(f"{path.name}: '{MODES_KEY}' has shape {tuple(probe.shape)}; "
+                            f"expected (K, {n}, {n}) probe modes")
+        probe = _checks.check_probe(f"{path.name}: '{MODES_KEY}'", probe, n)
 
     obj = None
     if "objectGuess" in keys:
@@ -232,7 +239,9 @@ def write_npz(path: str | os.PathLike, scan: ScanData, *, compress: bool = False
     Keys: ``diffraction`` (M, N, N) float32 amplitude with zero frequency at the centre;
     ``xcoords``, ``ycoords`` (M,) float64 window centres (x = column, y = row);
     ``xcoords_start``, ``ycoords_start`` (the start positions, or the positions when there
-    are none, since the reference's loader requires them); ``probeGuess`` (N, N) complex64;
+    are none, since the reference's loader requires them); ``probeGuess`` (N, N) complex64
+    (the dominant mode of a mixed-state probe, what the reference reads); ``probe_modes``
+    (K, N, N) complex64, all modes, when the probe is a ``(K, N, N)`` stack;
     ``objectGuess`` (H, W) complex64 when present; ``scan_index`` (M,) int64;
     ``amplitude_from_counts`` 0-d bool (``scan.counts``). No object arrays, nothing pickled.
 
@@ -263,10 +272,12 @@ def write_npz(path: str | os.PathLike, scan: ScanData, *, compress: bool = False
         "ycoords": scan.positions[:, 0].numpy().astype(np.float64),
         "xcoords_start": start[:, 1].numpy().astype(np.float64),
         "ycoords_start": start[:, 0].numpy().astype(np.float64),
-        "probeGuess": scan.probe.numpy().astype(np.complex64, copy=False),
+        "probeGuess": dominant_mode(scan.probe).numpy().astype(np.complex64, copy=False),
         "scan_index": scan.scan_index.numpy().astype(np.int64, copy=False),
         COUNTS_KEY: np.array(scan.counts, dtype=bool),
     }
+    if scan.probe.dim() == 3:
+        arrays[MODES_KEY] = scan.probe.numpy().astype(np.complex64, copy=False)
     if scan.object is not None:
         arrays["objectGuess"] = scan.object.numpy().astype(np.complex64, copy=False)
     save = np.savez_compressed if compress else np.savez

@@ -21,6 +21,7 @@ import torch
 
 from pinn.data import _checks
 from pinn.errors import DataError
+from pinn.ops.modes import dominant_mode
 
 ENERGY_CHUNK = 4096  # patterns per float64 block in pattern_energy (see NpzScanStream)
 
@@ -34,7 +35,7 @@ class ScanSource(Protocol):
         n_scans: M, the number of patterns (scan points).
         positions: ``(M, 2)`` float64, ``(y, x)`` object pixel under each window's centre
             pixel ``N//2`` (as :attr:`ScanData.positions`).
-        probe: ``(N, N)`` complex64 probe guess.
+        probe: ``(N, N)`` complex64 probe guess, or ``(K, N, N)`` incoherent probe modes.
 
     Methods:
         read(indices): ``indices`` ``(k,)`` int64 in ``[0, M)``, any order, repeats allowed ->
@@ -89,7 +90,10 @@ class ScanData:
       intensity) with zero frequency at pixel ``(N//2, N//2)``; finite and >= 0.
     - ``positions``: ``(M, 2)`` float64, ``(y, x)`` = (row, column) object pixel on which each
       window's centre pixel ``(N//2, N//2)`` sits; finite.
-    - ``probe``: ``(N, N)`` complex64, the probe guess as given (not normalised).
+    - ``probe``: ``(N, N)`` complex64, the probe guess as given (not normalised), or
+      ``(K, N, N)`` complex64, K >= 1 mutually incoherent probe modes (a mixed-state probe,
+      in the order given). A single-mode probe keeps the shape it was given, so
+      :attr:`probe_modes` and :attr:`dominant_probe` are the ways to ask for one layout.
     - ``object``: ``(H, W)`` complex64 ground truth or guess, or None.
     - ``scan_index``: ``(M,)`` int64 (which scan each pattern came from); zeros when None.
     - ``positions_start``: ``(M, 2)`` float64 nominal (uncorrected) positions, or None.
@@ -127,12 +131,8 @@ class ScanData:
         if self.positions_start is not None:
             set_(self, "positions_start", _coordinates("positions_start", self.positions_start, m))
 
-        probe = _checks.as_tensor("probe", self.probe)
-        _checks.check_shape("probe", probe, (n, n), f"(N, N) = ({n}, {n}), the pattern size; "
-                            "resample or crop the probe to the detector size")
-        probe = probe.to(torch.complex64)
-        _checks.check_finite("probe", probe)
-        set_(self, "probe", probe)
+        probe = _checks.check_probe("probe", _checks.as_tensor("probe", self.probe), n)
+        set_(self, "probe", probe.to(torch.complex64))
 
         if self.object is not None:
             obj = _checks.as_tensor("object", self.object)
@@ -166,6 +166,18 @@ class ScanData:
     def N(self) -> int:  # noqa: N802 - the patch size is called N everywhere in ptychography
         """N, the side of each pattern and of the probe, in pixels."""
         return int(self.diffraction.shape[-1])
+
+    @property
+    def probe_modes(self) -> torch.Tensor:
+        """``(K, N, N)`` complex64: the probe's modes (a view; ``K = 1`` for an ``(N, N)``
+        probe)."""
+        return probe_modes(self.probe)
+
+    @property
+    def dominant_probe(self) -> torch.Tensor:
+        """``(N, N)`` complex64: the probe's strongest mode (the probe itself when it has one
+        mode; :func:`pinn.ops.dominant_mode`)."""
+        return dominant_mode(self.probe)
 
     @property
     def measured_nphotons(self) -> float | None:
@@ -213,6 +225,12 @@ class ScanData:
             positions_start=None if self.positions_start is None else self.positions_start[index],
             counts=self.counts,
         )
+
+
+def probe_modes(probe: torch.Tensor) -> torch.Tensor:
+    """A probe ``(N, N)`` or ``(K, N, N)`` as ``(K, N, N)`` modes (a view, K = 1 for
+    ``(N, N)``)."""
+    return probe[None] if probe.dim() == 2 else probe
 
 
 def pattern_energy(diffraction: torch.Tensor, chunk: int = ENERGY_CHUNK) -> torch.Tensor:

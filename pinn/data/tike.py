@@ -2,7 +2,7 @@
 
 Such a file (optionally bz2-compressed) holds ``data`` (photon counts with zero frequency at
 pixel (0, 0), shape ``(M, N, N)`` with optional leading singleton axes), ``probe``
-(``(..., N, N)`` complex; the first mode is used) and ``scan`` (``(..., M, 2)``, ``(y, x)``
+(tike's ``(..., 1, 1, K, N, N)`` complex: K incoherent modes, all kept) and ``scan`` (``(..., M, 2)``, ``(y, x)``
 object pixels of each window's top-left corner). :func:`read_tike_npz` converts all three to
 pinn's conventions and can crop the detector (:func:`pinn.data.crop.crop_scan`).
 """
@@ -57,7 +57,8 @@ def read_tike_npz(
 
     Returns:
         ScanData: ``(M, n, n)`` float32 amplitudes, ``(M, 2)`` float64 ``(y, x)`` centres,
-        ``(n, n)`` complex64 probe, no object, ``counts`` as ``values`` says.
+        complex64 probe ``(n, n)``, or ``(K, n, n)`` when the file has K > 1 modes, no object,
+        ``counts`` as ``values`` says.
 
     Raises:
         DataError: unreadable/corrupt file, missing keys (``data``, ``probe``, ``scan``), wrong
@@ -94,7 +95,7 @@ def read_tike(archive: np.lib.npyio.NpzFile, path: Path, *, values: str = "count
 
     name = f"{path.name}: 'data'"
     counts = _squeeze_leading(name, counts, 3, "(M, N, N)")
-    probe = _squeeze_leading(f"{path.name}: 'probe'", probe, 2, "(N, N)", first=True)
+    probe = probe_modes(f"{path.name}: 'probe'", probe)
     scan = _squeeze_leading(f"{path.name}: 'scan'", scan, 2, "(M, 2)")
     m, n_det = counts.shape[0], counts.shape[-1]
     _checks.check_real(name, counts, _checks.AMPLITUDE_HINT)
@@ -103,9 +104,7 @@ def read_tike(archive: np.lib.npyio.NpzFile, path: Path, *, values: str = "count
         raise DataError(f"{name} has patterns of shape {tuple(counts.shape[1:])}; expected N x N")
     _checks.check_real(f"{path.name}: 'scan'", scan)
     _checks.check_shape(f"{path.name}: 'scan'", scan, (m, 2), f"(M, 2) = ({m}, 2), (y, x)")
-    _checks.check_shape(f"{path.name}: 'probe'", probe, (n_det, n_det),
-                        f"(N, N) = ({n_det}, {n_det}), the detector size")
-    _checks.check_finite(f"{path.name}: 'probe'", probe)
+    _checks.check_probe(f"{path.name}: 'probe'", probe, n_det)
     corners = scan.to(torch.float64)
     _checks.check_finite(f"{path.name}: 'scan'", corners)
     if shift_positions:
@@ -117,10 +116,23 @@ def read_tike(archive: np.lib.npyio.NpzFile, path: Path, *, values: str = "count
                     counts=values == "counts")
 
 
-def _squeeze_leading(name: str, x: torch.Tensor, ndim: int, layout: str,
-                     first: bool = False) -> torch.Tensor:
-    """Drop leading singleton axes down to ``ndim`` (with ``first``, take index 0 instead)."""
-    while x.dim() > ndim and (x.shape[0] == 1 or (first and x.shape[0] > 1)):
+def probe_modes(name: str, probe: torch.Tensor) -> torch.Tensor:
+    """A probe stored as ``(N, N)``, ``(K, N, N)`` or tike's ``(..., 1, 1, K, N, N)`` as
+    ``(K, N, N)`` modes, or ``(N, N)`` for one mode: the axes before the mode axis (views,
+    eigen-probes) take index 0. Raises DataError for a non-square or empty probe."""
+    while probe.dim() > 3 and probe.shape[0] >= 1:
+        probe = probe[0]
+    if probe.dim() == 3 and probe.shape[0] == 1:
+        probe = probe[0]
+    if probe.dim() not in (2, 3) or probe.shape[-1] != probe.shape[-2] or probe.numel() == 0:
+        raise DataError(f"{name} has shape {tuple(probe.shape)}; expected a square (N, N) probe "
+                        "or (..., K, N, N) probe modes with K >= 1")
+    return probe
+
+
+def _squeeze_leading(name: str, x: torch.Tensor, ndim: int, layout: str) -> torch.Tensor:
+    """Drop leading singleton axes down to ``ndim``."""
+    while x.dim() > ndim and x.shape[0] == 1:
         x = x[0]
     if x.dim() != ndim:
         raise DataError(f"{name} has shape {tuple(x.shape)}; expected {layout} (leading "

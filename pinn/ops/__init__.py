@@ -13,8 +13,8 @@ from pinn.ops.extract_patches import extract_patches
 from pinn.ops.fourier_shift import fourier_shift
 from pinn.ops.illuminate import illuminate
 from pinn.ops.likelihood import amplitude_mae, poisson_deviance, poisson_nll
-from pinn.ops.modes import (add_probe_modes, far_field_amplitude, far_field_intensity,
-                            mode_powers, orthogonalize_modes)
+from pinn.ops.modes import (add_probe_modes, dominant_mode, far_field_amplitude,
+                            far_field_intensity, mode_powers, orthogonalize_modes)
 from pinn.ops.probe import default_probe, normalize_probe
 from pinn.ops.ptycho_intensity import ptycho_intensity
 from pinn.ops.reassemble_patches import reassemble_patches
@@ -29,6 +29,7 @@ __all__ = [
     "default_probe",
     "diffract",
     "disk_mask",
+    "dominant_mode",
     "extract_patches",
     "far_field_amplitude",
     "far_field_intensity",

@@ -58,6 +58,20 @@ def mode_powers(modes: torch.Tensor) -> torch.Tensor:
     return full_precision(modes).abs().square().sum(dim=(-2, -1))
 
 
+def dominant_mode(probe: torch.Tensor) -> torch.Tensor:
+    """The strongest mode of a probe: an ``(N, N)`` probe itself, or the mode of ``(K, N, N)``
+    modes with the largest power ``sum |mode|**2`` (the first of equals), unchanged (same
+    dtype; a view, not a copy)."""
+    check_tensor("probe", probe)
+    check_min_dims("probe", probe, 2, "(N, N) or (K, N, N)")
+    if probe.dim() == 2:
+        return probe
+    if probe.dim() != 3 or probe.shape[0] == 0:
+        raise ValueError(f"probe has shape {tuple(probe.shape)}; expected (N, N) or (K, N, N) "
+                         "with K >= 1")
+    return probe[int(torch.argmax(mode_powers(probe.detach())))]
+
+
 def orthogonalize_modes(modes: torch.Tensor) -> torch.Tensor:
     """Mutually orthogonal modes spanning the same mixed state, sorted by power (largest first).
 

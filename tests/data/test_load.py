@@ -123,10 +123,46 @@ def test_probe_from_another_file(tmp_path):
         load_scan(path, probe_path=probe_file(tmp_path, small, name="small.npz"))
 
 
+@pytest.mark.parametrize("stored, key, expected", [
+    ((4, 4), "probeGuess", (4, 4)),
+    ((3, 4, 4), "probeGuess", (3, 4, 4)),
+    ((1, 4, 4), "probeGuess", (4, 4)),  # a single mode is (N, N)
+    ((1, 1, 2, 4, 4), "probe", (2, 4, 4)),  # tike: (..., 1, 1, K, N, N)
+    ((2, 1, 3, 4, 4), "probe", (3, 4, 4)),  # the first view's modes
+    ((4, 4, 4), "probe_modes", (4, 4, 4)),
+])
+def test_read_probe_layouts(tmp_path, stored, key, expected):
+    g = np.random.default_rng(0)
+    array = (g.normal(size=stored) + 1j * g.normal(size=stored)).astype(np.complex64)
+    probe = read_probe(probe_file(tmp_path, array, key=key))
+    assert probe.shape == expected and probe.dtype == torch.complex64
+    np.testing.assert_array_equal(probe.numpy(), array.reshape(-1, *expected)[0])
+
+
+def test_read_probe_prefers_all_modes(tmp_path):
+    """The solver's reference file holds the dominant mode as 'probe' and all of them as
+    'probe_modes': the modes are read."""
+    path = tmp_path / "solver.npz"
+    modes = np.arange(3 * 4 * 4).reshape(3, 4, 4).astype(np.complex64) + 1
+    np.savez(path, probe=modes[0], probe_modes=modes, object=np.ones((9, 9), np.complex64))
+    np.testing.assert_array_equal(read_probe(path).numpy(), modes)
+
+
+def test_probe_file_with_modes(tmp_path):
+    path, _ = contract_file(tmp_path)
+    modes = np.stack([np.full((N, N), k + 1.0, np.complex64) for k in range(3)])
+    scan = load_scan(path, probe_path=probe_file(tmp_path, modes))
+    assert torch.equal(scan.probe, torch.from_numpy(modes))
+    cropped = load_scan(path, crop_px=8, probe_path=probe_file(tmp_path, modes))
+    assert cropped.probe.shape == (3, 8, 8)
+    with pytest.raises(DataError, match=r"probe in small.npz is \(3, 8, 8\).*pattern size"):
+        load_scan(path, probe_path=probe_file(tmp_path, modes[:, :8, :8], name="small.npz"))
+
+
 def test_read_probe_keys_and_modes(tmp_path):
     modes = np.arange(2 * 4 * 4).reshape(1, 2, 4, 4).astype(np.complex64)
     probe = read_probe(probe_file(tmp_path, modes, key="probe"))
-    np.testing.assert_array_equal(probe.numpy(), modes[0, 0])
+    np.testing.assert_array_equal(probe.numpy(), modes[0])  # all modes of a tike-like probe
     with pytest.raises(DataError, match="'probeGuess'"):
         read_probe(probe_file(tmp_path, modes, key="illumination", name="other.npz"))
     with pytest.raises(DataError, match="square"):
@@ -135,3 +171,16 @@ def test_read_probe_keys_and_modes(tmp_path):
         read_probe(probe_file(tmp_path, np.full((4, 4), np.nan), name="nan.npz"))
     with pytest.raises(DataError, match=r"shape \(0, 4, 4\)"):
         read_probe(probe_file(tmp_path, np.ones((0, 4, 4)), name="no_modes.npz"))
+
+
+def test_solver_reference_probe_file_gives_its_four_modes(data_dir):
+    """--probe-file with the solver's reference takes all four modes ('probe_modes'), the
+    dominant one first (the file's 'probe')."""
+    path = data_dir / "siemens-star-ptychi.npz"
+    modes = read_probe(path)
+    assert modes.shape == (4, 128, 128) and modes.dtype == torch.complex64
+    with np.load(path, allow_pickle=False) as f:
+        np.testing.assert_array_equal(modes[0].numpy(), f["probe"])
+        fractions = f["probe_mode_power_fraction"]
+    powers = modes.abs().square().sum(dim=(-2, -1)).double()
+    np.testing.assert_allclose((powers / powers.sum()).numpy(), fractions, rtol=1e-4)

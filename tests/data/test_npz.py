@@ -561,3 +561,43 @@ def test_windows_outside_the_object_are_refused(tmp_path):
 def test_object_smaller_than_a_window_is_refused(tmp_path):
     with pytest.raises(DataError, match=r"'objectGuess' is 5 x 30 pixels, smaller than one 8 x 8"):
         read_npz(save(tmp_path, **contract(objectGuess=np.ones((5, 30), np.complex64))))
+
+
+def test_probe_modes_round_trip(tmp_path):
+    """All modes are written ('probe_modes'), with the dominant one as 'probeGuess' for readers
+    of the reference's contract, and read back as they were."""
+    g = torch.Generator().manual_seed(5)
+    modes = torch.randn(3, N, N, generator=g, dtype=torch.complex64)
+    modes[2] *= 4
+    scan = ScanData(diffraction=torch.rand(M, N, N, generator=g),
+                    positions=torch.rand(M, 2, generator=g, dtype=torch.float64) * 30,
+                    probe=modes)
+    write_npz(tmp_path / "m.npz", scan)
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as f:
+        np.testing.assert_array_equal(f["probe_modes"], modes.numpy())
+        np.testing.assert_array_equal(f["probeGuess"], modes[2].numpy())
+    back = read_npz(tmp_path / "m.npz")
+    assert torch.equal(back.probe, modes)
+    one = ScanData(diffraction=scan.diffraction, positions=scan.positions, probe=modes[:1])
+    write_npz(tmp_path / "one.npz", one)
+    assert read_npz(tmp_path / "one.npz").probe.shape == (1, N, N)
+
+
+def test_probe_guess_may_hold_modes(tmp_path):
+    rng = np.random.default_rng(7)
+    arrays = contract(probeGuess=(rng.random((2, N, N)) + 1j).astype(np.complex64))
+    scan = read_npz(save(tmp_path, **arrays))
+    np.testing.assert_array_equal(scan.probe.numpy(), arrays["probeGuess"])
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("probeGuess", np.ones((0, N, N), np.complex64), r"'probeGuess' has shape \(0, 8, 8\)"),
+    ("probeGuess", np.ones((2, N - 1, N - 1), np.complex64), r"'probeGuess' has shape \(2, 7"),
+    ("probe_modes", np.ones((N, N), np.complex64), r"'probe_modes' has shape \(8, 8\)"),
+    ("probe_modes", np.ones((2, 4, 4), np.complex64), r"'probe_modes' has shape \(2, 4, 4\)"),
+    ("probe_modes", np.full((2, N, N), np.nan, np.complex64), "'probe_modes'.*NaN"),
+])
+def test_bad_probe_modes_are_one_line_errors(tmp_path, key, value, match):
+    with pytest.raises(DataError, match=match) as info:
+        read_npz(save(tmp_path, **contract(**{key: value})))
+    assert "\n" not in str(info.value)

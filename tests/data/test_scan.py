@@ -52,6 +52,9 @@ def test_is_frozen():
     ("positions", torch.tensor([[float("inf"), 0.0]] * 5), "positions"),
     ("probe", torch.ones(7, 7, dtype=torch.complex64), "probe"),
     ("probe", torch.full((8, 8), float("nan")), "probe"),
+    ("probe", torch.ones(0, 8, 8), r"probe has shape \(0, 8, 8\).*K >= 1"),
+    ("probe", torch.ones(2, 7, 7), r"probe has shape \(2, 7, 7\); expected \(N, N\) = \(8, 8\)"),
+    ("probe", torch.ones(1, 2, 8, 8), "probe has shape"),
     ("object", torch.ones(3, 4, 5), "object"),
     ("scan_index", torch.zeros(4, dtype=torch.int64), "scan_index"),
     ("scan_index", torch.tensor([0.5] * 5), "scan_index"),
@@ -90,3 +93,26 @@ def test_select_keeps_rows_in_order():
 def test_repr_is_short():
     text = repr(make(object=torch.ones(20, 30)))
     assert text == ("ScanData(M=5, N=8, counts=False, object=(20, 30), positions_start=False)")
+
+
+def test_probe_modes_are_kept_and_one_mode_keeps_its_shape():
+    g = torch.Generator().manual_seed(4)
+    modes = torch.randn(3, 8, 8, generator=g, dtype=torch.complex128)
+    modes[1] *= 3  # the strongest mode need not be the first
+    scan = make(probe=modes)
+    assert scan.probe.shape == (3, 8, 8) and scan.probe.dtype == torch.complex64
+    assert torch.equal(scan.probe_modes, scan.probe)
+    assert torch.equal(scan.dominant_probe, scan.probe[1])
+    single = make()
+    assert single.probe.shape == (8, 8)  # (N, N) stays (N, N)
+    assert single.probe_modes.shape == (1, 8, 8)
+    assert torch.equal(single.probe_modes[0], single.probe)
+    assert torch.equal(single.dominant_probe, single.probe)
+    assert make(probe=torch.ones(1, 8, 8)).probe.shape == (1, 8, 8)  # as given
+    assert torch.equal(scan.select([0, 2]).probe, scan.probe)
+
+
+def test_probe_error_is_one_line():
+    with pytest.raises(DataError) as info:
+        make(probe=torch.ones(4, 6, 6))
+    assert "\n" not in str(info.value)

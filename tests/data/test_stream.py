@@ -121,11 +121,13 @@ def test_stream_equals_read_npz_for_every_option(tmp_path, compress, values, zer
         assert torch.equal(stream.read(torch.tensor([7])), scan.diffraction[7:8])
 
 
-def test_write_npz_files_stream_back_identically(tmp_path):
+@pytest.mark.parametrize("probe_shape", [(N, N), (3, N, N)], ids=["one mode", "three modes"])
+def test_write_npz_files_stream_back_identically(tmp_path, probe_shape):
     g = torch.Generator().manual_seed(3)
     scan = ScanData(diffraction=torch.rand(M, N, N, generator=g),
                     positions=torch.rand(M, 2, generator=g, dtype=torch.float64) * 20 + 8,
-                    probe=torch.randn(N, N, generator=g, dtype=torch.complex64), counts=True,
+                    probe=torch.randn(probe_shape, generator=g, dtype=torch.complex64),
+                    counts=True,
                     positions_start=torch.rand(M, 2, generator=g, dtype=torch.float64))
     for compress in (False, True):
         write_npz(tmp_path / "w.npz", scan, compress=compress)

@@ -186,3 +186,20 @@ def test_siemens_star_crop(data_dir, tmp_path):
     assert torch.equal(crop.diffraction, full.diffraction[:, 32:96, 32:96])
     torch.testing.assert_close(crop.positions, full.positions / 2, rtol=0, atol=0)
     assert 0.8 * full.measured_nphotons < crop.measured_nphotons <= full.measured_nphotons
+
+
+def test_probe_modes_are_all_kept(tmp_path):
+    """tike's probe is (..., 1, 1, K, N, N): K incoherent modes, all read (and cropped)."""
+    arrays = tike_arrays()
+    rng = np.random.default_rng(3)
+    arrays["probe"] = (rng.normal(size=(1, 1, 1, 3, N, N))
+                       + 1j * rng.normal(size=(1, 1, 1, 3, N, N))).astype(np.complex64)
+    path = write(tmp_path, arrays)
+    scan = read_tike_npz(path)
+    np.testing.assert_array_equal(scan.probe.numpy(), arrays["probe"][0, 0, 0])
+    crop = read_tike_npz(path, crop_px=8)
+    assert crop.probe.shape == (3, 8, 8)
+    for k in range(3):  # each mode cropped as a single probe would be
+        single = dict(arrays, probe=arrays["probe"][..., k:k + 1, :, :])
+        one = read_tike_npz(write(tmp_path, single, name=f"one{k}.npz.bz2"), crop_px=8)
+        assert torch.equal(crop.probe[k], one.probe)

@@ -101,3 +101,16 @@ def test_ptycho_intensity_refuses_mismatched_shapes():
         ptycho_intensity(_complex(3, 8, 8), _complex(2, 8, 8), torch.zeros(2, 2))
     with pytest.raises(ValueError, match="one size"):
         ptycho_intensity(_complex(3, 8, 8), _complex(2, 6, 6), torch.zeros(3, 2))
+
+
+def test_dominant_mode_is_the_strongest():
+    modes = _complex(3, 8, 8, seed=4)
+    modes[2] *= 3
+    assert torch.equal(ops.dominant_mode(modes), modes[2])
+    assert torch.equal(ops.dominant_mode(modes[0]), modes[0])  # (N, N) is its own
+    tied = torch.stack([modes[0], modes[0]])
+    assert ops.dominant_mode(tied).data_ptr() == tied[0].data_ptr()  # the first of equals
+    with pytest.raises(ValueError, match=r"probe has shape \(0, 8, 8\)"):
+        ops.dominant_mode(modes[:0])
+    with pytest.raises(ValueError, match="probe has shape"):
+        ops.dominant_mode(modes[None])

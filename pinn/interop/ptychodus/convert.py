@@ -220,7 +220,8 @@ def product_from_scan(
         name: the product's name.
 
     Returns:
-        ``(product, diffraction)``: the product (one-layer object, probe ``(1, 1, N, N)``,
+        ``(product, diffraction)``: the product (one-layer object, probe ``(1, K, N, N)``
+        with all K modes of the scan's probe,
         scan points with indexes ``0..M-1``) and counts ``diffraction**2`` ``(M, N, N)``
         (int32 when ``scan.counts``, else float32) with an empty bad-pixel mask.
 
@@ -255,8 +256,8 @@ def product_from_scan(
         probe_positions=ProbePositionSequence(
             [ProbePosition(index=i, x_m=float(x), y_m=float(y))
              for i, (x, y) in enumerate(zip(x_m, y_m, strict=True))]),
-        probes=ProbeSequence(array=scan.probe.numpy()[np.newaxis, np.newaxis], opr_weights=None,
-                             pixel_geometry=pixel),
+        probes=ProbeSequence(array=scan.probe_modes.numpy()[np.newaxis],  # (1, K, N, N)
+                             opr_weights=None, pixel_geometry=pixel),
         object_=Object(array=scan.object.numpy()[np.newaxis], pixel_geometry=pixel,
                        center=ObjectCenter(x_m=center_m[1], y_m=center_m[0]),
                        layer_spacing_m=[]),
