@@ -12,7 +12,7 @@ import pytest
 
 from pinn.archive import load_archive
 from pinn.data import load_scan
-from pinn.demo import QUICK, _verdict, run_demo
+from pinn.demo import QUICK, _refinement_verdict, _report, _verdict, run_demo, summary
 from pinn.errors import ConfigError
 from pinn.evaluate import evaluate_files
 from test_plotting import decode_png
@@ -42,7 +42,9 @@ def test_writes_every_file(demo):
                  "phase_vs_truth.png", "training_curve.png", "reconstruction/reconstruction.npz",
                  "reconstruction/amplitude.png", "reconstruction/phase.png",
                  "run/model/config.json", "run/model/model.safetensors",
-                 "run/checkpoints/last.safetensors"):
+                 "run/checkpoints/last.safetensors", "refined_phase_vs_truth.png",
+                 "refined/reconstruction.npz", "refined/report.md", "refined/metrics.json",
+                 "refined/probe_modes.png"):
         assert (out / name).is_file(), name
     assert list((out / "run" / "tb").glob("events.out.tfevents.*"))
     leftovers = [p for p in out.rglob("*") if p.name.endswith((".partial", ".old"))]
@@ -121,3 +123,90 @@ def test_the_training_curve_is_plotted(demo, tmp_path):
     for colour in CURVE_COLOURS[:2]:  # training and validation drawn, each in its colour
         drawn = np.all(pixels == colour, axis=-1)
         assert drawn.sum() > 300, colour
+
+
+def comparison_row(text, label):
+    """(amplitude SSIM, phase SSIM, amplitude PSNR, phase PSNR) of a row of the report's
+    'Network, then refinement' table."""
+    match = re.search(rf"^\| {re.escape(label)} \| ([-\d.]+) \| ([-\d.]+) \| ([-\d.inf]+) \| "
+                      r"([-\d.inf]+) \|", text, re.M)
+    assert match, (label, text)
+    return tuple(float(g) for g in match.groups())
+
+
+def test_report_shows_the_network_alone_and_followed_by_refinement(demo):
+    out, report = demo
+    text = report.read_text()
+    comparison = json.loads((out / "refined" / "metrics.json").read_text())
+    assert set(comparison) == {"network", "network_refined", "flat_refined"}
+    # the network's row is metrics.json; the refined one is what pinn evaluate says of the file
+    assert comparison["network"] == json.loads((out / "metrics.json").read_text())
+    again = evaluate_files(out / "refined" / "reconstruction.npz", out / "data.npz")
+    for key in ("amplitude_ssim", "phase_ssim", "phase_psnr"):
+        assert again[key] == pytest.approx(comparison["network_refined"][key], rel=1e-6), key
+    epochs = QUICK.refine_epochs
+    for label, key in (("network alone", "network"),
+                       (f"network + {epochs} refinement epochs", "network_refined"),
+                       (f"{epochs} refinement epochs from a flat object", "flat_refined")):
+        m = comparison[key]
+        row = comparison_row(text, label)
+        assert row == pytest.approx((m["amplitude_ssim"], m["phase_ssim"], m["amplitude_psnr"],
+                                     m["phase_psnr"]), abs=5e-3), label
+    assert "![refined phase](refined_phase_vs_truth.png)" in text
+    assert re.search(r"^\| refine \| [\d.]+ \|", text, re.M)  # its time is reported
+    with np.load(out / "refined" / "reconstruction.npz") as data:
+        deviance = data["deviance"]
+        assert data["probe"].shape == (1, 64, 64)
+    assert deviance.shape == (epochs,) and deviance[-1] < deviance[0]
+    assert "network's reconstruction" in (out / "refined" / "report.md").read_text()
+
+
+def metrics(amp, phase):
+    return {"amplitude_ssim": amp, "phase_ssim": phase, "amplitude_psnr": 20 + amp,
+            "phase_psnr": 21 + phase, "amplitude_frc_half_bit": 0.1, "phase_frc_half_bit": 0.1}
+
+
+TIMINGS = {"simulate_s": 1.0, "train_s": 200.0, "reconstruct_s": 2.5, "refine_s": 1.25,
+           "refine_flat_s": 1.5, "total_s": 210.0}
+
+
+def test_summary_and_report_state_both_results_with_their_times():
+    comparison = {"network": metrics(0.811, 0.822), "network_refined": metrics(0.951, 0.962),
+                  "flat_refined": metrics(0.931, 0.912)}
+    lines = summary(comparison, TIMINGS, 10).splitlines()
+    assert len(lines) == 3
+    assert "network alone" in lines[0] and "0.811" in lines[0] and "0.822" in lines[0]
+    assert "200 s training" in lines[0] and "2.50 s reconstruction" in lines[0]
+    assert "network + 10 refinement epochs" in lines[1] and "0.962" in lines[1]
+    assert "1.25 s refinement" in lines[1] and "PSNR 21.0 dB" in lines[1]
+    assert "from a flat object" in lines[2] and "1.50 s" in lines[2]
+    history = [{"epoch": 1, "train_loss": 1.0, "learning_rate": 1e-3, "seconds": 2.0}]
+    text = _report(QUICK, history, comparison["network"], TIMINGS, {
+        "npz": out_path("reconstruction.npz"), "amplitude": out_path("amplitude.png"),
+        "phase": out_path("phase.png")}, comparison)
+    assert comparison_row(text, "network alone") == pytest.approx((0.811, 0.822, 20.811, 21.822),
+                                                           abs=5e-3)
+    assert comparison_row(text, f"network + {QUICK.refine_epochs} refinement epochs") == \
+        pytest.approx((0.951, 0.962, 20.951, 21.962), abs=5e-3)
+    assert "the network's object was the better start" in text
+
+
+def out_path(name):
+    from pathlib import Path
+    return Path("reconstruction") / name
+
+
+@pytest.mark.parametrize("network, refined, flat, words", [
+    (0.8, 0.95, 0.90, ["raised", "the network's object was the better start"]),
+    (0.8, 0.90, 0.95, ["raised", "did not help"]),
+    (0.8, 0.905, 0.90, ["raised", "ended level"]),
+    (0.9, 0.5, 0.5, ["lowered", "ended level"]),
+    (0.9, 0.905, 0.6, ["hardly changed", "better start"]),
+])
+def test_refinement_verdict_follows_the_numbers(network, refined, flat, words):
+    text = _refinement_verdict({"network": metrics(0, network),
+                                "network_refined": metrics(0, refined),
+                                "flat_refined": metrics(0, flat)})
+    for word in words:
+        assert word in text
+    assert f"{refined:.3f}" in text and f"{flat:.3f}" in text

@@ -7,8 +7,8 @@ from a trained network's reconstruction (``pinn reconstruct --refine E``). See d
 """
 
 from pinn.refine.model import Refiner
-from pinn.refine.network import NetworkRefinement, reconstruct_and_refine
+from pinn.refine.network import NetworkRefinement, reconstruct_and_refine, refine_from_network
 from pinn.refine.run import RefineConfig, RefineResult, refine_scan
 
 __all__ = ["NetworkRefinement", "RefineConfig", "RefineResult", "Refiner",
-           "reconstruct_and_refine", "refine_scan"]
+           "reconstruct_and_refine", "refine_from_network", "refine_scan"]

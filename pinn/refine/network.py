@@ -112,11 +112,28 @@ def reconstruct_and_refine(model: Archive, scan, epochs: int | None = None, *,
     start = time.perf_counter()
     network = reconstruct(model, scan, device=device, progress=verbose, **reconstruct_options)
     network_s = time.perf_counter() - start
-    if use_model_probe:
-        bare = model.model if isinstance(model, Archive) else model
-        scan = replace(scan, probe=model_probe(bare))
+    bare = model.model if isinstance(model, Archive) else model
     start = time.perf_counter()
-    refined = refine_scan(scan, config, out_dir, init_object=unit_amplitude(network),
-                          init_origin=network.origin_px, device=device, verbose=verbose)
+    refined = refine_from_network(network, scan, config, out_dir,
+                                  probe=model_probe(bare) if use_model_probe else None,
+                                  device=device, verbose=verbose)
     return NetworkRefinement(network=network, refined=refined, network_s=network_s,
                              refine_s=time.perf_counter() - start)
+
+
+def refine_from_network(network: Reconstruction, scan, config: RefineConfig = RefineConfig(),
+                        out_dir: str | Path | None = None, *, probe: torch.Tensor | None = None,
+                        device: str = "cpu", verbose: bool = False) -> RefineResult:
+    """Refine ``scan`` from a network's stitched reconstruction of it (already made).
+
+    Args:
+        network: the stitched :class:`~pinn.reconstruct.Reconstruction` (rescaled here by
+            :func:`unit_amplitude`).
+        scan, config, out_dir, device, verbose: as for :func:`refine_scan`.
+        probe: ``(N, N)`` or ``(K, N, N)`` complex start probe (e.g. :func:`model_probe`);
+            None keeps the scan's.
+    """
+    if probe is not None:
+        scan = replace(scan, probe=probe)
+    return refine_scan(scan, config, out_dir, init_object=unit_amplitude(network),
+                       init_origin=network.origin_px, device=device, verbose=verbose)
