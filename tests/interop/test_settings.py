@@ -1,4 +1,4 @@
-"""pinn's Ptychodus settings: three groups with pinn's defaults, read back from a
+"""pinn's Ptychodus settings: four groups with pinn's defaults, read back from a
 settings.ini, optional values unset at 0, and invalid values refused by name."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pinn.config import Config  # noqa: E402
 from pinn.errors import ConfigError  # noqa: E402
 from pinn.interop.ptychodus import PinnOptions, PinnSettings  # noqa: E402
 from pinn.interop.ptychodus.settings import GROUPS  # noqa: E402
+from pinn.refine import RefineConfig  # noqa: E402
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def registry():
     return SettingsRegistry()
 
 
-def test_three_groups_cover_every_configuration_field(registry):
+def test_four_groups_cover_every_configuration_field(registry):
     PinnSettings(registry)
     assert sorted(registry) == sorted(GROUPS.values())
     model = set(registry["PinnModel"].parameters())
@@ -32,10 +33,37 @@ def test_three_groups_cover_every_configuration_field(registry):
     assert {f.name for f in dataclasses.fields(Config().training)} <= training
     assert {"neighbors", "nphotons", "grouping_seed", "device", "bad_pixels"} <= training
     assert set(registry["PinnInference"].parameters()) == {"batch_size", "crop_px", "device"}
+    assert set(registry["PinnRefinement"].parameters()) == \
+        {f.name for f in dataclasses.fields(RefineConfig)}
 
 
 def test_defaults_are_pinns_defaults(registry):
     assert PinnSettings(registry).options() == PinnOptions()
+    assert PinnOptions().refine is None  # refinement is off unless epochs > 0
+    refine = registry["PinnRefinement"].parameters()
+    assert refine["epochs"].get_value() == 0
+    defaults = RefineConfig()
+    for f in dataclasses.fields(RefineConfig):
+        if f.name not in ("epochs", "probe_modes"):
+            assert refine[f.name].get_value() == getattr(defaults, f.name), f.name
+    assert refine["probe_modes"].get_value() == 0  # unset: as many as the start probe has
+
+
+def test_refinement_settings_from_a_file_and_back(tmp_path, registry):
+    settings = PinnSettings(registry)
+    ini = tmp_path / "settings.ini"
+    ini.write_text("[PinnRefinement]\nepochs = 4\nprobe_modes = 3\nrefine_positions = true\n"
+                   "probe_lr = 0.25\n")
+    registry.open_settings(ini)
+    expected = RefineConfig(epochs=4, probe_modes=3, refine_positions=True, probe_lr=0.25)
+    assert settings.options().refine == expected
+    registry.save_settings(tmp_path / "saved.ini")
+    other = SettingsRegistry()
+    reread = PinnSettings(other)
+    other.open_settings(tmp_path / "saved.ini")
+    assert reread.options().refine == expected
+    registry["PinnRefinement"].parameters()["epochs"].set_value(0)
+    assert settings.options().refine is None
 
 
 def test_a_settings_file_changes_the_options(tmp_path, registry):
@@ -71,9 +99,11 @@ def test_settings_round_trip_through_a_saved_file(tmp_path, registry):
     ("PinnTraining", "validation_fraction", 1.5, "validation_fraction"),
     ("PinnTraining", "bad_pixels", "median", "bad_pixels"),
     ("PinnTraining", "device", "gpu7", "device"),
+    ("PinnRefinement", "mode_power", 0.7, "mode_power"),
 ])
 def test_invalid_values_are_refused_by_name(registry, group, name, value, match):
     settings = PinnSettings(registry)
     registry[group].parameters()[name].set_value(value)
+    registry["PinnRefinement"].parameters()["epochs"].set_value(2)  # refinement settings count
     with pytest.raises(ConfigError, match=match):
         settings.options()

@@ -3,7 +3,8 @@
 Needs Ptychodus (``pip install "pinn[ptychodus]"``). ``pinn-ptychodus`` starts Ptychodus with
 the ``PINN`` library installed (:mod:`.launcher`); select ``pinn_ptychopinn`` as the algorithm.
 :class:`PinnReconstructor` implements Ptychodus' ``TrainableReconstructor`` (:mod:`.reconstructor`);
-:mod:`.convert`, :mod:`.counts` and :mod:`.geometry` convert data between the two.
+:mod:`.convert`, :mod:`.counts` and :mod:`.geometry` convert data between the two;
+:mod:`.refinement` refines a reconstruction and returns its object, probe modes and positions.
 """
 
 try:
@@ -25,6 +26,7 @@ from pinn.interop.ptychodus.geometry import ObjectFrame, positions_from_pinn, po
 from pinn.interop.ptychodus.launcher import install
 from pinn.interop.ptychodus.library import ALGORITHM, PinnLibrary
 from pinn.interop.ptychodus.reconstructor import PinnReconstructor
+from pinn.interop.ptychodus.refinement import product_from_refinement
 from pinn.interop.ptychodus.settings import PinnOptions, PinnSettings
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "positions_from_pinn",
     "positions_to_pinn",
     "product_from_reconstruction",
+    "product_from_refinement",
     "product_from_scan",
     "read_input_folder",
     "scan_from_input",

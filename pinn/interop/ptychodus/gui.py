@@ -2,8 +2,9 @@
 
 Ptychodus shows, under the algorithm selector, a panel made by the view-controller factory
 whose name matches the library; without one it shows a placeholder. This factory lays out the
-``PinnModel``, ``PinnTraining`` and ``PinnInference`` parameters with Ptychodus' own widgets: a
-check box per flag, a choice list where pinn accepts only some values, a text field otherwise.
+``PinnModel``, ``PinnTraining``, ``PinnInference`` and ``PinnRefinement`` parameters with
+Ptychodus' own widgets: a check box per flag, a choice list where pinn accepts only some
+values, a text field otherwise.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ __all__ = ["PinnViewControllerFactory"]
 
 _CHOICES = {"amp_activation": AMP_ACTIVATIONS, "precision": PRECISIONS,
             "bad_pixels": BAD_PIXEL_FILLS}
-_TITLES = {"model": "Model", "training": "Training", "inference": "Inference"}
+_TITLES = {"model": "Model", "training": "Training", "inference": "Inference",
+           "refine": "Refinement"}
 
 
 class PinnViewControllerFactory(ReconstructorViewControllerFactory):

@@ -1,4 +1,4 @@
-"""pinn's settings in Ptychodus: three groups, read into one picklable :class:`PinnOptions`.
+"""pinn's settings in Ptychodus: four groups, read into one picklable :class:`PinnOptions`.
 
 Ptychodus keeps settings as named, typed parameters in groups of its ``SettingsRegistry``
 (saved to and read from ``settings.ini``). pinn registers
@@ -8,11 +8,15 @@ Ptychodus keeps settings as named, typed parameters in groups of its ``SettingsR
 - ``PinnTraining``: every :class:`pinn.config.TrainingConfig` field, the grouping and dose
   fields of :class:`pinn.config.DataConfig` (``neighbors``, ``nphotons``, ``grouping_seed``),
   ``device`` and ``bad_pixels``;
-- ``PinnInference``: ``batch_size``, ``crop_px``, ``device``.
+- ``PinnInference``: ``batch_size``, ``crop_px``, ``device``;
+- ``PinnRefinement``: every :class:`pinn.refine.RefineConfig` field, the refinement that
+  follows a reconstruction (object, probe modes, optionally positions fitted to the counts);
+  ``epochs`` 0 (the default) turns it off.
 
 Parameter names are the configuration field names, so a ``settings.ini`` reads like pinn's
 ``config.json``. An optional number (``nphotons``, ``grad_clip_norm``, ``crop_px``) is unset
-when 0. Values are validated when read (:meth:`PinnSettings.options`), with pinn's messages.
+when 0 (``probe_modes`` 0: as many modes as the start probe has). Values are validated when
+read (:meth:`PinnSettings.options`), with pinn's messages.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from pinn.config import Config, DataConfig, ModelConfig, TrainingConfig, section
 from pinn.engine.distributed import resolve_device
 from pinn.errors import ConfigError
 from pinn.interop.ptychodus.counts import BAD_PIXEL_FILLS
+from pinn.refine import RefineConfig
 
 __all__ = ["GROUPS", "PinnOptions", "PinnSettings"]
 
 #: Ptychodus settings group names, by role.
-GROUPS = {"model": "PinnModel", "training": "PinnTraining", "inference": "PinnInference"}
+GROUPS = {"model": "PinnModel", "training": "PinnTraining", "inference": "PinnInference",
+          "refine": "PinnRefinement"}
 _DATA_FIELDS = ("neighbors", "nphotons", "grouping_seed")
 
 
@@ -49,6 +55,7 @@ class PinnOptions:
         bad_pixels: ``"neighbors"`` or ``"zero"``
             (:func:`pinn.interop.ptychodus.counts.counts_to_amplitude`).
         verbose: print training progress on stderr.
+        refine: refine each reconstruction with these settings (None: no refinement).
     """
 
     config: Config = field(default_factory=Config)
@@ -58,6 +65,7 @@ class PinnOptions:
     crop_px: int | None = None
     bad_pixels: str = "neighbors"
     verbose: bool = True
+    refine: RefineConfig | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, Config):
@@ -73,11 +81,14 @@ class PinnOptions:
         if self.bad_pixels not in BAD_PIXEL_FILLS:
             raise ConfigError(f"bad_pixels is {self.bad_pixels!r}; use one of "
                               f"{BAD_PIXEL_FILLS}")
+        if self.refine is not None and not isinstance(self.refine, RefineConfig):
+            raise ConfigError(f"refine must be a pinn RefineConfig or None, got "
+                              f"{type(self.refine).__name__}")
 
 
 class PinnSettings(Observable, Observer):
-    """The ``PinnModel``, ``PinnTraining`` and ``PinnInference`` groups of a Ptychodus
-    settings registry, with pinn's defaults.
+    """The ``PinnModel``, ``PinnTraining``, ``PinnInference`` and ``PinnRefinement`` groups of
+    a Ptychodus settings registry, with pinn's defaults.
 
     Raises:
         ValueError: (from Ptychodus) the groups already exist in ``registry``.
@@ -99,10 +110,13 @@ class PinnSettings(Observable, Observer):
         self.infer_batch_size = inference.create_integer_parameter("batch_size", 64, minimum=1)
         self.crop_px = inference.create_integer_parameter("crop_px", 0, minimum=0)
         self.infer_device = inference.create_string_parameter("device", "cpu")
+        refine = self._groups["refine"]
+        self.refine_epochs = refine.create_integer_parameter("epochs", 0, minimum=0)
+        self.refine = _add_fields(refine, RefineConfig(), skip=("epochs",))
 
     def groups(self) -> dict[str, typing.Any]:
-        """The three Ptychodus ``ParameterGroup`` objects, by role (``"model"``,
-        ``"training"``, ``"inference"``)."""
+        """The four Ptychodus ``ParameterGroup`` objects, by role (``"model"``,
+        ``"training"``, ``"inference"``, ``"refine"``)."""
         return dict(self._groups)
 
     def options(self) -> PinnOptions:
@@ -118,10 +132,14 @@ class PinnSettings(Observable, Observer):
                                               ("training", TrainingConfig),
                                               ("data", DataConfig))})
         crop = self.crop_px.get_value()
+        epochs = self.refine_epochs.get_value()
+        refine = (section_from_dict(RefineConfig, {"epochs": epochs, **_values(self.refine)},
+                                    GROUPS["refine"]) if epochs else None)
         return PinnOptions(config=config, train_device=self.train_device.get_value().strip(),
                            infer_device=self.infer_device.get_value().strip(),
                            infer_batch_size=self.infer_batch_size.get_value(),
-                           crop_px=crop or None, bad_pixels=self.bad_pixels.get_value().strip())
+                           crop_px=crop or None, bad_pixels=self.bad_pixels.get_value().strip(),
+                           refine=refine)
 
     def _update(self, observable: Observable) -> None:
         if observable in self._groups.values():
@@ -141,7 +159,7 @@ def _add_fields(group, defaults, *, skip=(), only=None) -> dict[str, typing.Any]
         if kind is bool:
             parameter = group.create_boolean_parameter(f.name, value)
         elif kind is int:
-            parameter = group.create_integer_parameter(f.name, value)
+            parameter = group.create_integer_parameter(f.name, 0 if value is None else value)
         elif kind is float:
             parameter = group.create_real_parameter(f.name, 0.0 if value is None else value)
         elif kind is str:

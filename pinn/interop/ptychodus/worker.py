@@ -120,7 +120,9 @@ def train_archive(input_path: Path, run_dir: Path, archive_path: Path,
 def reconstruct_product(archive: Archive | str | os.PathLike, inp: ReconstructInput,
                         options: PinnOptions) -> Product:
     """Reconstruct the scan of ``inp`` with a loaded archive (or the archive at that path) and
-    return the input product with the stitched object (:func:`product_from_reconstruction`).
+    return the input product with the stitched object (:func:`product_from_reconstruction`),
+    or, when ``options.refine`` is set, with the refined object, probe modes and positions
+    (:func:`pinn.interop.ptychodus.refinement.refine_product`).
     Groups are formed with the archive's own ``neighbors`` and ``grouping_seed``, as
     ``pinn reconstruct`` and :func:`pinn.reconstruct.reconstruct` do. A model trained with
     ``probe_trainable`` returns its trained probe, in the input probe's units
@@ -140,6 +142,11 @@ def reconstruct_product(archive: Archive | str | os.PathLike, inp: ReconstructIn
                         "in Ptychodus or train a model on this size")
     result = reconstruct(archive, scan, batch_size=options.infer_batch_size,
                          crop_px=options.crop_px, device=options.infer_device, progress=False)
+    if options.refine is not None:
+        from pinn.interop.ptychodus.refinement import refine_product
+
+        return refine_product(archive, scan, result, inp.product, options.refine,
+                              device=options.infer_device)
     probe = None
     if archive.config.model.probe_trainable:
         probe = probe_to_product_units(archive.model.probe, inp.product,
