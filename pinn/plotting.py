@@ -126,8 +126,10 @@ def figure(image: np.ndarray, mask: np.ndarray | None = None, title: str = "",
     return out
 
 
-#: Line colours of :func:`plot_curves`, one per curve in turn (blue, orange, green, red).
-CURVE_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
+#: Line colours of :func:`plot_curves`, one per curve in turn (blue, orange, green, red,
+#: purple, brown, pink, grey).
+CURVE_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+                 (140, 86, 75), (227, 119, 194), (127, 127, 127))
 
 
 def plot_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "",

@@ -192,6 +192,14 @@ def test_each_curve_has_its_colour_and_a_gap_where_values_are_missing():
     assert len(np.unique(first_cols)) > len(present)
 
 
+def test_eight_curves_get_eight_distinct_colours():
+    """The time-to-quality benchmark draws six curves (3 generators x 2 outputs) per plot."""
+    assert len(set(CURVE_COLOURS)) == len(CURVE_COLOURS) == 8
+    x = np.arange(10.0)
+    image = plot_curves({str(k): (x, x + 20 * k) for k in range(8)})
+    assert all(drawn(image, colour)[0].size > 50 for colour in CURVE_COLOURS)
+
+
 def test_log_axis_makes_a_geometric_series_straight():
     x = np.arange(5.0)
     image = plot_curves({"a": (x, 10.0 ** x)}, log_y=True)
@@ -213,8 +221,8 @@ def test_a_lone_point_is_a_dot_and_labels_are_drawn():
 
 
 @pytest.mark.parametrize("curves, match", [
-    ({}, "1 to 4 curves"),
-    ({str(k): ([0], [0]) for k in range(5)}, "1 to 4 curves"),
+    ({}, "1 to 8 curves"),
+    ({str(k): ([0], [0]) for k in range(9)}, "1 to 8 curves"),
     ({"a": ([0, 1], [0])}, "x has 2 points, y 1"),
     ({"a": ([0, 1], [np.nan, np.inf])}, "no finite point"),
 ])

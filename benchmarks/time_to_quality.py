@@ -1,0 +1,208 @@
+"""Time to quality: reconstruction SSIM against training wall-clock for every generator.
+
+For each object family (``lines`` at the reference's scale, ``grf``, ``siemens``) a scan is
+simulated with the geometry of ``quality_lines.py`` (N = 64, gridsize 2, a dense 26 x 26
+raster of 676 patterns over a 192 x 192 object, 0.5 px jitter, 1e9 photons per pattern,
+pinn's default probe). Each case (a generator and an output parameterisation) is trained
+from the same seed with the engine ``pinn train`` uses, for a budget of training time;
+after every epoch the whole scan is reconstructed and stitched (probe-weighted) and its
+amplitude and phase SSIM against the ground truth are recorded (``pinn.evaluate``, after
+subpixel registration, over the well-covered region). The evaluation's own time is not
+counted as training time.
+
+Time is measured two ways: wall-clock seconds, and *compute seconds*, the process's CPU time
+divided by its thread count (``time.process_time() / torch.get_num_threads()``). On a quiet
+machine whose threads are all busy the two agree; on a shared machine (other processes
+taking cores) the wall clock of a case depends on what else ran at the time, while its
+compute seconds do not, so budgets, thresholds and plots use compute seconds and the wall
+clock is recorded beside them.
+
+Per case: the SSIM curve, the training compute seconds to reach amplitude SSIM 0.5 / 0.8 / 0.9 (None
+when not reached), the best SSIMs, parameters, the median training-step time and the peak
+resident memory. Writes one JSON record per case to ``results/time_to_quality.jsonl`` and
+one PNG of the amplitude SSIM curves per object to ``results/time_to_quality/``.
+
+    python benchmarks/time_to_quality.py --budget-s 120
+    python benchmarks/time_to_quality.py --objects lines --generators unet --outputs real_imag \\
+        --batch-size 8 --lr 2e-3 --budget-s 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import RESULTS, Recorder, device_from, peak_memory_bytes, reset_peak_memory
+
+from pinn.config import ModelConfig, TrainingConfig
+from pinn.data import GroupDataset, group_positions, simulate
+from pinn.engine import seed_everything, train
+from pinn.evaluate import evaluate
+from pinn.model import PtychoLoss, build_model
+from pinn.plotting import encode_png, plot_curves
+from pinn.reconstruct import reconstruct
+
+THRESHOLDS = (0.5, 0.8, 0.9)
+
+
+class BudgetReached(Exception):
+    """Raised from the per-epoch hook to end a case at its time budget."""
+
+
+class Subset:
+    """Some items of a dataset, keeping its batched ``get_batch``."""
+
+    def __init__(self, dataset: GroupDataset, indices: torch.Tensor) -> None:
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def get_batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.dataset.get_batch(self.indices[indices])
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", nargs="+", default=["lines", "grf", "siemens"])
+    parser.add_argument("--generators", nargs="+", default=["cnn", "unet", "fno"])
+    parser.add_argument("--outputs", nargs="+", default=["amp_phase", "real_imag"])
+    parser.add_argument("--budget-s", type=float, default=120.0,
+                        help="training compute seconds per case (evaluation not counted)")
+    parser.add_argument("--n-scans", type=int, default=676)
+    parser.add_argument("--object-size", type=int, default=192)
+    parser.add_argument("--photons", type=float, default=1e9)
+    parser.add_argument("--gridsize", type=int, default=2)
+    parser.add_argument("--n-filters-scale", type=int, default=2, help="the CNN's width")
+    parser.add_argument("--width", type=int, default=32, help="the U-Net's and FNO's width")
+    parser.add_argument("--fno-modes", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--min-lr", type=float, default=1e-4)
+    parser.add_argument("--plateau-patience", type=int, default=2)
+    parser.add_argument("--early-stopping-patience", type=int, default=3)
+    parser.add_argument("--precision", choices=["off", "bf16"], default="off")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tag", default="", help="a label added to every case name")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--json", default=None)
+    return parser.parse_args()
+
+
+def make_scan(kind: str, args: argparse.Namespace):
+    return simulate(kind, n_scans=args.n_scans, size=64, photons=args.photons, seed=args.seed,
+                    scan="raster", object_size=args.object_size, jitter_px=0.5)
+
+
+def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budget_s: float,
+             device: torch.device) -> dict:
+    """Train one case for ``budget_s`` training seconds; the SSIM after every epoch."""
+    groups = group_positions(scan.positions, model_config.gridsize, neighbors=4, seed=0)
+    dataset = GroupDataset(scan, groups)
+    n_val = int(len(dataset) * train_config.validation_fraction)
+    train_set = Subset(dataset, torch.arange(len(dataset) - n_val))
+    val_set = Subset(dataset, torch.arange(len(dataset) - n_val, len(dataset)))
+    seed_everything(train_config.seed, train_config.deterministic)
+    model = build_model(model_config, probe=scan.probe, intensity_scale=dataset.intensity_scale)
+    params = sum(p.numel() for p in model.parameters())
+    curve: list[dict] = []
+    threads = torch.get_num_threads()
+    clock = {"wall": time.perf_counter(), "cpu": time.process_time(), "eval_wall": 0.0,
+             "eval_cpu": 0.0}
+
+    def after_epoch(m) -> dict:
+        wall_s = time.perf_counter() - clock["wall"] - clock["eval_wall"]
+        train_s = (time.process_time() - clock["cpu"] - clock["eval_cpu"]) / threads
+        wall_tick, cpu_tick = time.perf_counter(), time.process_time()
+        result = reconstruct(m, scan, progress=False, device=device, neighbors=4, seed=0)
+        metrics = evaluate(result, scan.object)
+        curve.append({"train_s": train_s, "wall_s": wall_s,
+                      "amplitude_ssim": metrics["amplitude_ssim"],
+                      "phase_ssim": metrics["phase_ssim"]})
+        clock["eval_wall"] += time.perf_counter() - wall_tick
+        clock["eval_cpu"] += time.process_time() - cpu_tick
+        if train_s >= budget_s:
+            raise BudgetReached
+        return {}
+
+    reset_peak_memory(device)
+    try:
+        train(model, PtychoLoss(), train_set, val_set, train_config, device=device,
+              preview=after_epoch, items_per_sample=model_config.channels, verbose=False)
+    except BudgetReached:
+        pass
+    steps_per_epoch = math.ceil(len(train_set) / train_config.batch_size)
+    epoch_s = [point["train_s"] - previous["train_s"]
+               for previous, point in zip([{"train_s": 0.0}] + curve, curve)]
+    best_amp = max(point["amplitude_ssim"] for point in curve)
+    best_phase = max(point["phase_ssim"] for point in curve)
+    reached = {f"time_to_{t}_s": next((p["train_s"] for p in curve
+                                       if p["amplitude_ssim"] >= t), None) for t in THRESHOLDS}
+    return {
+        "parameters": params,
+        "epochs": len(curve),
+        "step_ms": 1000 * statistics.median(epoch_s) / steps_per_epoch,  # compute ms
+        "peak_memory_mb": peak_memory_bytes(device) / 2**20,
+        "final_amplitude_ssim": curve[-1]["amplitude_ssim"],
+        "final_phase_ssim": curve[-1]["phase_ssim"],
+        "best_amplitude_ssim": best_amp,
+        "best_phase_ssim": best_phase,
+        "train_s": curve[-1]["train_s"],
+        "wall_s": curve[-1]["wall_s"],
+        **reached,
+        "curve": curve,
+    }
+
+
+def save_plot(path: Path, title: str, curves: dict[str, list[dict]], key: str) -> None:
+    image = plot_curves({name: (np.array([p["train_s"] for p in c]),
+                                np.array([p[key] for p in c])) for name, c in curves.items()},
+                        title=title, xlabel="training compute seconds", size=(360, 640))
+    path.write_bytes(encode_png(image))
+
+
+def main() -> None:
+    args = parse_args()
+    device = device_from(args.device)
+    out = args.out or RESULTS / "time_to_quality"
+    out.mkdir(parents=True, exist_ok=True)
+    rec = Recorder("time_to_quality", device, args.json)
+    train_config = TrainingConfig(
+        epochs=100_000, batch_size=args.batch_size, learning_rate=args.lr,
+        min_learning_rate=min(args.min_lr, args.lr), plateau_patience=args.plateau_patience,
+        early_stopping_patience=args.early_stopping_patience, precision=args.precision,
+        seed=args.seed, log_images=True)
+    for kind in args.objects:
+        scan = make_scan(kind, args)
+        curves: dict[str, list[dict]] = {}
+        for generator in args.generators:
+            for output in args.outputs:
+                model_config = ModelConfig(size_px=64, gridsize=args.gridsize,
+                                           generator=generator, output=output,
+                                           n_filters_scale=args.n_filters_scale,
+                                           width=args.width, fno_modes=args.fno_modes)
+                figures = run_case(scan, model_config, train_config, args.budget_s, device)
+                name = f"{generator} {output}"
+                curves[name] = figures["curve"]
+                settings = {k: v for k, v in vars(args).items() if k not in ("out", "json")}
+                rec.record(f"{kind} {name}{' ' + args.tag if args.tag else ''}",
+                           {**settings, "object": kind, "generator": generator,
+                            "output": output,
+                            "training": asdict(train_config)},
+                           figures)
+        suffix = f"_{args.tag}" if args.tag else ""
+        save_plot(out / f"{kind}{suffix}_amplitude.png",
+                  f"{kind}: amplitude ssim", curves, "amplitude_ssim")
+        save_plot(out / f"{kind}{suffix}_phase.png", f"{kind}: phase ssim", curves, "phase_ssim")
+
+
+if __name__ == "__main__":
+    torch.set_flush_denormal(True)
+    main()
