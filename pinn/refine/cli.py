@@ -38,13 +38,15 @@ def read_start(path: Path) -> tuple[torch.Tensor, tuple[int, int]]:
 
 
 def model_start(model_path: Path, scan, device: str) -> tuple[torch.Tensor, tuple[int, int]]:
-    """A trained model's stitched reconstruction of ``scan`` as the refinement's start."""
+    """A trained model's stitched reconstruction of ``scan`` as the refinement's start, at unit
+    mean amplitude as ``pinn reconstruct --refine`` starts (:func:`unit_amplitude`)."""
     from pinn.archive import load_archive
     from pinn.reconstruct import reconstruct
+    from pinn.refine.network import unit_amplitude
 
     archive = load_archive(model_path, device=device)
     result = reconstruct(archive, scan, device=device, progress=False)
-    return result.object, result.origin_px
+    return unit_amplitude(result), result.origin_px
 
 
 def refine_command(args: argparse.Namespace, scan) -> tuple[dict[str, Path], RefineResult]:

@@ -172,3 +172,19 @@ def test_unit_amplitude_and_as_reconstruction(archive_path, scan):
     assert result.n_positions == scan.n_scans
     metrics = evaluate(result, scan.object)
     assert np.isfinite(metrics["phase_ssim"]) and metrics["n_pixels"] > 100
+
+
+def test_pinn_refine_model_starts_like_reconstruct_refine(archive_path, scan_path, scan,
+                                                          tmp_path, capsys):
+    """``pinn refine --model`` starts from the same rescaled network object."""
+    from pinn.refine.cli import model_start
+
+    start, origin = model_start(archive_path, scan, "cpu")
+    network = reconstruct(load_archive(archive_path), scan, progress=False)
+    assert origin == network.origin_px
+    torch.testing.assert_close(start, unit_amplitude(network))
+    assert float(start.abs()[network.covered()].mean()) == pytest.approx(1.0, rel=1e-5)
+    status, _, err = run_main(["refine", scan_path, "--out", tmp_path / "r", "--model",
+                               archive_path, "--epochs", "1", "--quiet"], capsys)
+    assert status == 0, err
+    assert (tmp_path / "r" / "reconstruction.npz").is_file()
