@@ -89,7 +89,8 @@ def main() -> None:
     rec = Recorder("real_siemens", device, args.json)
 
     solver = dict(np.load(SOLVER))
-    full = load_scan(MEASURED, probe_path=SOLVER)  # the solver's dominant probe mode
+    full = load_scan(MEASURED, probe_path=SOLVER)
+    full = dataclasses.replace(full, probe=full.dominant_probe)  # the solver's dominant mode
     full = dataclasses.replace(full, object=solver_object_in_pinn_frame(full, solver))
     scan = crop_scan(full, args.crop) if args.crop != full.N else full
 

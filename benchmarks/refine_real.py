@@ -88,6 +88,8 @@ def main() -> None:
 
     solver = dict(np.load(SOLVER))
     scan = load_scan(MEASURED, probe_path=SOLVER if args.start == "solver-mode" else None)
+    # the solver's dominant mode alone (its file holds all four; the target gives one)
+    scan = dataclasses.replace(scan, probe=scan.dominant_probe)
     truth = solver_object_in_pinn_frame(scan, solver).numpy()
     settings = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
                                   "learning_rate": args.lr, "probe_lr": args.probe_lr}.items()
