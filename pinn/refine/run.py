@@ -36,7 +36,7 @@ class RefineConfig:
         seed: data order and every other draw.
     """
 
-    epochs: int = 15
+    epochs: int = 10
     batch_size: int = 32
     learning_rate: float = 0.05
     min_lr_fraction: float = 0.02
