@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pinn.model.output import activate, centre_window, mask_outside_centre
+from pinn.model.output import activate, centre_window, init_head, mask_outside_centre
 
 #: Fourier layers of the generator.
 LAYERS = 4
@@ -79,11 +79,7 @@ class FNO(nn.Module):
         self.local = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(LAYERS))
         self.project = nn.Conv2d(width, 2 * width, 1)
         self.head = nn.Conv2d(2 * width, 2 * out_channels, 1)
-        with torch.no_grad():
-            self.head.weight.mul_(0.1)
-            if output == "real_imag":  # start near a clear object: real part 0.5, imaginary 0
-                self.head.bias.zero_()
-                self.head.bias[:out_channels] = 0.5
+        init_head(self.head, output, out_channels)
         self.register_buffer("centre_mask", centre_window(size_px) if centre_only else None,
                              persistent=False)
 

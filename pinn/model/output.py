@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 OUTPUTS = ("amp_phase", "real_imag")
@@ -48,6 +49,17 @@ def to_complex(first: torch.Tensor, second: torch.Tensor, output: str) -> torch.
     if output == "real_imag":
         return torch.complex(first, second)
     return torch.complex(first * torch.cos(second), first * torch.sin(second))
+
+
+def init_head(head: nn.Conv2d, output: str, out_channels: int) -> None:
+    """Start a generator's output head (``2 * out_channels`` maps) small: its weights scaled by
+    0.1, and for ``"real_imag"`` its bias set to start near a clear object (real part 0.5,
+    imaginary part 0)."""
+    with torch.no_grad():
+        head.weight.mul_(0.1)
+        if output == "real_imag":
+            head.bias.zero_()
+            head.bias[:out_channels] = 0.5
 
 
 def centre_window(size_px: int) -> torch.Tensor:

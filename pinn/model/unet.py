@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pinn.model.output import activate, centre_window, mask_outside_centre
+from pinn.model.output import activate, centre_window, init_head, mask_outside_centre
 
 #: The U-Net halves the resolution down to this side.
 BOTTLENECK_PX = 8
@@ -77,11 +77,7 @@ class UNet(nn.Module):
                                 for a, b in zip(widths[:-1], widths[1:]))
         self.decoder = nn.ModuleList(ResidualBlock(w) for w in widths[:-1])
         self.head = nn.Conv2d(widths[0], 2 * out_channels, 3, padding=1)
-        with torch.no_grad():
-            self.head.weight.mul_(0.1)
-            if output == "real_imag":  # start near a clear object: real part 0.5, imaginary 0
-                self.head.bias.zero_()
-                self.head.bias[:out_channels] = 0.5
+        init_head(self.head, output, out_channels)
         self.register_buffer("centre_mask", centre_window(size_px) if centre_only else None,
                              persistent=False)
 
