@@ -1,8 +1,9 @@
 """Model archives: ``config.json`` + ``model.safetensors``, as a directory or one ``.zip``.
 
 ``config.json`` holds the schema version, the full configuration, the intensity scale, probe
-metadata, training provenance and the sha256 of the weights file. ``model.safetensors`` holds
-every weight and buffer, the probe included. Loading never unpickles anything: safetensors is a
+metadata (shape, number of incoherent modes and each mode's share of the power), training
+provenance and the sha256 of the weights file. ``model.safetensors`` holds every weight and
+buffer, the probe included (all its modes). Loading never unpickles anything: safetensors is a
 JSON header plus raw little-endian arrays, and the configuration is JSON. It checks the schema
 version and the checksum, rebuilds the model from the configuration and loads the weights
 strictly. Writes are atomic: a crash leaves the previous archive intact.
@@ -36,8 +37,8 @@ from pinn.engine.distributed import resolve_device
 from pinn.errors import ArchiveError, ConfigError
 from pinn.model import PtychoPINN, build_model
 
-__all__ = ["Archive", "describe", "load_archive", "locate_archive", "read_manifest",
-           "save_archive"]
+__all__ = ["Archive", "describe", "load_archive", "locate_archive", "power_fractions",
+           "read_manifest", "save_archive"]
 
 FORMAT = ARCHIVE_FORMAT
 SCHEMA_VERSION = 1
@@ -60,6 +61,14 @@ class Archive:
 def _weights_bytes(model: PtychoPINN) -> bytes:
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     return save_safetensors(tensors, metadata={"format": FORMAT})
+
+
+def power_fractions(model: PtychoPINN) -> list[float]:
+    """Each probe mode's share of the total probe power, ``sum |mode|**2 / total`` (K floats,
+    ``[1.0]`` for a single probe)."""
+    powers = model.probe_modes.detach().to("cpu", torch.complex128).abs().square().sum(
+        dim=(-2, -1))
+    return [float(p) for p in powers / powers.sum()]
 
 
 def save_archive(model: PtychoPINN, path: str | os.PathLike, *, config: Config | None = None,
@@ -91,7 +100,11 @@ def save_archive(model: PtychoPINN, path: str | os.PathLike, *, config: Config |
         "probe": {
             "shape": list(model.probe.shape),
             "dtype": "complex64",
-            "stored_as": "probe_real (N, N, 2) float32 in model.safetensors",
+            "stored_as": ("probe_real (N, N, 2) float32 in model.safetensors"
+                          if model.probe.dim() == 2 else
+                          "probe_real (K, N, N, 2) float32 in model.safetensors"),
+            "modes": int(model.probe_modes.shape[0]),
+            "power_fraction": power_fractions(model),
             "normalized_with_probe_scale": model_config.probe_scale,
             "trainable": model_config.probe_trainable,
         },
@@ -304,6 +317,22 @@ def _describe_generator(model: ModelConfig) -> str:
     return f"{model.generator} ({size}), output {model.output}"
 
 
+def _describe_probe(archive: Archive) -> str:
+    """Shape, modes and their power fractions (as the manifest records them; archives from
+    before probe modes have one), fixed or trained."""
+    model = archive.model
+    stored = archive.manifest.get("probe")
+    fractions = stored.get("power_fraction") if isinstance(stored, dict) else None
+    if not isinstance(fractions, list):
+        fractions = power_fractions(model)
+    k = int(model.probe_modes.shape[0])
+    modes = f"{k} mode{'s' if k > 1 else ''}"
+    if k > 1:
+        modes += f" (power {' / '.join(f'{100 * float(f):.1f}' for f in fractions)} %)"
+    state = "trained" if archive.config.model.probe_trainable else "fixed"
+    return f"{list(model.probe.shape)} complex64, {modes}, {state}"
+
+
 def describe(path: str | os.PathLike) -> str:
     """A human-readable summary of an archive (what ``pinn info`` prints)."""
     path = locate_archive(path)
@@ -321,8 +350,7 @@ def describe(path: str | os.PathLike) -> str:
         ("generator", _describe_generator(model)),
         ("parameters", f"{params:,}"),
         ("intensity scale", f"{manifest['intensity_scale']:.6g}"),
-        ("probe", f"{list(archive.model.probe.shape)} complex64, "
-                  f"{'trained' if model.probe_trainable else 'fixed'}"),
+        ("probe", _describe_probe(archive)),
         ("amp activation", f"{model.amp_activation}; object_big {model.object_big}; "
                            f"probe_big {model.probe_big}; probe_mask {model.probe_mask}"),
         ("weights sha256", manifest["weights_sha256"]),

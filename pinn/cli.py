@@ -79,7 +79,8 @@ def _training_config(args: argparse.Namespace):
     for key, value in (("size_px", args.size), ("gridsize", args.gridsize),
                        ("generator", args.generator), ("output", args.output),
                        ("width", args.width), ("n_filters_scale", args.n_filters_scale),
-                       ("probe_trainable", args.probe_trainable or None)):
+                       ("probe_trainable", args.probe_trainable or None),
+                       ("probe_modes", args.probe_modes)):
         if value is not None:
             model[key] = value
     for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size),
@@ -101,10 +102,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     scan = _read_scan(args)
     config = _training_config(args)
-    if args.size is None and scan.N != config.model.size_px:
-        from dataclasses import replace
+    from dataclasses import replace
 
+    if args.size is None and scan.N != config.model.size_px:
         config = replace(config, model=replace(config.model, size_px=scan.N))
+    modes = 1 if scan.probe.dim() == 2 else scan.probe.shape[0]
+    if args.probe_modes is None and modes > config.model.probe_modes:
+        config = replace(config, model=replace(config.model, probe_modes=modes))
     result = train_scan(scan, config, args.out, resume=args.resume, device=args.device,
                         data_path=args.data, verbose=not args.quiet)
     if result.archive is not None:
@@ -288,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nphotons", type=float, default=None,
                    help="mean photons per pattern (default: measured for counts, 1e9 otherwise)")
     p.add_argument("--probe-trainable", action="store_true", help="refine the probe too")
+    p.add_argument("--probe-modes", type=int, default=None, metavar="K",
+                   help="incoherent probe modes; modes beyond the probe guess's are added as "
+                        "Hermite-like modes of it (default: 1, or as many as the guess has)")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (default: 0)")
     p.add_argument("--resume", action="store_true",
                    help="continue from RUN/checkpoints (same configuration and data)")

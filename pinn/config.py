@@ -29,7 +29,7 @@ from typing import Any
 
 from pinn.errors import ConfigError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SUPPORTED_SIZES = (64, 128, 256)
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
@@ -114,6 +114,11 @@ class ModelConfig:
             spacing.
         merge_eps: added to the merge coverage before dividing (the reference's 0.001).
         probe_trainable: refine the probe during training (a parameter, not a buffer).
+        probe_modes: number K of mutually incoherent probe modes; the predicted intensity is
+            the sum over modes. A probe guess with fewer modes gets Hermite-like modes of its
+            dominant one (``pinn.ops.add_probe_modes``); one with more keeps its K
+            strongest. 1 is the single coherent probe of the reference.
+        probe_mode_power: share of the total probe power given to each added mode.
         intensity_scale_trainable: train the intensity scale (a parameter, not a buffer).
     """
 
@@ -134,6 +139,8 @@ class ModelConfig:
     max_position_jitter_px: int = 10
     merge_eps: float = 0.001
     probe_trainable: bool = False
+    probe_modes: int = 1
+    probe_mode_power: float = 0.02
     intensity_scale_trainable: bool = False
 
     def __post_init__(self) -> None:
@@ -162,6 +169,11 @@ class ModelConfig:
                  "differ by an odd number of pixels; choose an even offset_px + "
                  "max_position_jitter_px")
         _require(self.merge_eps > 0, f"merge_eps is {self.merge_eps}; it must be > 0")
+        _require(self.probe_modes >= 1,
+                 f"probe_modes is {self.probe_modes}; use 1 or more probe modes")
+        _require(0 < self.probe_mode_power * self.probe_modes < 1,
+                 f"probe_mode_power is {self.probe_mode_power}; with {self.probe_modes} modes "
+                 f"use a share in (0, 1/{self.probe_modes})")
 
     @property
     def channels(self) -> int:
@@ -462,5 +474,8 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
         # schema 1 had only the reference CNN with amplitude / phase output
         raw["model"] = {"generator": "cnn", "output": "amp_phase", "width": 32,
                         "fno_modes": 16, **raw["model"]}
+    if version < 3 and isinstance(raw.get("model"), dict):
+        # schema 2 had a single coherent probe
+        raw["model"] = {"probe_modes": 1, "probe_mode_power": 0.02, **raw["model"]}
     raw["schema_version"] = SCHEMA_VERSION
     return raw

@@ -619,3 +619,46 @@ def test_errors_quoting_the_weights_header_stay_on_one_line(saved):
     with pytest.raises(ArchiveError, match="not a valid safetensors") as raised:
         load_archive(saved)
     assert "\n" not in str(raised.value)
+
+
+# ---------------------------------------------------------------------------- probe modes
+
+
+@pytest.mark.parametrize("name", ["model", "model.zip"])
+def test_probe_modes_and_their_power_fractions_round_trip(tmp_path, name):
+    original = make_model(probe_modes=3, probe_trainable=True)
+    path = save_archive(original, tmp_path / name)
+    loaded = load_archive(path)
+    assert loaded.config.model.probe_modes == 3
+    assert loaded.model.probe.shape == (3, 64, 64)
+    assert_same_state(original, loaded.model)  # all modes, bit for bit
+    probe = read_manifest(path)["probe"]
+    powers = original.probe.detach().abs().square().double().sum(dim=(-2, -1))
+    assert probe["modes"] == 3 and probe["shape"] == [3, 64, 64]
+    assert probe["power_fraction"] == pytest.approx((powers / powers.sum()).tolist(), rel=1e-6)
+    text = describe(path)
+    shares = " / ".join(f"{100 * f:.1f}" for f in probe["power_fraction"])
+    assert re.search(rf"^probe +\[3, 64, 64\] complex64, 3 modes \(power {shares} %\), "
+                     "trained$", text, re.M)
+
+
+def test_single_probe_archives_keep_their_tensors_and_say_one_mode(saved, model):
+    assert tensors_of(saved)["probe_real"].shape == (64, 64, 2)
+    probe = manifest_of(saved)["probe"]
+    assert probe["modes"] == 1 and probe["power_fraction"] == [1.0]
+    assert re.search(r"^probe +\[64, 64\] complex64, 1 mode, fixed$", describe(saved), re.M)
+
+
+def test_archives_from_before_probe_modes_load_unchanged(saved, model):
+    """Schema 2 had no probe_modes / probe_mode_power and its manifest no mode facts."""
+    manifest = manifest_of(saved)
+    manifest["config"]["schema_version"] = 2
+    for key in ("probe_modes", "probe_mode_power"):
+        del manifest["config"]["model"][key]
+    for key in ("modes", "power_fraction"):
+        del manifest["probe"][key]
+    rewrite(saved, manifest=manifest)
+    loaded = load_archive(saved)
+    assert loaded.config.model == model.config
+    assert_same_state(model, loaded.model)
+    assert re.search(r"^probe +\[64, 64\] complex64, 1 mode, fixed$", describe(saved), re.M)

@@ -131,6 +131,35 @@ def test_simulate_train_info_reconstruct_evaluate(workspace, capsys, tmp_path):
     assert -1 <= metrics["amplitude_ssim"] <= 1
 
 
+def test_train_with_probe_modes_and_info_shows_them(workspace, capsys, tmp_path):
+    run = tmp_path / "modes"
+    status, _, err = run_main(["train", workspace / "scan.npz", "--out", run, "--probe-modes",
+                               "3", *TINY], capsys)
+    assert status == 0 and err == ""
+    archive = load_archive(run)
+    assert archive.config.model.probe_modes == 3 and archive.model.probe.shape == (3, 64, 64)
+    status, out, _ = run_main(["info", run], capsys)
+    assert status == 0
+    assert re.search(r"^probe +\[3, 64, 64\] complex64, 3 modes \(power 96\.0 / 2\.0 / 2\.0 %\), "
+                     "fixed$", out, re.M)
+
+
+def test_train_takes_as_many_modes_as_the_probe_file_has(workspace, capsys, tmp_path):
+    from pinn.data import read_npz
+
+    modes = read_npz(workspace / "scan.npz").probe[None].repeat(2, 1, 1).numpy()
+    modes[1] *= 0.3j
+    np.savez(tmp_path / "modes.npz", probeGuess=modes)
+    status, _, err = run_main(["train", workspace / "scan.npz", "--out", tmp_path / "run",
+                               "--probe-file", tmp_path / "modes.npz", *TINY], capsys)
+    assert status == 0 and err == ""
+    assert load_archive(tmp_path / "run").model.probe.shape == (2, 64, 64)
+    status, _, err = run_main(["train", workspace / "scan.npz", "--out", tmp_path / "zero",
+                               "--probe-modes", "0", *TINY], capsys)
+    assert status == 2 and err.count("\n") == 1 and "probe_modes is 0" in err
+    assert not (tmp_path / "zero").exists()
+
+
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
 def test_every_directory_of_a_run_gets_the_same_mode(workspace):
     """RUN/model was created 0o700 by mkdtemp while RUN, RUN/checkpoints and RUN/tb got

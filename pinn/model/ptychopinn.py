@@ -9,8 +9,12 @@ docs/DESIGN.md §7.4)::
     patches  = a * exp(i b)  or  a + i b               # complex64 (amp_phase / real_imag)
     canvas   = merge(patches, offsets)                 # (B, P, P) group canvas (object_big)
     object   = center_crop(canvas, N)                  # (B, N, N)
-    waves    = illuminate(extract(canvas, offsets), probe[, disk])   # (B, C, N, N)
-    pred_amp = scale * diffract(waves)                 # (B, C, N, N)
+    waves    = illuminate(extract(canvas, offsets)[:, :, None], modes[, disk])  # (B, C, K, N, N)
+    pred_amp = scale * far_field_amplitude(waves)      # (B, C, N, N): sqrt(sum_k |F(P_k O)|**2)
+
+With a single probe mode (K = 1) the last two lines are ``scale * diffract(illuminate(...))``,
+the reference's forward, bit for bit; with K > 1 incoherent modes the predicted intensity is
+the sum of the modes' intensities (a mixed-state probe).
 
 Member ``c`` sits on the group canvas with its centre pixel at ``P//2 + offsets[:, c]``
 (offsets are position - group centroid, (y, x) pixels). Deliberate deviations from the
@@ -56,7 +60,9 @@ class PtychoPINN(nn.Module):
     Args:
         generator: maps normalised amplitudes ``(B, C, N, N)`` to a pair of real maps
             ``(B, C_out, N, N)`` (:func:`make_generator`).
-        probe: ``(N, N)`` complex, already normalised (see :func:`pinn.ops.normalize_probe`).
+        probe: ``(N, N)`` complex, already normalised (see :func:`pinn.ops.normalize_probe`),
+            or ``(K, N, N)`` incoherent modes (:func:`pinn.ops.normalize_probe_modes`); a
+            ``(1, N, N)`` stack is stored as ``(N, N)``.
         intensity_scale: photon units per normalised amplitude unit (> 0).
         padded_size: side P of the group canvas.
         object_big: merge one decoded patch per member (else share one patch).
@@ -89,7 +95,13 @@ class PtychoPINN(nn.Module):
         self.output = output
         if not (math.isfinite(intensity_scale) and intensity_scale > 0):
             raise ValueError(f"intensity_scale is {intensity_scale}; it must be finite and > 0")
+        if probe.dim() == 3 and probe.shape[0] == 1:
+            probe = probe[0]  # one mode is stored as the single-mode model stores its probe
+        if probe.dim() not in (2, 3) or probe.shape[-1] != probe.shape[-2]:
+            raise ValueError(f"probe has shape {tuple(probe.shape)}; expected (N, N) or "
+                             "(K, N, N) probe modes")
         _check_config(config, size=probe.shape[-1], padded_size=padded_size,
+                      probe_modes=1 if probe.dim() == 2 else probe.shape[0],
                       object_big=object_big, merge_eps=merge_eps,
                       coverage_window=coverage_window.to(torch.float32),
                       probe_mask=probe_mask is not None, probe_trainable=probe_trainable,
@@ -102,8 +114,8 @@ class PtychoPINN(nn.Module):
         self.padded_size = padded_size
         self.object_big = object_big
         self.merge_eps = merge_eps
-        # The probe is stored as real (N, N, 2) so that every optimiser, DDP and safetensors
-        # handle it; `probe` views it as complex.
+        # The probe is stored as real (N, N, 2) (modes: (K, N, N, 2)) so that every optimiser,
+        # DDP and safetensors handle it; `probe` views it as complex.
         probe_real = torch.view_as_real(probe.to(torch.complex64)).clone()
         log_scale = torch.tensor(math.log(intensity_scale), dtype=torch.float32)
         if probe_trainable:
@@ -120,8 +132,15 @@ class PtychoPINN(nn.Module):
 
     @property
     def probe(self) -> torch.Tensor:
-        """``(N, N)`` complex64 probe (a view of the stored real tensor)."""
+        """``(N, N)`` complex64 probe, or ``(K, N, N)`` modes when the model has K > 1 (a view
+        of the stored real tensor)."""
         return torch.view_as_complex(self.probe_real)
+
+    @property
+    def probe_modes(self) -> torch.Tensor:
+        """``(K, N, N)`` complex64 probe modes (K = 1 for a single probe; a view)."""
+        probe = self.probe
+        return probe[None] if probe.dim() == 2 else probe
 
     @property
     def intensity_scale(self) -> torch.Tensor:
@@ -133,10 +152,11 @@ class PtychoPINN(nn.Module):
         return offsets.to(torch.float32) + (self.padded_size // 2)
 
     def illumination(self, offsets: torch.Tensor) -> torch.Tensor:
-        """How strongly each pixel of the ``(B, N, N)`` group object is lit: ``|probe|**2``
-        (peak 1) placed at every member's position on the group canvas and summed, then
-        cropped like the object. Used to weight the stitching of a scan."""
-        intensity = self.probe.abs().square()
+        """How strongly each pixel of the ``(B, N, N)`` group object is lit: the probe's
+        intensity ``sum_k |probe_k|**2`` (peak 1) placed at every member's position on the group
+        canvas and summed, then cropped like the object. Used to weight the stitching of a
+        scan."""
+        intensity = self.probe_modes.abs().square().sum(dim=0)  # (N, N)
         intensity = intensity / intensity.max().clamp_min(1e-30)
         positions = self.canvas_positions(offsets)  # (B, C, 2)
         spots = intensity.expand(*positions.shape[:2], -1, -1)  # (B, C, N, N)
@@ -169,9 +189,10 @@ class PtychoPINN(nn.Module):
         patches = self.decode(amplitude)  # (B, C_out, N, N)
         canvas = self.merge(patches, positions)  # (B, P, P)
         obj = ops.center_crop(canvas, self.size)  # (B, N, N)
-        waves = ops.illuminate(ops.extract_patches(canvas, positions, self.size),
-                               self.probe, self.probe_mask)  # (B, C, N, N)
-        pred_amp = self.intensity_scale * ops.diffract(waves)  # (B, C, N, N)
+        patches = ops.extract_patches(canvas, positions, self.size)  # (B, C, N, N)
+        waves = ops.illuminate(patches[:, :, None], self.probe_modes,
+                               self.probe_mask)  # (B, C, K, N, N)
+        pred_amp = self.intensity_scale * ops.far_field_amplitude(waves)  # (B, C, N, N)
         return ModelOutput(obj, pred_amp, pred_amp.square())
 
 
@@ -186,7 +207,7 @@ def _check_config(config: ModelConfig, **arguments: object) -> None:
                     "coverage_window": coverage_window(config),
                     "probe_mask": config.probe_mask, "probe_trainable": config.probe_trainable,
                     "intensity_scale_trainable": config.intensity_scale_trainable,
-                    "output": config.output}
+                    "output": config.output, "probe_modes": config.probe_modes}
     except AttributeError:
         raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}") from None
 
@@ -239,23 +260,29 @@ def build_model(config: ModelConfig, probe: torch.Tensor | None = None,
 
     Args:
         config: the model configuration.
-        probe: ``(N, N)`` complex probe guess as measured (it is normalised here with
-            ``config.probe_scale``); ``None`` uses the reference's default probe.
+        probe: ``(N, N)`` complex probe guess as measured, or ``(J, N, N)`` incoherent modes;
+            ``None`` uses the reference's default probe. It becomes ``config.probe_modes = K``
+            modes: with J < K, Hermite-like modes of the dominant one are added
+            (:func:`pinn.ops.add_probe_modes`, ``config.probe_mode_power`` of the power
+            each); with J > K the K strongest are kept, strongest first (for K = 1 the
+            dominant mode). Then it is normalised with ``config.probe_scale``
+            (:func:`pinn.ops.normalize_probe`, one common factor for all modes).
         intensity_scale: photon units per normalised amplitude unit
             (:func:`pinn.data.intensity_scale`).
 
     Raises:
-        ValueError: when the probe is not ``N x N``.
+        ValueError: when the probe (or its modes) is not ``N x N``.
     """
     n = config.size_px
     if probe is None:
         probe = ops.default_probe(n)
-    if tuple(probe.shape) != (n, n):
+    if probe.dim() not in (2, 3) or tuple(probe.shape[-2:]) != (n, n) or probe.numel() == 0:
         raise ValueError(f"probe has shape {tuple(probe.shape)}; the model needs an {n} x {n} "
-                         "probe (the reference silently substitutes its default probe here)")
+                         f"probe or (K, {n}, {n}) probe modes (the reference silently "
+                         "substitutes its default probe here)")
     return PtychoPINN(
         generator=make_generator(config),
-        probe=ops.normalize_probe(probe.to(torch.complex64), config.probe_scale),
+        probe=model_probe(probe, config),
         intensity_scale=intensity_scale,
         padded_size=config.padded_size_px,
         object_big=config.object_big,
@@ -267,3 +294,19 @@ def build_model(config: ModelConfig, probe: torch.Tensor | None = None,
         output=config.output,
         config=config,
     )
+
+
+def model_probe(probe: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """A probe guess ``(N, N)`` or ``(J, N, N)`` as the normalised probe of a model for
+    ``config`` (see :func:`build_model`): ``(N, N)`` for one mode, else ``(K, N, N)``."""
+    probe = probe.to(torch.complex64)
+    k = config.probe_modes
+    modes = probe[None] if probe.dim() == 2 else probe  # (J, N, N)
+    if modes.shape[0] > k:
+        power = ops.mode_powers(modes)
+        modes = modes[torch.argsort(power, descending=True, stable=True)[:k]]
+    if k == 1:
+        return ops.normalize_probe(modes[0], config.probe_scale)  # (N, N), the reference's
+    if modes.shape[0] < k:
+        modes = ops.add_probe_modes(modes, k, config.probe_mode_power)
+    return ops.normalize_probe_modes(modes, config.probe_scale)  # (K, N, N)

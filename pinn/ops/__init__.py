@@ -15,7 +15,7 @@ from pinn.ops.illuminate import illuminate
 from pinn.ops.likelihood import amplitude_mae, poisson_deviance, poisson_nll
 from pinn.ops.modes import (add_probe_modes, dominant_mode, far_field_amplitude,
                             far_field_intensity, mode_powers, orthogonalize_modes)
-from pinn.ops.probe import default_probe, normalize_probe
+from pinn.ops.probe import default_probe, normalize_probe, normalize_probe_modes
 from pinn.ops.ptycho_intensity import ptycho_intensity
 from pinn.ops.reassemble_patches import reassemble_patches
 from pinn.ops.stitch import normalize_stitch, stitch, stitch_sums
@@ -37,6 +37,7 @@ __all__ = [
     "illuminate",
     "mode_powers",
     "normalize_probe",
+    "normalize_probe_modes",
     "normalize_stitch",
     "orthogonalize_modes",
     "poisson_deviance",

@@ -1,4 +1,5 @@
-"""Probes: the reference's default probe and its probe normalisation."""
+"""Probes: the reference's default probe and its probe normalisation (of one probe or of the
+modes of a mixed-state probe)."""
 
 from __future__ import annotations
 
@@ -78,3 +79,45 @@ def normalize_probe(probe: torch.Tensor, scale: float = 4.0) -> torch.Tensor:
         raise ValueError("probe is zero inside the central disk of radius N/4, so it cannot be "
                          "normalised; pass a probe that illuminates the centre of the window")
     return probe / (scale * mean_abs)
+
+
+
+def normalize_probe_modes(modes: torch.Tensor, scale: float = 4.0) -> torch.Tensor:
+    """:func:`normalize_probe` for a mixed-state probe: one common factor for all its modes.
+
+    ``modes / (scale * mean(sqrt(sum_k |modes_k * disk_mask(N)|**2)))``: the root of the
+    total intensity takes the place of ``|probe|``, so the modes keep their relative powers
+    and afterwards ``mean(sqrt(sum_k |modes_k * disk_mask|**2)) == 1 / scale``. For ``K = 1``
+    it is ``normalize_probe(modes[..., 0, :, :], scale)`` bit for bit (with the mode axis).
+
+    Args:
+        modes: ``(..., K, N, N)`` complex (each leading index is one probe of K modes).
+        scale: positive float.
+
+    Returns:
+        Same shape, complex64 (complex128 for double input).
+
+    Raises:
+        ValueError: as :func:`normalize_probe` (also for an empty mode axis).
+    """
+    check_tensor("modes", modes)
+    check_min_dims("modes", modes, 3, "(..., K, N, N)")
+    if modes.shape[-3] == 1:
+        return normalize_probe(modes[..., 0, :, :], scale).unsqueeze(-3)
+    if modes.shape[-3] == 0:
+        raise ValueError(f"modes has shape {tuple(modes.shape)}; expected K >= 1 modes")
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+    if modes.shape[-1] != modes.shape[-2]:
+        raise ValueError(f"modes has shape {tuple(modes.shape)}; expected square (..., K, N, N)")
+    modes = full_precision(modes)
+    if not modes.is_complex():
+        modes = torch.complex(modes, torch.zeros_like(modes))
+    total = (modes.real.square() + modes.imag.square()).sum(dim=-3).sqrt()  # (..., N, N)
+    mask = disk_mask(modes.shape[-1], device=modes.device).to(total.dtype)
+    mean_abs = (total * mask).mean(dim=(-2, -1), keepdim=True)  # (..., 1, 1)
+    if not torch.compiler.is_compiling() and bool((mean_abs == 0).any()):
+        raise ValueError("the probe modes are zero inside the central disk of radius N/4, so "
+                         "they cannot be normalised; pass modes that illuminate the centre of "
+                         "the window")
+    return modes / (scale * mean_abs.unsqueeze(-3))

@@ -45,9 +45,10 @@ class NetworkRefinement:
 
 
 def model_probe(model) -> torch.Tensor:
-    """``(N, N)`` complex64 probe a :class:`~pinn.model.PtychoPINN` illuminates with (its
-    probe times its exit-wave mask, if it has one), detached, on the CPU. Its units are the
-    model's (normalised); the refinement power-matches it to the data."""
+    """``(N, N)`` complex64 probe (``(K, N, N)`` modes for a mixed-state model) a
+    :class:`~pinn.model.PtychoPINN` illuminates with (its probe times its exit-wave mask, if
+    it has one), detached, on the CPU. Its units are the model's (normalised); the refinement
+    power-matches it to the data."""
     probe = model.probe.detach().cpu().to(torch.complex64)
     mask = getattr(model, "probe_mask", None)
     if mask is not None:

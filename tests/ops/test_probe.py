@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from _ops_helpers import compiled, generator, rand
-from pinn.ops import default_probe, disk_mask, normalize_probe
+from pinn.ops import default_probe, disk_mask, normalize_probe, normalize_probe_modes
 
 
 def numpy_default_probe(size: int) -> np.ndarray:
@@ -166,3 +166,37 @@ def test_compiled_equals_eager():
     probe = rand((2, 16, 16), torch.complex64, gen=generator(6))
     fn = compiled(lambda p: normalize_probe(p, 4.0))
     torch.testing.assert_close(fn(probe), normalize_probe(probe, 4.0))
+
+
+# ---------------------------------------------------------------- normalize_probe_modes
+
+
+def test_one_mode_is_normalize_probe_bit_for_bit():
+    probe = rand((2, 1, 16, 16), torch.complex64, gen=generator(7))
+    out = normalize_probe_modes(probe, 4.0)
+    assert out.shape == (2, 1, 16, 16)
+    assert torch.equal(out[:, 0], normalize_probe(probe[:, 0], 4.0))
+
+
+def test_modes_share_one_factor_from_their_total_intensity():
+    modes = rand((3, 16, 16), torch.complex128, gen=generator(8)) + 1
+    out = normalize_probe_modes(modes, 10.0)
+    ratio = out / modes  # one real positive number everywhere
+    torch.testing.assert_close(ratio, torch.full_like(ratio, ratio[0, 0, 0].real.item()),
+                               rtol=1e-12, atol=0)
+    total = out.abs().square().sum(0).sqrt()
+    assert float((total * disk_mask(16).double()).mean()) == pytest.approx(0.1, rel=1e-12)
+    torch.testing.assert_close(normalize_probe_modes(out, 10.0), out, rtol=1e-12, atol=0)
+
+
+def test_modes_errors_and_gradients():
+    with pytest.raises(ValueError, match="zero inside the central disk"):
+        normalize_probe_modes(torch.zeros(2, 8, 8, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="scale must be positive"):
+        normalize_probe_modes(torch.ones(2, 8, 8), 0.0)
+    with pytest.raises(ValueError, match=r"expected K >= 1"):
+        normalize_probe_modes(torch.ones(0, 8, 8))
+    with pytest.raises(ValueError, match=r"expected \(\.\.\., K, N, N\)"):
+        normalize_probe_modes(torch.ones(8, 8))
+    modes = (rand((2, 6, 6), torch.complex128, gen=generator(9)) + 2).requires_grad_()
+    assert torch.autograd.gradcheck(lambda m: normalize_probe_modes(m, 4.0), (modes,))
