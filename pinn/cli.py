@@ -389,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refine-positions", action="store_true",
                    help="also correct every scan position (after a warm-up)")
     p.add_argument("--epochs", type=int, default=None, metavar="E",
-                   help="passes over the scan (default: 10; a rough probe guess needs more, e.g. 40)")
+                   help="passes over the scan (default: 10; a rough probe guess needs more, "
+                        "e.g. 40)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B",
                    help="scan points per step (default: 32)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="data order (default: 0)")
