@@ -386,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode-power", type=float, default=0.02, metavar="F",
                    help="share of the total power given to each added mode (default: 0.02)")
     p.add_argument("--no-refine-probe", action="store_true", help="keep the probe fixed")
+    p.add_argument("--probe-support", type=float, default=None, metavar="R",
+                   help="constrain the probe to a centred disk of radius R pixels")
+    p.add_argument("--fix-probe-power", action="store_true",
+                   help="keep the probe's total power at its power-matched start")
     p.add_argument("--refine-positions", action="store_true",
                    help="also correct every scan position (after a warm-up)")
     p.add_argument("--epochs", type=int, default=None, metavar="E",

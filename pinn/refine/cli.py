@@ -21,7 +21,9 @@ def config_from_args(args: argparse.Namespace) -> RefineConfig:
     given = {"epochs": args.epochs, "batch_size": args.batch_size}
     config = RefineConfig(probe_modes=args.probe_modes, mode_power=args.mode_power,
                           refine_probe=not args.no_refine_probe,
-                          refine_positions=args.refine_positions, seed=args.seed)
+                          refine_positions=args.refine_positions, seed=args.seed,
+                          probe_support_radius=args.probe_support,
+                          fix_probe_power=args.fix_probe_power)
     return replace(config, **{k: v for k, v in given.items() if v is not None})
 
 

@@ -39,13 +39,19 @@ class Refiner(nn.Module):
         position_warmup: epochs before positions start to move.
         max_position_step: the largest change of an offset within one epoch (pixels).
         orthogonalize: orthogonalise and sort the modes at the start of every epoch.
+        probe_support: optional ``(N, N)`` real mask; after every step the modes are
+            multiplied by it (a support constraint, e.g. a disk).
+        fix_probe_power: after every step, rescale the modes to their starting total power
+            (a power constraint: the dose is then carried by the probe alone).
     """
 
     def __init__(self, positions: torch.Tensor, canvas_shape: tuple[int, int],
                  modes: torch.Tensor, obj: torch.Tensor | None = None, *,
                  lr_scales: dict[str, float] | None = None, refine_probe: bool = True,
                  refine_positions: bool = False, position_warmup: int = 2,
-                 max_position_step: float = 1.0, orthogonalize: bool = True) -> None:
+                 max_position_step: float = 1.0, orthogonalize: bool = True,
+                 probe_support: torch.Tensor | None = None,
+                 fix_probe_power: bool = False) -> None:
         super().__init__()
         if modes.dim() != 3 or modes.shape[-1] != modes.shape[-2]:
             raise ValueError(f"modes have shape {tuple(modes.shape)}; expected (K, N, N)")
@@ -73,6 +79,13 @@ class Refiner(nn.Module):
         self.position_warmup = position_warmup
         self.max_position_step = max_position_step
         self.orthogonalize = orthogonalize
+        if probe_support is not None and tuple(probe_support.shape) != tuple(modes.shape[-2:]):
+            raise ValueError(f"the probe support has shape {tuple(probe_support.shape)}; the "
+                             f"modes are {tuple(modes.shape[-2:])}")
+        self.register_buffer("probe_support", None if probe_support is None
+                             else probe_support.to(torch.float32))
+        self.fix_probe_power = fix_probe_power
+        self.register_buffer("probe_power", modes.abs().square().sum().to(torch.float32))
         low = positions.min(dim=0).values - self.size // 2
         high = positions.max(dim=0).values - self.size // 2 + self.size
         if bool((low < 0).any()) or high[0] > height or high[1] > width:
@@ -117,6 +130,8 @@ class Refiner(nn.Module):
             self.epoch_prepared.fill_(epoch)
 
     def after_step(self) -> None:
+        if self.refine_probe:
+            self._constrain_probe()
         if not self.offsets.requires_grad:
             return
         # a common shift of every position is not identifiable (the object moves with it)
@@ -124,6 +139,13 @@ class Refiner(nn.Module):
         cap = self.max_position_step
         self.offsets.copy_(torch.maximum(torch.minimum(self.offsets, self.offsets_anchor + cap),
                                          self.offsets_anchor - cap))
+
+    def _constrain_probe(self) -> None:
+        if self.probe_support is not None:
+            self.probe_real.mul_(self.probe_support[None, :, :, None])
+        if self.fix_probe_power:
+            power = self.probe_real.square().sum()
+            self.probe_real.mul_((self.probe_power / power.clamp_min(1e-30)).sqrt())
 
     # --- the forward model -----------------------------------------------------------------
     def windows(self, rounded: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,9 @@ class RefineConfig:
         refine_positions: train a correction of every position.
         position_warmup: epochs before the positions move.
         max_position_step: largest change of a position within one epoch, pixels.
+        probe_support_radius: constrain the probe to a centred disk of this radius (pixels)
+            after every step (``None``: no support constraint).
+        fix_probe_power: keep the probe's total power at its power-matched start.
         seed: data order and every other draw.
     """
 
@@ -48,6 +51,8 @@ class RefineConfig:
     refine_positions: bool = False
     position_warmup: int = 3
     max_position_step: float = 1.0
+    probe_support_radius: float | None = None
+    fix_probe_power: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -69,6 +74,8 @@ class RefineConfig:
         need(isinstance(self.position_warmup, int) and self.position_warmup >= 0,
              "position_warmup must be an int >= 0")
         need(self.max_position_step > 0, "max_position_step must be > 0")
+        need(self.probe_support_radius is None or self.probe_support_radius > 0,
+             f"probe_support_radius is {self.probe_support_radius}; use a radius > 0 pixels")
 
     def training(self) -> TrainingConfig:
         """The engine's configuration: cosine decay, no validation split, no early stop."""
@@ -225,7 +232,9 @@ def refine_scan(scan, config: RefineConfig = RefineConfig(), out_dir: str | Path
     model = Refiner(canvas_positions, shape, modes, start, lr_scales=lr_scales,
                     refine_probe=config.refine_probe, refine_positions=config.refine_positions,
                     position_warmup=config.position_warmup,
-                    max_position_step=config.max_position_step)
+                    max_position_step=config.max_position_step,
+                    probe_support=_disk(n, config.probe_support_radius),
+                    fix_probe_power=config.fix_probe_power)
     out = Path(out_dir) if out_dir is not None else None
     fit = train(model, refine_loss, CountsDataset(counts), None, config.training(),
                 checkpoint_dir=out / "checkpoints" if out else None,
@@ -233,6 +242,14 @@ def refine_scan(scan, config: RefineConfig = RefineConfig(), out_dir: str | Path
                 run_info={"refine": _jsonable(config), "patterns": int(counts.shape[0]),
                           "size": n}, verbose=verbose)
     return _collect(model.cpu(), origin, fit.history)
+
+
+def _disk(n: int, radius: float | None) -> torch.Tensor | None:
+    """``(n, n)`` float mask, 1 within ``radius`` pixels of the centre pixel ``n//2``."""
+    if radius is None:
+        return None
+    y = torch.arange(n, dtype=torch.float32) - n // 2
+    return ((y[:, None] ** 2 + y[None, :] ** 2) <= radius**2).to(torch.float32)
 
 
 def _place(image: torch.Tensor, image_origin: tuple[int, int], origin: tuple[int, int],

@@ -147,6 +147,28 @@ def test_resume_continues_exactly(tmp_path):
     assert not torch.equal(whole.positions, whole.positions_initial)
 
 
+def test_probe_support_and_power_constraints_hold_after_every_step():
+    scan = _small_scan(seed=6)
+    config = RefineConfig(epochs=2, batch_size=25, probe_modes=2, probe_support_radius=8.0,
+                          fix_probe_power=True, probe_lr=2.0)
+    result = refine_scan(scan, config, verbose=False)
+    n = 32
+    y = torch.arange(n) - n // 2
+    outside = (y[:, None] ** 2 + y[None, :] ** 2) > 64
+    assert result.probe[:, outside].abs().max() == 0
+    free = refine_scan(scan, dataclasses.replace(config, probe_support_radius=None,
+                                                 fix_probe_power=False), verbose=False)
+    assert free.probe[:, outside].abs().max() > 0
+    # the power stays at its power-matched start, which the unconstrained run leaves
+    start = refine_scan(scan, dataclasses.replace(config, epochs=1, probe_lr=0.0),
+                        verbose=False)
+    powers = [float(mode_powers(r.probe).sum()) for r in (result, free, start)]
+    assert powers[0] == pytest.approx(powers[2], rel=1e-4)
+    assert abs(powers[1] - powers[2]) > 1e-3 * powers[2]
+    with pytest.raises(ConfigError, match="probe_support_radius"):
+        RefineConfig(probe_support_radius=0)
+
+
 def test_bad_inputs_are_one_line_errors():
     scan = _small_scan(seed=5)
     with pytest.raises(ConfigError, match="probe_modes"):
