@@ -408,7 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="compare a reconstruction with a ground truth",
                        description="Register the reconstruction to the ground truth (objectGuess "
                        "of the reference NPZ) and print SSIM, PSNR, MAE and FRC of amplitude and "
-                       "phase over the well-covered region.")
+                       "phase over the well-covered region. Warns in one line when the two "
+                       "hardly resemble each other (another scan's truth, or an untrained "
+                       "model).")
     p.add_argument("reconstruction", type=Path, metavar="RECON.npz",
                    help="reconstruction.npz written by `pinn reconstruct`")
     p.add_argument("--reference", type=Path, required=True, metavar="GT.npz",
