@@ -296,9 +296,10 @@ def build_model(config: ModelConfig, probe: torch.Tensor | None = None,
     )
 
 
-def model_probe(probe: torch.Tensor, config: ModelConfig) -> torch.Tensor:
-    """A probe guess ``(N, N)`` or ``(J, N, N)`` as the normalised probe of a model for
-    ``config`` (see :func:`build_model`): ``(N, N)`` for one mode, else ``(K, N, N)``."""
+def probe_start(probe: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """A probe guess ``(N, N)`` or ``(J, N, N)`` as the modes a model for ``config`` starts
+    from, not yet normalised (see :func:`build_model`): ``(N, N)`` complex64 for one mode, else
+    ``(K, N, N)``."""
     probe = probe.to(torch.complex64)
     k = config.probe_modes
     modes = probe[None] if probe.dim() == 2 else probe  # (J, N, N)
@@ -306,7 +307,18 @@ def model_probe(probe: torch.Tensor, config: ModelConfig) -> torch.Tensor:
         power = ops.mode_powers(modes)
         modes = modes[torch.argsort(power, descending=True, stable=True)[:k]]
     if k == 1:
-        return ops.normalize_probe(modes[0], config.probe_scale)  # (N, N), the reference's
+        return modes[0]  # (N, N), the reference's single probe
     if modes.shape[0] < k:
         modes = ops.add_probe_modes(modes, k, config.probe_mode_power)
-    return ops.normalize_probe_modes(modes, config.probe_scale)  # (K, N, N)
+    return modes  # (K, N, N)
+
+
+def model_probe(probe: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """The normalised probe of a model for ``config`` from a guess ``(N, N)`` or
+    ``(J, N, N)``: :func:`probe_start` divided by one positive number
+    (:func:`pinn.ops.normalize_probe` or, for modes, :func:`pinn.ops.normalize_probe_modes`
+    with ``config.probe_scale``)."""
+    start = probe_start(probe, config)
+    if start.dim() == 2:
+        return ops.normalize_probe(start, config.probe_scale)
+    return ops.normalize_probe_modes(start, config.probe_scale)

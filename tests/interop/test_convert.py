@@ -19,7 +19,7 @@ from ptychodus.api.product import Product  # noqa: E402
 from ptychodus.api.reconstruct import ReconstructInput  # noqa: E402
 from ptychodus.api.simulate.diffraction import generate_diffraction_data  # noqa: E402
 
-from pinn.data import make_object, make_probe, simulate_scan  # noqa: E402
+from pinn.data import ScanData, make_object, make_probe, simulate_scan  # noqa: E402
 from pinn.errors import DataError  # noqa: E402
 from pinn.interop.ptychodus import (  # noqa: E402
     product_from_reconstruction,
@@ -89,15 +89,48 @@ def test_reading_a_folder_without_both_files_is_refused(tmp_path, product_and_co
         read_input_folder(tmp_path)
 
 
-def test_first_probe_mode_is_used(caplog, reconstruct_input):
+def test_every_mode_of_the_first_opr_component_is_used(caplog, reconstruct_input):
     product = reconstruct_input.product
     modes = np.stack([product.probes.get_array()[0, 0] * k for k in (1, 2, 3)])[None]
     probes = ProbeSequence(array=np.concatenate([modes, 5 * modes]), opr_weights=None,
                            pixel_geometry=product.probes.get_pixel_geometry())
     with caplog.at_level(logging.WARNING):
         scan = scan_from_input(_with(reconstruct_input, probes=probes))
-    torch.testing.assert_close(scan.probe, torch.from_numpy(modes[0, 0]).to(torch.complex64))
-    assert "one coherent probe" in caplog.text
+    torch.testing.assert_close(scan.probe, torch.from_numpy(modes[0]).to(torch.complex64),
+                               rtol=0, atol=0)  # (3, N, N)
+    assert "OPR component 0" in caplog.text and "\n" not in caplog.text.strip()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # one component of three modes: nothing to say
+        scan = scan_from_input(_with(reconstruct_input, probes=ProbeSequence(
+            array=modes, opr_weights=None, pixel_geometry=product.probes.get_pixel_geometry())))
+    assert scan.probe.shape == (3, 64, 64) and caplog.text == ""
+
+
+def test_probe_modes_go_to_a_product_and_back(scan):
+    g = torch.Generator().manual_seed(2)
+    modes = torch.stack([scan.probe, 0.3 * scan.probe * torch.randn(64, 64, generator=g)])
+    with_modes = ScanData(diffraction=scan.diffraction, positions=scan.positions, probe=modes,
+                          object=scan.object, counts=True)
+    product, diffraction = product_from_scan(with_modes, pixel_size_m=PIXEL_M)
+    assert product.probes.get_array().shape == (1, 2, 64, 64)
+    back = scan_from_input(ReconstructInput(diffraction.get_patterns(),
+                                            diffraction.get_bad_pixels(), product))
+    _assert_same_scan(back, with_modes)
+
+
+def test_reconstruction_carries_probe_modes(reconstruct_input):
+    product = reconstruct_input.product
+    result = Reconstruction(object=torch.ones(10, 10, dtype=torch.complex64),
+                            coverage=torch.ones(10, 10), origin_px=(0, 0), crop_px=32,
+                            n_positions=30, n_groups=30)
+    modes = np.arange(3 * 64 * 64).reshape(3, 64, 64).astype(np.complex64)
+    out = product_from_reconstruction(product, result, modes)
+    np.testing.assert_array_equal(out.probes.get_array(), modes[None])  # (1, 3, N, N)
+    single = product_from_reconstruction(product, result, modes[1])
+    np.testing.assert_array_equal(single.probes.get_array(), modes[None, 1:2])
+    for bad in (modes[:, :32, :32], modes[:0]):
+        with pytest.raises(DataError, match="the probe to return has shape"):
+            product_from_reconstruction(product, result, bad)
 
 
 def test_refuses_inputs_pinn_cannot_use(reconstruct_input):

@@ -243,6 +243,36 @@ def test_a_trained_probe_comes_back_in_the_input_probe_units(reconstruct_input, 
     assert np.abs(got - given).max() > 0.1 * np.abs(given).max()
 
 
+@pytest.mark.parametrize("modes", [2, 3])
+def test_trained_probe_modes_come_back_in_the_input_probe_units(two_mode_product_and_counts,
+                                                                options, modes):
+    """A model with K modes built from the 2-mode input probe: untrained, the product gets the
+    input's modes back (and an added third mode in the same units); trained, every mode keeps
+    its change."""
+    from ptychodus.api.reconstruct import ReconstructInput
+
+    product, diffraction = two_mode_product_and_counts
+    inp = ReconstructInput(diffraction.get_patterns(), diffraction.get_bad_pixels(), product)
+    given = product.probes.get_array()  # (1, 2, N, N)
+    model = build_model(ModelConfig(n_filters_scale=1, probe_trainable=True, probe_modes=modes),
+                        probe=scan_from_input(inp).probe)
+    archive = Archive(model=model, config=Config(model=model.config))
+    got = reconstruct_product(archive, inp, options).probes.get_array()
+    assert got.shape == (1, modes, 64, 64) and got.dtype == np.complex64
+    scale = np.abs(given).max()
+    if modes == 2:
+        np.testing.assert_allclose(got, given, rtol=0, atol=1e-6 * scale)
+    else:  # the input's power is shared out: 2 % to the added mode, the rest kept in ratio
+        keep = np.sqrt(0.98)
+        np.testing.assert_allclose(got[:, :2], keep * given, rtol=0, atol=1e-6 * scale)
+        power = np.abs(got) ** 2
+        assert power[0, 2].sum() == pytest.approx(0.02 * (np.abs(given) ** 2).sum(), rel=1e-4)
+    with torch.no_grad():
+        archive.model.probe_real.mul_(1.5)
+    trained = reconstruct_product(archive, inp, options).probes.get_array()
+    np.testing.assert_allclose(trained, 1.5 * got, rtol=0, atol=1e-6 * scale)
+
+
 def test_a_fixed_probe_stays_the_input_probe(reconstruct_input, two_mode_product_and_counts,
                                              options):
     from ptychodus.api.reconstruct import ReconstructInput

@@ -8,11 +8,12 @@ scan points are in metres. pinn works on a :class:`pinn.data.ScanData`. Conversi
 - counts -> amplitude with the bad pixels filled (:func:`pinn.interop.ptychodus.counts`);
 - scan points -> ``(y, x)`` pinn positions with the centring rule of
   :mod:`pinn.interop.ptychodus.geometry`;
-- probe: the first OPR component's first incoherent mode (pinn has one coherent probe);
+- probe: every incoherent mode of the first OPR component, ``(N, N)`` for one mode, else
+  ``(K, N, N)`` (a model with ``probe_modes`` K uses them, a refinement starts from them);
 - object: layer 0 (pinn reconstructs a single thin object).
 
 The way back puts a stitched :class:`pinn.reconstruct.Reconstruction` into the input object's
-own frame (with a trained probe brought back to the input probe's units by
+own frame (with a trained probe, all its modes, brought back to the input probe's units by
 :func:`probe_to_product_units`), and turns a ScanData (with its object) into a Product and
 assembled counts that Ptychodus saves as ``product.h5`` and ``diffraction.h5``.
 """
@@ -42,11 +43,12 @@ from ptychodus.api.probe_positions import ProbePosition, ProbePositionSequence
 from ptychodus.api.product import Product, ProductMetadata
 from ptychodus.api.reconstruct import ReconstructInput, prepare_reconstruct_input
 
-from pinn import ops
+from pinn.config import ModelConfig
 from pinn.data import ScanData
 from pinn.errors import DataError
 from pinn.interop.ptychodus.counts import counts_to_amplitude
 from pinn.interop.ptychodus.geometry import ObjectFrame, positions_from_pinn, positions_to_pinn
+from pinn.model import ptychopinn
 from pinn.reconstruct import Reconstruction
 
 __all__ = ["object_frame", "probe_to_product_units", "product_from_reconstruction",
@@ -87,8 +89,8 @@ def scan_from_input(inp: ReconstructInput, *, fill: str = "neighbors") -> ScanDa
 
     Returns:
         ScanData: float32 amplitude ``sqrt(counts)`` with ``counts=True``, float64 ``(y, x)``
-        positions, the complex64 ``(N, N)`` probe (OPR component 0, incoherent mode 0), the
-        complex64 object layer 0.
+        positions, the complex64 probe of OPR component 0 (``(N, N)``, or ``(K, N, N)`` when
+        it has K > 1 incoherent modes), the complex64 object layer 0.
 
     Raises:
         DataError: patterns not square or not matching the probe, a number of scan points
@@ -102,13 +104,14 @@ def scan_from_input(inp: ReconstructInput, *, fill: str = "neighbors") -> ScanDa
     m, n = amplitude.shape[0], amplitude.shape[-1]
     product = inp.product
     probes = product.probes.get_array()  # (C_opr, I, N, N)
-    if probes.ndim != 4 or probes.shape[-2:] != (n, n):
+    if probes.ndim != 4 or probes.shape[-2:] != (n, n) or probes.shape[1] == 0:
         raise DataError(f"the probe has shape {probes.shape}; pinn needs an {n} x {n} probe, "
                         "the size of the diffraction patterns")
-    if probes.shape[0] > 1 or probes.shape[1] > 1:
-        logger.warning("pinn uses one coherent probe: it keeps incoherent mode 0 of OPR "
-                       "component 0 of the input probe (%d modes, %d components) and ignores "
-                       "the rest", probes.shape[1], probes.shape[0])
+    if probes.shape[0] > 1:
+        logger.warning("pinn uses one probe for every scan point: it keeps OPR component 0 of "
+                       "the input probe (%d components, %d incoherent modes each) and ignores "
+                       "the other components", probes.shape[0], probes.shape[1])
+    modes = probes[0] if probes.shape[1] > 1 else probes[0, 0]  # (K, N, N) or (N, N)
     frame = object_frame(product.object_)
     probe_pixel = product.probes.get_pixel_geometry()
     if not (math.isclose(probe_pixel.width_m, frame.pixel_width_m, rel_tol=1e-6)
@@ -124,7 +127,7 @@ def scan_from_input(inp: ReconstructInput, *, fill: str = "neighbors") -> ScanDa
     positions = positions_to_pinn(points.get_coordinates_x_m(), points.get_coordinates_y_m(),
                                   frame, n)
     return ScanData(diffraction=amplitude, positions=torch.from_numpy(positions),
-                    probe=torch.from_numpy(np.ascontiguousarray(probes[0, 0])),
+                    probe=torch.from_numpy(np.ascontiguousarray(modes)),
                     object=torch.from_numpy(np.ascontiguousarray(product.object_.get_layer(0))),
                     counts=True)
 
@@ -139,9 +142,9 @@ def product_from_reconstruction(product: Product, reconstruction: Reconstruction
     losses are those of ``product``, and so is the probe unless ``probe`` is given.
 
     Args:
-        probe: an ``(N, N)`` complex probe to carry instead of the input's (e.g. a trained
-            probe from :func:`probe_to_product_units`); it becomes a ``(1, 1, N, N)`` probe
-            with the input probe's pixel geometry.
+        probe: an ``(N, N)`` complex probe or ``(K, N, N)`` modes to carry instead of the
+            input's (e.g. a trained probe from :func:`probe_to_product_units`); it becomes a
+            ``(1, K, N, N)`` probe with the input probe's pixel geometry.
 
     Raises:
         DataError: the input object has no geometry, or ``probe`` is not the input probe's
@@ -158,10 +161,10 @@ def product_from_reconstruction(product: Product, reconstruction: Reconstruction
     probes = product.probes
     if probe is not None:
         n = probes.get_array().shape[-1]
-        if probe.shape != (n, n):
+        if probe.ndim not in (2, 3) or probe.shape[-2:] != (n, n) or probe.size == 0:
             raise DataError(f"the probe to return has shape {probe.shape}; the product's probe "
                             f"is {n} x {n}")
-        array = np.asarray(probe, dtype=np.complex64)[np.newaxis, np.newaxis]  # (1, 1, N, N)
+        array = np.asarray(probe, dtype=np.complex64).reshape(1, -1, n, n)  # (1, K, N, N)
         probes = ProbeSequence(array=array, opr_weights=None,
                                pixel_geometry=probes.get_pixel_geometry())
     obj = product.object_
@@ -173,28 +176,32 @@ def product_from_reconstruction(product: Product, reconstruction: Reconstruction
 
 
 def probe_to_product_units(model_probe: torch.Tensor, product: Product,
-                           probe_scale: float) -> np.ndarray:
-    """A model's probe in the units of a product's probe.
+                           model_config: ModelConfig) -> np.ndarray:
+    """A model's probe (all its modes) in the units of a product's probe.
 
-    A pinn model holds its probe normalised (:func:`pinn.ops.normalize_probe` with
-    ``probe_scale``, a division by one positive number). This multiplies ``model_probe`` by
-    the number that normalisation divides the product's probe (OPR component 0, mode 0) by,
-    so a model probe that did not train comes back as the product's probe (to float32
-    rounding) and a trained one keeps its change relative to it.
+    A pinn model holds its probe normalised: :func:`pinn.model.ptychopinn.model_probe` turns a
+    guess into the model's ``probe_modes`` modes and divides them by one positive number
+    (:func:`pinn.ops.normalize_probe`, or :func:`pinn.ops.normalize_probe_modes` for modes,
+    with ``probe_scale``). This multiplies ``model_probe`` by the number that normalisation
+    divides the product's probe (every mode of OPR component 0) by, so a model probe that
+    did not train comes back as the product's probe (to float32 rounding; modes the model
+    added come back in the same units) and a trained one keeps its change relative to it.
 
     Args:
-        model_probe: ``(N, N)`` complex, e.g. ``model.probe``.
+        model_probe: ``(N, N)`` complex or ``(K, N, N)`` modes, e.g. ``model.probe``.
         product: the product whose probe ``(C_opr, I, N, N)`` sets the units.
-        probe_scale: the model's ``probe_scale``.
+        model_config: the model's configuration (``probe_scale``, ``probe_modes``,
+            ``probe_mode_power``).
 
     Returns:
-        ``(N, N)`` complex64 numpy array.
+        ``(N, N)`` or ``(K, N, N)`` complex64 numpy array, as ``model_probe``.
     """
-    reference = torch.from_numpy(np.ascontiguousarray(product.probes.get_array()[0, 0]))
-    reference = reference.to(torch.complex128)
-    factor = (torch.linalg.vector_norm(reference)
-              / torch.linalg.vector_norm(ops.normalize_probe(reference, probe_scale)))
-    probe = model_probe.detach().cpu().to(torch.complex128) * factor  # (N, N)
+    reference = torch.from_numpy(np.ascontiguousarray(product.probes.get_array()[0]))
+    start = ptychopinn.probe_start(reference, model_config)
+    normalised = ptychopinn.model_probe(reference, model_config)
+    factor = (torch.linalg.vector_norm(start.to(torch.complex128))
+              / torch.linalg.vector_norm(normalised.to(torch.complex128)))
+    probe = model_probe.detach().cpu().to(torch.complex128) * factor  # (N, N) or (K, N, N)
     return probe.to(torch.complex64).numpy()
 
 

@@ -36,10 +36,11 @@ __all__ = ["product_from_refinement", "refine_product"]
 
 
 def start_probe(archive: Archive, product: Product) -> torch.Tensor:
-    """``(K, N, N)`` complex64 start probe: the model's trained probe (K = 1) when the model
-    trained it, else every mode of the product's OPR component 0."""
+    """``(K, N, N)`` complex64 start probe: the model's trained probe (all its modes) when the
+    model trained it, else every mode of the product's OPR component 0."""
     if archive.config.model.probe_trainable:
-        return model_probe(archive.model)[None]
+        probe = model_probe(archive.model)
+        return probe[None] if probe.dim() == 2 else probe
     return torch.from_numpy(np.ascontiguousarray(product.probes.get_array()[0])).to(
         torch.complex64)
 

@@ -125,7 +125,7 @@ def reconstruct_product(archive: Archive | str | os.PathLike, inp: ReconstructIn
     (:func:`pinn.interop.ptychodus.refinement.refine_product`).
     Groups are formed with the archive's own ``neighbors`` and ``grouping_seed``, as
     ``pinn reconstruct`` and :func:`pinn.reconstruct.reconstruct` do. A model trained with
-    ``probe_trainable`` returns its trained probe, in the input probe's units
+    ``probe_trainable`` returns its trained probe (all its modes), in the input probe's units
     (:func:`probe_to_product_units`); otherwise the product keeps the input probe.
 
     Raises:
@@ -149,8 +149,7 @@ def reconstruct_product(archive: Archive | str | os.PathLike, inp: ReconstructIn
                               device=options.infer_device)
     probe = None
     if archive.config.model.probe_trainable:
-        probe = probe_to_product_units(archive.model.probe, inp.product,
-                                       archive.config.model.probe_scale)
+        probe = probe_to_product_units(archive.model.probe, inp.product, archive.config.model)
     return product_from_reconstruction(inp.product, result, probe)
 
 
