@@ -49,14 +49,23 @@ def test_error_types_are_rebuilt_by_name_only(name, expected):
 @pytest.fixture
 def reconstruction_args(two_mode_product_and_counts, options):
     """Arguments of worker.reconstruct_product for a tiny untrained model and an input whose
-    probe has 2 modes (which the child reduces to mode 0, with a warning)."""
+    probe has 2 OPR components of 2 modes (the child keeps component 0, with a warning)."""
+    import numpy as np
+    from ptychodus.api.probe import ProbeSequence
+    from ptychodus.api.product import Product
     from ptychodus.api.reconstruct import ReconstructInput
 
     from pinn.archive import Archive
     from pinn.config import Config, ModelConfig
     from pinn.model import build_model
 
-    product, diffraction = two_mode_product_and_counts
+    two_modes, diffraction = two_mode_product_and_counts
+    probes = two_modes.probes.get_array()  # (1, 2, N, N)
+    product = Product(metadata=two_modes.metadata, probe_positions=two_modes.probe_positions,
+                      probes=ProbeSequence(array=np.concatenate([probes, 0.5 * probes]),
+                                           opr_weights=None,
+                                           pixel_geometry=two_modes.probes.get_pixel_geometry()),
+                      object_=two_modes.object_, losses=list(two_modes.losses))
     model = build_model(ModelConfig(n_filters_scale=1))
     return (Archive(model=model, config=Config(model=model.config)),
             ReconstructInput(diffraction.get_patterns(), diffraction.get_bad_pixels(), product),
@@ -64,8 +73,9 @@ def reconstruction_args(two_mode_product_and_counts, options):
 
 
 def test_child_log_records_reach_the_parent_loggers(reconstruction_args, caplog):
-    """A 2-mode probe is reduced to mode 0 in the child; the warning must reach the parent's
-    logging (Ptychodus' format and handlers), not the child's bare stderr."""
+    """A probe of 2 OPR components is reduced to component 0 in the child; the warning must
+    reach the parent's logging (Ptychodus' format and handlers), not the child's bare
+    stderr."""
     with caplog.at_level(logging.WARNING):
         process, connection = worker.spawn(worker.reconstruct_product, *reconstruction_args)
         try:
@@ -75,8 +85,8 @@ def test_child_log_records_reach_the_parent_loggers(reconstruction_args, caplog)
     assert done and product.object_.get_array().shape == (1, 96, 96)
     (record,) = [r for r in caplog.records if r.name == "pinn.interop.ptychodus.convert"]
     assert record.levelname == "WARNING" and "\n" not in record.getMessage()
-    assert "keeps incoherent mode 0" in record.getMessage()
-    assert "(2 modes, 1 components)" in record.getMessage()
+    assert "keeps OPR component 0" in record.getMessage()
+    assert "(2 components, 2 incoherent modes each)" in record.getMessage()
     assert record.process == process.pid  # the child's record, handed on
 
 
