@@ -56,3 +56,19 @@ def two_mode_product_and_counts(product_and_counts):
                         pixel_geometry=product.probes.get_pixel_geometry())
     return Product(metadata=product.metadata, probe_positions=product.probe_positions,
                    probes=two, object_=product.object_, losses=list(product.losses)), diffraction
+
+
+@pytest.fixture(scope="session")
+def two_component_product_and_counts(two_mode_product_and_counts):
+    """The 2-mode product with a second OPR component (0.5 x the first), and the same counts:
+    pinn keeps component 0 (both modes) and warns about the other."""
+    import numpy as np
+    from ptychodus.api.probe import ProbeSequence
+    from ptychodus.api.product import Product
+
+    product, diffraction = two_mode_product_and_counts
+    probes = product.probes.get_array()  # (1, 2, N, N)
+    two = ProbeSequence(array=np.concatenate([probes, 0.5 * probes]), opr_weights=None,
+                        pixel_geometry=product.probes.get_pixel_geometry())
+    return Product(metadata=product.metadata, probe_positions=product.probe_positions,
+                   probes=two, object_=product.object_, losses=list(product.losses)), diffraction

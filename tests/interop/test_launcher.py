@@ -70,7 +70,7 @@ def _run(action, data, out, tmp_path, *, expect=0):
 
 
 def test_batch_train_then_reconstruct_end_to_end(tmp_path, product_and_counts,
-                                                 two_mode_product_and_counts, options):
+                                                 two_component_product_and_counts, options):
     data = tmp_path / "in"
     write_input_folder(data, *product_and_counts)
     (data / "settings.ini").write_text(SETTINGS.replace("[PinnModel]\n",
@@ -81,21 +81,21 @@ def test_batch_train_then_reconstruct_end_to_end(tmp_path, product_and_counts,
     assert "epoch 1/1" in trained.stderr  # pinn's own progress line, from the training process
 
     # Ptychodus' batch layout: INPUT/model{extension}; no settings.ini (50 epochs by default)
-    # and a probe with 2 incoherent modes
+    # and a probe of 2 OPR components with 2 incoherent modes each
     data = tmp_path / "reconstruct"
-    write_input_folder(data, *two_mode_product_and_counts)
+    write_input_folder(data, *two_component_product_and_counts)
     shutil.copy(model, data / "model.zip")
     done = _run("reconstruct", data, tmp_path / "reconstructed", tmp_path)
     # Ptychodus names each yielded product after its progress: one pass, whatever the epochs
     (written,) = (tmp_path / "reconstructed").glob("product*.h5")
     assert written.name == "product.000001.h5"
     product = load_product(written)
-    # the child's warning about the modes, in Ptychodus' log format, on one line
+    # the child's warning about the components, in Ptychodus' log format, on one line
     (line,) = [ln for ln in done.stdout.splitlines() + done.stderr.splitlines()
-               if "incoherent mode" in ln]
+               if "OPR component" in ln]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[WARNING\] "
-                        r"pinn\.interop\.ptychodus\.convert: pinn uses one coherent probe: "
-                        r".*\(2 modes, 1 components\).*", line), line
+                        r"pinn\.interop\.ptychodus\.convert: pinn uses one probe for every "
+                        r"scan point: .*\(2 components, 2 incoherent modes each\).*", line), line
 
     reference = PinnReconstructor(options)
     reference.load_model_from_file(model)

@@ -47,25 +47,16 @@ def test_error_types_are_rebuilt_by_name_only(name, expected):
 
 
 @pytest.fixture
-def reconstruction_args(two_mode_product_and_counts, options):
+def reconstruction_args(two_component_product_and_counts, options):
     """Arguments of worker.reconstruct_product for a tiny untrained model and an input whose
     probe has 2 OPR components of 2 modes (the child keeps component 0, with a warning)."""
-    import numpy as np
-    from ptychodus.api.probe import ProbeSequence
-    from ptychodus.api.product import Product
     from ptychodus.api.reconstruct import ReconstructInput
 
     from pinn.archive import Archive
     from pinn.config import Config, ModelConfig
     from pinn.model import build_model
 
-    two_modes, diffraction = two_mode_product_and_counts
-    probes = two_modes.probes.get_array()  # (1, 2, N, N)
-    product = Product(metadata=two_modes.metadata, probe_positions=two_modes.probe_positions,
-                      probes=ProbeSequence(array=np.concatenate([probes, 0.5 * probes]),
-                                           opr_weights=None,
-                                           pixel_geometry=two_modes.probes.get_pixel_geometry()),
-                      object_=two_modes.object_, losses=list(two_modes.losses))
+    product, diffraction = two_component_product_and_counts
     model = build_model(ModelConfig(n_filters_scale=1))
     return (Archive(model=model, config=Config(model=model.config)),
             ReconstructInput(diffraction.get_patterns(), diffraction.get_bad_pixels(), product),
