@@ -473,6 +473,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise
         print(f"pinn: error: {message}", file=sys.stderr)
+        from pinn.engine.distributed import CollectiveFailure
+
+        if isinstance(exc, CollectiveFailure):  # torch's threads wait on a dead connection:
+            sys.stdout.flush()  # the interpreter's clean-up could abort in them (a second,
+            sys.stderr.flush()  # misleading line and status 134), so end here
+            os._exit(EXIT_USAGE)
         return EXIT_USAGE
 
 

@@ -3,18 +3,31 @@
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``;
 when ``WORLD_SIZE`` > 1 the default process group is created with gloo on CPU or NCCL on
 CUDA, and each rank uses ``cuda:LOCAL_RANK`` when on CUDA.
+
+Watchdog: the process group is created with a timeout (``PINN_DDP_TIMEOUT_S`` seconds,
+default 300), which bounds joining the group and every collective operation (gloo raises when
+it passes; NCCL's watchdog aborts). A process whose partners stop answering (one crashed, is
+stuck, or took another branch and skipped a collective) therefore stops with one
+:class:`CollectiveFailure` line (:func:`collective_failure`) instead of waiting for ever. Any one process may work alone (checkpoint, preview) for at most that long.
 """
 
 from __future__ import annotations
 
+import datetime
+import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from pinn.errors import ConfigError
+from pinn.errors import ConfigError, TrainingError
+
+#: The environment variable that sets the watchdog's timeout, in seconds.
+TIMEOUT_ENV = "PINN_DDP_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -51,8 +64,32 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
+def timeout_s() -> float:
+    """The watchdog's timeout: ``PINN_DDP_TIMEOUT_S`` seconds, default 300.
+
+    Raises:
+        ConfigError: the variable is set but not a positive number.
+    """
+    raw = os.environ.get(TIMEOUT_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{TIMEOUT_ENV} is {raw!r}; set it to a positive number of seconds "
+                          f"(default {DEFAULT_TIMEOUT_S:g}) or unset it")
+    return value
+
+
 def setup(device: str | torch.device | None) -> Runtime:
-    """Join the ``torchrun`` process group if there is one; returns this process's runtime."""
+    """Join the ``torchrun`` process group if there is one; returns this process's runtime.
+
+    Raises:
+        TrainingError: not every process joined within the watchdog's timeout.
+        ConfigError: a bad device or ``PINN_DDP_TIMEOUT_S``.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     base = resolve_device(device)
     if world_size <= 1:
@@ -64,8 +101,52 @@ def setup(device: str | torch.device | None) -> Runtime:
         torch.cuda.set_device(base)
     owns = not dist.is_initialized()
     if owns:
-        dist.init_process_group(backend="nccl" if base.type == "cuda" else "gloo")
+        limit = timeout_s()
+        try:
+            dist.init_process_group(backend="nccl" if base.type == "cuda" else "gloo",
+                                    timeout=datetime.timedelta(seconds=limit))
+        except dist.DistError as exc:
+            raise TrainingError(
+                f"process {rank} of {world_size} could not join the others within {limit:g} s "
+                f"({_first_line(exc)}); check that all {world_size} were started with the same "
+                f"MASTER_ADDR and a free MASTER_PORT (torchrun --master-port P), or raise "
+                f"{TIMEOUT_ENV}") from None
     return Runtime(device=base, rank=rank, world_size=world_size, owns_process_group=owns)
+
+
+class CollectiveFailure(TrainingError):
+    """Another process of a distributed run stopped answering or failed. This process's
+    communication threads are left waiting on a dead connection: it should exit (the ``pinn``
+    command exits at once, without the interpreter's clean-up, which can abort in them)."""
+
+
+def collective_failure(exc: BaseException, runtime: Runtime) -> CollectiveFailure | None:
+    """The one-line error for a collective operation that failed because the other processes
+    stopped answering (the watchdog's timeout passed, or one of them is gone), or None when
+    ``exc`` is something else (or this is a single process)."""
+    if not runtime.distributed:
+        return None
+    text = _first_line(exc)
+    if not (isinstance(exc, dist.DistError) or "gloo" in str(exc).lower()):
+        return None
+    who = f"process {runtime.rank} of {runtime.world_size}"
+    if "timed out" in text.lower() or "timeout" in text.lower():
+        return CollectiveFailure(
+            f"{who} waited {timeout_s():g} s in a collective operation that another process "
+            f"never joined ({text}); one of them is stuck, stopped early or skipped it, see its "
+            f"output. Stopped instead of hanging; if a process legitimately works alone that "
+            f"long, raise {TIMEOUT_ENV}")
+    return CollectiveFailure(f"{who}: a collective operation failed ({text}); another process "
+                         "failed, was stopped or called a different operation, see its output")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The gist of a torch.distributed error: its first line without gloo's source location
+    (``[.../pair.cc:537] ``) and generic advice."""
+    lines = str(exc).strip().splitlines()
+    text = re.sub(r"^\[[^\]]*\]\s*", "", lines[0].strip()) if lines else ""
+    text = text.split(" This is typically caused")[0].rstrip(" .")
+    return text or type(exc).__name__
 
 
 def teardown(runtime: Runtime) -> None:

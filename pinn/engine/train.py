@@ -30,7 +30,14 @@ from pinn.config import TrainingConfig
 from pinn.engine import checkpoint as ckpt
 from pinn.engine import hooks
 from pinn.engine.batching import collate, shard, to_device
-from pinn.engine.distributed import Runtime, agree, reduce_sums, setup, teardown
+from pinn.engine.distributed import (
+    Runtime,
+    agree,
+    collective_failure,
+    reduce_sums,
+    setup,
+    teardown,
+)
 from pinn.engine.optim import adam_steps_taken, keras_adam_eps
 from pinn.engine.progress import ConsoleProgress, TensorBoard
 from pinn.engine.schedule import EarlyStopping, Plateau, cosine_lr
@@ -96,7 +103,8 @@ def train(
 
     Raises:
         TrainingInterrupted: after SIGINT/SIGTERM, once the checkpoint is written.
-        TrainingError: after ``config.max_nonfinite_steps`` non-finite steps in a row.
+        TrainingError: after ``config.max_nonfinite_steps`` non-finite steps in a row; under
+            DDP, when another process stops answering for ``PINN_DDP_TIMEOUT_S`` seconds.
         ConfigError: for fp16 on CPU, an incompatible checkpoint or a ``run_info`` that is not
             JSON-able.
     """
@@ -312,6 +320,11 @@ def train(
             if loop["stopped_early"]:
                 progress.message(f"early stopping: the training loss has not improved for "
                                  f"{stopper.patience} epochs")
+    except RuntimeError as exc:  # the watchdog: partners that stopped answering
+        failure = collective_failure(exc, runtime)
+        if failure is None:
+            raise
+        raise failure from None
     finally:
         restore_signals()
         board.close()

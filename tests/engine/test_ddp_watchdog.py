@@ -1,0 +1,106 @@
+"""The DDP watchdog: when one process stops answering (alive but stuck, or having skipped a
+collective), every process of a ``pinn train`` run ends within about PINN_DDP_TIMEOUT_S with
+one error line, instead of waiting for ever (issue 15 finding 10)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from _engine_helpers import HERE, PYTHON, REPO, child_env, free_port
+from pinn.engine import distributed
+from pinn.errors import ConfigError
+
+TIMEOUT_S = 3  # the watchdog's bound in these runs
+GIVE_UP_S = 120  # the test's own bound: a process still running then has hung
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory):
+    path = tmp_path_factory.mktemp("scan") / "scan.npz"
+    subprocess.run([PYTHON, "-m", "pinn", "simulate", str(path), "--n-scans", "40",
+                    "--size", "64", "--object", "grf"], env=child_env(), cwd=REPO,
+                   check=True, capture_output=True, timeout=120)
+    return path
+
+
+def launch(mode: str, stall_rank: int, scan: Path, out: Path) -> list[tuple[int, str, float]]:
+    """Two ranks of ``pinn train`` with one disturbed; ``(exit code, stderr, seconds)`` each
+    (exit code None: still running after GIVE_UP_S, then killed)."""
+    port = str(free_port())
+    argv = ["train", str(scan), "--out", str(out), "--epochs", "2", "--batch-size", "4",
+            "--n-filters-scale", "1", "--quiet"]
+    procs = []
+    start = time.monotonic()
+    for rank in range(2):
+        env = child_env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                        LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port,
+                        PINN_DDP_TIMEOUT_S=str(TIMEOUT_S), TORCH_CPP_LOG_LEVEL="FATAL")
+        procs.append(subprocess.Popen(
+            [PYTHON, str(HERE / "_stall_worker.py"), mode, str(stall_rank), *argv], env=env,
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    results = []
+    for proc in procs:
+        try:
+            _, err = proc.communicate(timeout=max(start + GIVE_UP_S - time.monotonic(), 1))
+            results.append((proc.returncode, err, time.monotonic() - start))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            results.append((None, err, GIVE_UP_S))
+    return results
+
+
+@pytest.mark.parametrize("mode", ["stall", pytest.param("stall-forward", marks=pytest.mark.slow)])
+def test_a_stalled_process_ends_the_run_with_one_line(scan, tmp_path, mode):
+    """Rank 1 stops answering for 3 T (before one of pinn's sums, or before a DDP forward):
+    rank 0 gives up after T with one line; rank 1 then finds rank 0 gone and ends with one
+    line too. Nobody hangs."""
+    (code0, err0, seconds0), (code1, err1, _) = launch(mode, 1, scan, tmp_path / "run")
+    assert code0 == 2, err0[-3000:]
+    assert code1 == 2, err1[-3000:]
+    (line0,) = err0.strip().splitlines()
+    assert re.fullmatch(r"pinn: error: process 0 of 2 waited 3 s in a collective operation "
+                        r"that another process never joined \(.*\); .*PINN_DDP_TIMEOUT_S",
+                        line0), line0
+    (line1,) = err1.strip().splitlines()
+    assert line1.startswith("pinn: error: process 1 of 2: a collective operation failed"), line1
+    assert seconds0 < GIVE_UP_S
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_a_skipped_collective_ends_every_process(scan, tmp_path):
+    """Rank 1 skips a sum that rank 0 joins, so the ranks' collectives no longer pair up. Gloo
+    notices the mismatch and aborts rank 0 naming it (a C++ abort pinn cannot catch), or the
+    watchdog's timeout fires; either way every process ends, and rank 1 in one line."""
+    (code0, err0, _), (code1, err1, _) = launch("skip", 1, scan, tmp_path / "run")
+    assert code0 is not None and code0 != 0, err0[-3000:]
+    assert code1 == 2, err1[-3000:]
+    if code0 == 2:
+        (line0,) = err0.strip().splitlines()
+        assert line0.startswith("pinn: error: process 0 of 2"), line0
+    else:
+        assert "collective mismatch" in err0, err0[-3000:]
+    (line1,) = err1.strip().splitlines()
+    assert re.fullmatch(r"pinn: error: process 1 of 2: a collective operation failed \("
+                        r".*\); another process failed, .*", line1), line1
+    assert ".cc:" not in line1 and "typically caused" not in line1  # gloo's gist only
+    assert not (tmp_path / "run" / "model").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "nan", "inf"])
+def test_a_bad_timeout_is_refused(monkeypatch, value):
+    monkeypatch.setenv(distributed.TIMEOUT_ENV, value)
+    with pytest.raises(ConfigError, match="PINN_DDP_TIMEOUT_S is .*positive number of seconds"):
+        distributed.timeout_s()
+
+
+def test_the_timeout_defaults_to_five_minutes(monkeypatch):
+    monkeypatch.delenv(distributed.TIMEOUT_ENV, raising=False)
+    assert distributed.timeout_s() == 300.0
+    monkeypatch.setenv(distributed.TIMEOUT_ENV, "12.5")
+    assert distributed.timeout_s() == 12.5
