@@ -390,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="constrain the probe to a centred disk of radius R pixels")
     p.add_argument("--fix-probe-power", action="store_true",
                    help="keep the probe's total power at its power-matched start")
+    p.add_argument("--orthogonalize-every-epoch", action="store_true",
+                   help="orthogonalise and sort the probe modes every epoch (default: at the "
+                        "start and the end only)")
     p.add_argument("--refine-positions", action="store_true",
                    help="also correct every scan position (after a warm-up)")
     p.add_argument("--epochs", type=int, default=None, metavar="E",

@@ -23,7 +23,8 @@ def config_from_args(args: argparse.Namespace) -> RefineConfig:
                           refine_probe=not args.no_refine_probe,
                           refine_positions=args.refine_positions, seed=args.seed,
                           probe_support_radius=args.probe_support,
-                          fix_probe_power=args.fix_probe_power)
+                          fix_probe_power=args.fix_probe_power,
+                          orthogonalize_every_epoch=args.orthogonalize_every_epoch)
     return replace(config, **{k: v for k, v in given.items() if v is not None})
 
 
