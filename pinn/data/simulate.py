@@ -4,7 +4,8 @@ Forward model, per scan position ``p``: the object window of ``N x N`` pixels wh
 pixel ``N//2`` sits on ``p`` (:func:`pinn.ops.extract_patches`, bilinear at subpixel
 positions) times the probe (:func:`pinn.ops.illuminate`) gives the exit wave; its far-field
 amplitude (:func:`pinn.ops.diffract`, zero frequency at the centre, energy preserving)
-squared is the noise-free intensity. One global factor scales the intensities so that the
+squared is the noise-free intensity; with ``K`` incoherent probe modes the intensities of the
+modes' exit waves add (:func:`pinn.ops.far_field_amplitude`). One global factor scales the intensities so that the
 mean expected total count per pattern equals ``photons``; counts are then Poisson samples
 drawn with a seeded ``torch.Generator``. The stored diffraction is ``sqrt(counts)``.
 """
@@ -21,7 +22,7 @@ from pinn.data.probes import make_probe
 from pinn.data.scan import ScanData, sqrt_counts
 from pinn.data.trajectories import make_positions, scan_bounds
 from pinn.errors import ConfigError, DataError
-from pinn.ops import diffract, extract_patches, illuminate
+from pinn.ops import diffract, extract_patches, far_field_amplitude, illuminate
 
 _CHUNK = 2048  # positions per forward-model block (bounds the complex64 patch memory)
 
@@ -39,7 +40,8 @@ def simulate_scan(
 
     Args:
         object: ``(H, W)`` complex object (real is promoted).
-        probe: ``(N, N)`` complex probe, used as given (not normalised).
+        probe: ``(N, N)`` complex probe, or ``(K, N, N)`` incoherent modes (a mixed-state
+            probe), used as given (not normalised).
         positions: ``(M, 2)`` float ``(y, x)`` window centres; each ``N x N`` window must lie
             inside the object (``N//2 <= p <= (H, W) - N + N//2``).
         photons: expected total counts per pattern, averaged over the scan (> 0).
@@ -62,8 +64,9 @@ def simulate_scan(
     obj = obj.to(torch.complex64)
     _checks.check_finite("object", obj)
     probe = _checks.as_tensor("probe", probe)
-    if probe.dim() != 2 or probe.shape[0] != probe.shape[1]:
-        raise DataError(f"probe has shape {tuple(probe.shape)}; expected a square (N, N)")
+    if probe.dim() not in (2, 3) or probe.shape[-1] != probe.shape[-2] or probe.numel() == 0:
+        raise DataError(f"probe has shape {tuple(probe.shape)}; expected a square (N, N) "
+                        "probe or (K, N, N) probe modes with K >= 1")
     probe = probe.to(torch.complex64)
     _checks.check_finite("probe", probe)
     n = probe.shape[-1]
@@ -85,9 +88,8 @@ def simulate_scan(
             f"{high.tolist()} (see pinn.data.trajectories.scan_bounds)")
     photons = _photons(photons, noise)
 
-    amplitude = torch.cat([
-        diffract(illuminate(extract_patches(obj[None], block[None], n)[0], probe))
-        for block in pos.split(_CHUNK)])  # (M, N, N) noise-free amplitude, arbitrary scale
+    amplitude = torch.cat([_far_field(extract_patches(obj[None], block[None], n)[0], probe)
+                           for block in pos.split(_CHUNK)])  # (M, N, N) noise free, any scale
     energy = amplitude.to(torch.float64).square().sum(dim=(-2, -1)).mean()
     if not float(energy) > 0:
         raise DataError("every exit wave is zero (object or probe is zero where scanned)")
@@ -100,6 +102,14 @@ def simulate_scan(
         blocks.append(sqrt_counts(counts))
     return ScanData(diffraction=torch.cat(blocks), positions=pos, probe=probe, object=obj,
                     counts=True)
+
+
+def _far_field(patches: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:
+    """``(B, N, N)`` amplitude of patches ``(B, N, N)`` lit by a probe ``(N, N)`` or by modes
+    ``(K, N, N)`` (the root of the summed intensities)."""
+    if probe.dim() == 2:
+        return diffract(illuminate(patches, probe))
+    return far_field_amplitude(illuminate(patches[:, None], probe))  # (B, K, N, N) -> (B, N, N)
 
 
 def simulate(

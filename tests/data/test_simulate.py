@@ -12,7 +12,7 @@ from pinn.data import ScanData, simulate, simulate_scan
 from pinn.data.objects import lines_object
 from pinn.data.trajectories import random_positions
 from pinn.errors import ConfigError, DataError
-from pinn.ops import default_probe
+from pinn.ops import default_probe, extract_patches
 
 N = 32
 
@@ -51,6 +51,29 @@ def test_forward_model_at_integer_positions(parts):
     torch.testing.assert_close(scan.diffraction.double().square(), expected, rtol=1e-4,
                                atol=1e-6 * float(expected.max()))
     assert divmod(int(scan.diffraction[0].argmax()), N) == (N // 2, N // 2)  # zero frequency
+
+
+def test_probe_modes_add_their_intensities(parts):
+    """A (K, N, N) probe: each pattern is the sum of the modes' single-probe intensities (at
+    one common scale), and the scan keeps the modes."""
+    obj, probe, positions = parts
+    modes = torch.stack([probe, 0.5j * probe.roll(3, dims=-1), 0.2 * probe.roll(-2, dims=-2)])
+    scan = simulate_scan(obj, modes, positions, 1e4, noise=False)
+    assert torch.equal(scan.probe, modes)
+    windows = extract_patches(obj[None], positions[None], N)[0].to(torch.complex128)
+
+    def intensity(mode):  # the mode's own intensities in exit-wave units
+        energy = (windows * mode).abs().square().sum(dim=(-2, -1)).mean()
+        return simulate_scan(obj, mode, positions, 1.0, noise=False).diffraction.double(
+        ).square() * energy
+
+    parts_sum = sum(intensity(m) for m in modes)
+    expected = parts_sum * 1e4 / parts_sum.sum(dim=(-2, -1)).mean()
+    torch.testing.assert_close(scan.diffraction.double().square(), expected, rtol=1e-4,
+                               atol=1e-6 * float(expected.max()))
+    one = simulate_scan(obj, probe[None], positions, 1e4, seed=5)
+    assert torch.equal(one.diffraction, simulate_scan(obj, probe, positions, 1e4,
+                                                      seed=5).diffraction)
 
 
 def test_noise_free_dose_is_exact(parts):
@@ -97,6 +120,7 @@ def test_seeds(parts):
     (dict(positions=torch.tensor([[40.0, 80.5]], dtype=torch.float64)), DataError, "outside"),
     (dict(positions=torch.zeros(0, 2)), DataError, "positions"),
     (dict(probe=torch.ones(8, 6)), DataError, "probe"),
+    (dict(probe=torch.ones(0, N, N)), DataError, r"probe has shape \(0, 32, 32\)"),
     (dict(object=torch.ones(3, 20, 20)), DataError, "object"),
     (dict(object=torch.ones(20, 20)), DataError, "smaller"),
     (dict(object=torch.zeros(96, 96)), DataError, "zero"),
