@@ -33,9 +33,9 @@ class GroupDataset(Dataset):
     Attributes: ``nphotons`` (dose the scale assumes), ``normalization`` (the reference's
     ``normalize_data`` factor over the grouped patterns), ``intensity_scale``
     (``sqrt(nphotons) / (N/2)``), ``groups``, ``N``, ``gridsize``, ``probe`` (the scan's raw
-    ``(N, N)`` complex64 probe guess; the model normalises it), ``amplitudes`` (the
-    ``(M, N, N)`` scaled stack) and ``scan``. :meth:`get_batch` fetches a whole batch with one
-    gather (the training engine uses it when present).
+    ``(N, N)`` complex64 probe guess or ``(K, N, N)`` modes; the model normalises it),
+    ``amplitudes`` (the ``(M, N, N)`` scaled stack) and ``scan``. :meth:`get_batch` fetches a
+    whole batch with one gather (the training engine uses it when present).
 
     Args:
         scan: the scan.

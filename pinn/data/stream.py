@@ -85,7 +85,7 @@ class NpzScanStream:
         N: pattern side in pixels; n_scans: M, the number of patterns.
         positions: ``(M, 2)`` float64 ``(y, x)`` object pixel of each window's centre pixel.
         positions_start: ``(M, 2)`` float64 nominal positions, or None.
-        probe: ``(N, N)`` complex64. object: ``(H, W)`` complex64 or None.
+        probe: ``(N, N)`` complex64, or ``(K, N, N)`` modes. object: ``(H, W)`` complex64 or None.
         scan_index: ``(M,)`` int64 (zeros when the file has none).
         counts: True when ``amplitude**2`` are photon counts (as ``ScanData.counts``).
         stored_dtype: the dtype of the stored diffraction array.

@@ -114,3 +114,11 @@ def test_dominant_mode_is_the_strongest():
         ops.dominant_mode(modes[:0])
     with pytest.raises(ValueError, match="probe has shape"):
         ops.dominant_mode(modes[None])
+
+
+def test_mode_sums_compile_to_one_graph():
+    from _ops_helpers import compiled
+
+    waves = _complex(2, 3, 16, 16, seed=5)
+    torch.testing.assert_close(compiled(far_field_amplitude)(waves), far_field_amplitude(waves))
+    torch.testing.assert_close(compiled(far_field_intensity)(waves), far_field_intensity(waves))
