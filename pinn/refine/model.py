@@ -19,6 +19,9 @@ from torch import nn
 
 from pinn.ops.modes import orthogonalize_modes
 from pinn.ops.ptycho_intensity import ptycho_intensity
+from pinn.refine.positions import newton_step, position_fisher, project_offsets
+
+POSITION_METHODS = ("adam", "newton")
 
 
 class Refiner(nn.Module):
@@ -43,6 +46,12 @@ class Refiner(nn.Module):
             multiplied by it (a support constraint, e.g. a disk).
         fix_probe_power: after every step, rescale the modes to their starting total power
             (a power constraint: the dose is then carried by the probe alone).
+        position_method: ``"newton"``: after every step, each position of the batch takes a
+            Newton step on its own likelihood (gradient over Fisher information,
+            :mod:`pinn.refine.positions`), times ``position_damping``; this assumes the loss
+            is the mean Poisson NLL over the batch's pixels (``refine_loss``). ``"adam"``:
+            the optimiser moves the offsets at the ``positions`` rate like any parameter.
+        position_damping: the fraction of the Newton step taken.
     """
 
     def __init__(self, positions: torch.Tensor, canvas_shape: tuple[int, int],
@@ -51,7 +60,8 @@ class Refiner(nn.Module):
                  refine_positions: bool = False, position_warmup: int = 2,
                  max_position_step: float = 1.0, orthogonalize: bool = True,
                  probe_support: torch.Tensor | None = None,
-                 fix_probe_power: bool = False) -> None:
+                 fix_probe_power: bool = False, position_method: str = "adam",
+                 position_damping: float = 0.5) -> None:
         super().__init__()
         if modes.dim() != 3 or modes.shape[-1] != modes.shape[-2]:
             raise ValueError(f"modes have shape {tuple(modes.shape)}; expected (K, N, N)")
@@ -86,6 +96,14 @@ class Refiner(nn.Module):
                              else probe_support.to(torch.float32))
         self.fix_probe_power = fix_probe_power
         self.register_buffer("probe_power", modes.abs().square().sum().to(torch.float32))
+        if position_method not in POSITION_METHODS:
+            raise ValueError(f"position_method is {position_method!r}; use one of "
+                             f"{POSITION_METHODS}")
+        self.position_method = position_method
+        self.position_damping = position_damping
+        # (batch indices, Fisher information) of the step in flight: set by forward, used and
+        # cleared by after_step of the same step, so never part of a checkpoint
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
         low = positions.min(dim=0).values - self.size // 2
         high = positions.max(dim=0).values - self.size // 2 + self.size
         if bool((low < 0).any()) or high[0] > height or high[1] > width:
@@ -112,11 +130,13 @@ class Refiner(nn.Module):
     # --- the engine's hooks (pinn/engine/hooks.py) ----------------------------------------
     def optimizer_groups(self) -> list[dict]:
         peak = float(self.modes.detach().abs().max())
-        return [
+        groups = [
             {"params": [self.object_real], "lr_scale": self.lr_scales["object"]},
             {"params": [self.probe_real], "lr_scale": self.lr_scales["probe"] * peak},
-            {"params": [self.offsets], "lr_scale": self.lr_scales["positions"]},
         ]
+        if self.position_method == "adam":
+            groups.append({"params": [self.offsets], "lr_scale": self.lr_scales["positions"]})
+        return groups
 
     def on_epoch_start(self, epoch: int) -> None:
         moving = self.refine_positions and epoch >= self.position_warmup
@@ -132,13 +152,20 @@ class Refiner(nn.Module):
     def after_step(self) -> None:
         if self.refine_probe:
             self._constrain_probe()
+        pending, self._pending = self._pending, None
         if not self.offsets.requires_grad:
             return
-        # a common shift of every position is not identifiable (the object moves with it)
-        self.offsets.sub_(self.offsets.mean(dim=0, keepdim=True))
-        cap = self.max_position_step
-        self.offsets.copy_(torch.maximum(torch.minimum(self.offsets, self.offsets_anchor + cap),
-                                         self.offsets_anchor - cap))
+        if self.position_method == "newton":
+            if pending is not None and self.offsets.grad is not None:
+                index, fisher = pending
+                step = newton_step(self.offsets.grad[index], fisher)
+                self.offsets.index_add_(0, index,
+                                        (self.position_damping * step).to(torch.float32))
+            # the optimiser does not hold the offsets, so its zero_grad would not clear this
+            self.offsets.grad = None
+        # zero mean (a common shift is not identifiable) and the per-epoch cap
+        self.offsets.copy_(project_offsets(self.offsets, self.offsets_anchor,
+                                           self.max_position_step))
 
     def _constrain_probe(self) -> None:
         if self.probe_support is not None:
@@ -159,10 +186,24 @@ class Refiner(nn.Module):
     def forward(self, index: torch.Tensor, centered: bool = True) -> torch.Tensor:
         """Expected counts ``(B, N, N)`` float32 of the scan points ``index`` ``(B,)`` int64,
         zero frequency at the centre (``centered``) or at pixel (0, 0)."""
+        newton = (self.position_method == "newton" and self.offsets.requires_grad
+                  and torch.is_grad_enabled())
+        if newton:
+            self.offsets.grad = None  # one forward per step: no gradient of a skipped step
         position = self.positions_initial[index] + self.offsets[index]  # (B, 2)
         low, high_y, high_x = self._bounds
         rounded = position.detach().round()
         rounded = torch.stack([rounded[:, 0].clamp(low, high_y), rounded[:, 1].clamp(low, high_x)],
                               dim=1)
         fraction = position - rounded  # carries the offsets' gradient
-        return ptycho_intensity(self.windows(rounded), self.modes, fraction, centered)
+        windows = self.windows(rounded)
+        intensity = ptycho_intensity(windows, self.modes, fraction, centered)
+        if newton:
+            with torch.no_grad():
+                unshifted = intensity if not centered else torch.fft.ifftshift(
+                    intensity, dim=(-2, -1))
+                fisher = position_fisher(windows.detach(), self.modes[0].detach(),
+                                         unshifted.detach())
+                # in the loss's units: refine_loss is the mean over the batch's pixels
+                self._pending = (index, fisher / (index.shape[0] * self.size * self.size))
+        return intensity

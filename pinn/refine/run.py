@@ -12,7 +12,7 @@ from pinn import ops
 from pinn.config import TrainingConfig
 from pinn.errors import ConfigError, DataError
 from pinn.ops.modes import add_probe_modes, mode_powers, orthogonalize_modes
-from pinn.refine.model import Refiner
+from pinn.refine.model import POSITION_METHODS, Refiner
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,10 @@ class RefineConfig:
             epoch as well as at the start and the end (off by default: mixing the modes
             disturbs Adam's per-pixel moments, and from the star's zone-plate guess phase SSIM
             was 0.79 with it and 0.83 without, docs/DESIGN.md section 9).
+        position_method: ``"adam"`` (the optimiser at ``position_lr``) or ``"newton"`` (after
+            every step, each position of the batch takes a Newton step on its own likelihood:
+            gradient over Fisher information, :mod:`pinn.refine.positions`).
+        position_damping: fraction of the Newton step taken after every step.
         seed: data order and every other draw.
     """
 
@@ -58,6 +62,8 @@ class RefineConfig:
     probe_support_radius: float | None = None
     fix_probe_power: bool = False
     orthogonalize_every_epoch: bool = False
+    position_method: str = "adam"
+    position_damping: float = 0.5
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -81,6 +87,9 @@ class RefineConfig:
         need(self.max_position_step > 0, "max_position_step must be > 0")
         need(self.probe_support_radius is None or self.probe_support_radius > 0,
              f"probe_support_radius is {self.probe_support_radius}; use a radius > 0 pixels")
+        need(self.position_method in POSITION_METHODS,
+             f"position_method is {self.position_method!r}; use one of {POSITION_METHODS}")
+        need(0 < self.position_damping <= 1, "position_damping must be in (0, 1]")
 
     def training(self) -> TrainingConfig:
         """The engine's configuration: cosine decay, no validation split, no early stop."""
@@ -240,7 +249,9 @@ def refine_scan(scan, config: RefineConfig = RefineConfig(), out_dir: str | Path
                     max_position_step=config.max_position_step,
                     probe_support=_disk(n, config.probe_support_radius),
                     fix_probe_power=config.fix_probe_power,
-                    orthogonalize=config.orthogonalize_every_epoch)
+                    orthogonalize=config.orthogonalize_every_epoch,
+                    position_method=config.position_method,
+                    position_damping=config.position_damping)
     out = Path(out_dir) if out_dir is not None else None
     fit = train(model, refine_loss, CountsDataset(counts), None, config.training(),
                 checkpoint_dir=out / "checkpoints" if out else None,
