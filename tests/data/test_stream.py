@@ -481,9 +481,16 @@ def test_load_scan_stream_with_a_probe_file(tmp_path):
     np.savez(tmp_path / "probe.npz", probe=probe)
     with load_scan(path, stream=True, probe_path=tmp_path / "probe.npz") as stream:
         assert torch.equal(stream.probe, torch.from_numpy(probe))
+    modes = np.stack([probe, 0.5 * probe, 0.1j * probe])
+    np.savez(tmp_path / "modes.npz", probe_modes=modes, probe=probe)
+    with load_scan(path, stream=True, probe_path=tmp_path / "modes.npz") as stream:
+        assert torch.equal(stream.probe, torch.from_numpy(modes))  # every mode
     np.savez(tmp_path / "big.npz", probe=np.ones((N + 2, N + 2), np.complex64))
     with pytest.raises(DataError, match="probe"):
         load_scan(path, stream=True, probe_path=tmp_path / "big.npz")
+    np.savez(tmp_path / "big_modes.npz", probe_modes=np.ones((2, N + 2, N + 2), np.complex64))
+    with pytest.raises(DataError, match=r"probe in big_modes.npz is \(2, 10, 10\)"):
+        load_scan(path, stream=True, probe_path=tmp_path / "big_modes.npz")
 
 
 def test_load_scan_stream_refuses_cropping(tmp_path):
