@@ -282,7 +282,7 @@ def build_model(config: ModelConfig, probe: torch.Tensor | None = None,
                          "substitutes its default probe here)")
     return PtychoPINN(
         generator=make_generator(config),
-        probe=model_probe(probe, config),
+        probe=initial_probe(probe, config),
         intensity_scale=intensity_scale,
         padded_size=config.padded_size_px,
         object_big=config.object_big,
@@ -296,7 +296,7 @@ def build_model(config: ModelConfig, probe: torch.Tensor | None = None,
     )
 
 
-def probe_start(probe: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+def select_probe_modes(probe: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     """A probe guess ``(N, N)`` or ``(J, N, N)`` as the modes a model for ``config`` starts
     from, not yet normalised (see :func:`build_model`): ``(N, N)`` complex64 for one mode, else
     ``(K, N, N)``."""
@@ -313,12 +313,12 @@ def probe_start(probe: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     return modes  # (K, N, N)
 
 
-def model_probe(probe: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+def initial_probe(probe: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     """The normalised probe of a model for ``config`` from a guess ``(N, N)`` or
-    ``(J, N, N)``: :func:`probe_start` divided by one positive number
+    ``(J, N, N)``: :func:`select_probe_modes` divided by one positive number
     (:func:`pinn.ops.normalize_probe` or, for modes, :func:`pinn.ops.normalize_probe_modes`
     with ``config.probe_scale``)."""
-    start = probe_start(probe, config)
+    start = select_probe_modes(probe, config)
     if start.dim() == 2:
         return ops.normalize_probe(start, config.probe_scale)
     return ops.normalize_probe_modes(start, config.probe_scale)

@@ -179,10 +179,10 @@ def probe_to_product_units(model_probe: torch.Tensor, product: Product,
                            model_config: ModelConfig) -> np.ndarray:
     """A model's probe (all its modes) in the units of a product's probe.
 
-    A pinn model holds its probe normalised: :func:`pinn.model.ptychopinn.model_probe` turns a
-    guess into the model's ``probe_modes`` modes and divides them by one positive number
-    (:func:`pinn.ops.normalize_probe`, or :func:`pinn.ops.normalize_probe_modes` for modes,
-    with ``probe_scale``). This multiplies ``model_probe`` by the number that normalisation
+    A pinn model holds its probe normalised: :func:`pinn.model.ptychopinn.initial_probe`
+    turns a guess into the model's ``probe_modes`` modes and divides them by one positive
+    number (:func:`pinn.ops.normalize_probe`, or :func:`pinn.ops.normalize_probe_modes` for
+    modes, with ``probe_scale``). This multiplies ``model_probe`` by the number that normalisation
     divides the product's probe (every mode of OPR component 0) by, so a model probe that
     did not train comes back as the product's probe (to float32 rounding; modes the model
     added come back in the same units) and a trained one keeps its change relative to it.
@@ -197,8 +197,8 @@ def probe_to_product_units(model_probe: torch.Tensor, product: Product,
         ``(N, N)`` or ``(K, N, N)`` complex64 numpy array, as ``model_probe``.
     """
     reference = torch.from_numpy(np.ascontiguousarray(product.probes.get_array()[0]))
-    start = ptychopinn.probe_start(reference, model_config)
-    normalised = ptychopinn.model_probe(reference, model_config)
+    start = ptychopinn.select_probe_modes(reference, model_config)
+    normalised = ptychopinn.initial_probe(reference, model_config)
     factor = (torch.linalg.vector_norm(start.to(torch.complex128))
               / torch.linalg.vector_norm(normalised.to(torch.complex128)))
     probe = model_probe.detach().cpu().to(torch.complex128) * factor  # (N, N) or (K, N, N)
