@@ -56,13 +56,22 @@ def test_is_a_ptychodus_trainable_reconstructor(options):
     assert not reconstructor.is_model_loaded()
 
 
-def test_export_writes_the_input_as_a_pinn_scan(tmp_path, reconstruct_input, options):
-    PinnReconstructor(options).export_training_data(tmp_path / "exported", reconstruct_input)
+@pytest.mark.parametrize("modes", [1, 2])
+def test_export_writes_the_input_as_a_pinn_scan(tmp_path, reconstruct_input,
+                                                two_mode_product_and_counts, options, modes):
+    from ptychodus.api.reconstruct import ReconstructInput
+
+    inp = reconstruct_input
+    if modes == 2:
+        product, diffraction = two_mode_product_and_counts
+        inp = ReconstructInput(diffraction.get_patterns(), diffraction.get_bad_pixels(), product)
+    PinnReconstructor(options).export_training_data(tmp_path / "exported", inp)
     assert not (tmp_path / "exported.npz").exists()  # the path is used as given
-    exported, expected = load_scan(tmp_path / "exported"), scan_from_input(reconstruct_input)
+    exported, expected = load_scan(tmp_path / "exported"), scan_from_input(inp)
     torch.testing.assert_close(exported.diffraction, expected.diffraction, rtol=0, atol=0)
     torch.testing.assert_close(exported.positions, expected.positions, rtol=0, atol=0)
     torch.testing.assert_close(exported.probe, expected.probe, rtol=0, atol=0)
+    assert exported.probe.shape == ((64, 64) if modes == 1 else (2, 64, 64))
     assert exported.counts
 
 
