@@ -66,20 +66,13 @@ def normalize_probe(probe: torch.Tensor, scale: float = 4.0) -> torch.Tensor:
     """
     check_tensor("probe", probe)
     check_min_dims("probe", probe, 2, "(..., N, N)")
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale!r}")
-    if probe.shape[-1] != probe.shape[-2]:
-        raise ValueError(f"probe has shape {tuple(probe.shape)}; expected a square (..., N, N)")
-    probe = full_precision(probe)
-    if not probe.is_complex():
-        probe = torch.complex(probe, torch.zeros_like(probe))
+    probe = _square_complex("probe", probe, "(..., N, N)", scale)
     mask = disk_mask(probe.shape[-1], device=probe.device).to(probe.real.dtype)
     mean_abs = (probe * mask).abs().mean(dim=(-2, -1), keepdim=True)
     if not torch.compiler.is_compiling() and bool((mean_abs == 0).any()):
         raise ValueError("probe is zero inside the central disk of radius N/4, so it cannot be "
                          "normalised; pass a probe that illuminates the centre of the window")
     return probe / (scale * mean_abs)
-
 
 
 def normalize_probe_modes(modes: torch.Tensor, scale: float = 4.0) -> torch.Tensor:
@@ -106,13 +99,7 @@ def normalize_probe_modes(modes: torch.Tensor, scale: float = 4.0) -> torch.Tens
         return normalize_probe(modes[..., 0, :, :], scale).unsqueeze(-3)
     if modes.shape[-3] == 0:
         raise ValueError(f"modes has shape {tuple(modes.shape)}; expected K >= 1 modes")
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale!r}")
-    if modes.shape[-1] != modes.shape[-2]:
-        raise ValueError(f"modes has shape {tuple(modes.shape)}; expected square (..., K, N, N)")
-    modes = full_precision(modes)
-    if not modes.is_complex():
-        modes = torch.complex(modes, torch.zeros_like(modes))
+    modes = _square_complex("modes", modes, "(..., K, N, N)", scale)
     total = (modes.real.square() + modes.imag.square()).sum(dim=-3).sqrt()  # (..., N, N)
     mask = disk_mask(modes.shape[-1], device=modes.device).to(total.dtype)
     mean_abs = (total * mask).mean(dim=(-2, -1), keepdim=True)  # (..., 1, 1)
@@ -121,3 +108,14 @@ def normalize_probe_modes(modes: torch.Tensor, scale: float = 4.0) -> torch.Tens
                          "they cannot be normalised; pass modes that illuminate the centre of "
                          "the window")
     return modes / (scale * mean_abs.unsqueeze(-3))
+
+
+def _square_complex(name: str, x: torch.Tensor, layout: str, scale: float) -> torch.Tensor:
+    """The checks the normalisations share (a positive scale, square ``N x N`` planes), and
+    ``x`` as a full-precision complex tensor."""
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+    if x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"{name} has shape {tuple(x.shape)}; expected a square {layout}")
+    x = full_precision(x)
+    return x if x.is_complex() else torch.complex(x, torch.zeros_like(x))
