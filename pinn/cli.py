@@ -148,8 +148,7 @@ def _reconstruct_and_refine(args: argparse.Namespace) -> int:
     from pinn.archive import load_archive
     from pinn.errors import ConfigError
     from pinn.reconstruct import save_reconstruction
-    from pinn.refine import RefineConfig
-    from pinn.refine.network import reconstruct_and_refine
+    from pinn.refine.network import network_refine_config, reconstruct_and_refine
     from pinn.refine.outputs import save_refinement
 
     if args.refine < 1:
@@ -159,8 +158,8 @@ def _reconstruct_and_refine(args: argparse.Namespace) -> int:
         raise ConfigError(f"--probe-modes is {args.probe_modes}; use 1 or more modes")
     if args.stream:
         raise ConfigError("--refine needs every pattern in memory; drop --stream")
-    config = RefineConfig(epochs=args.refine, probe_modes=args.probe_modes,
-                          refine_positions=args.refine_positions)
+    config = network_refine_config(epochs=args.refine, probe_modes=args.probe_modes,
+                                   refine_positions=args.refine_positions)
     archive = load_archive(args.model, device=args.device)
     scan = _read_scan(args)
     run = reconstruct_and_refine(archive, scan, config=config, out_dir=args.out,

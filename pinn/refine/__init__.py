@@ -7,8 +7,10 @@ from a trained network's reconstruction (``pinn reconstruct --refine E``). See d
 """
 
 from pinn.refine.model import Refiner
-from pinn.refine.network import NetworkRefinement, reconstruct_and_refine, refine_from_network
+from pinn.refine.network import (NetworkRefinement, network_refine_config,
+                                 reconstruct_and_refine, refine_from_network)
 from pinn.refine.run import RefineConfig, RefineResult, refine_scan
 
 __all__ = ["NetworkRefinement", "RefineConfig", "RefineResult", "Refiner",
-           "reconstruct_and_refine", "refine_from_network", "refine_scan"]
+           "network_refine_config", "reconstruct_and_refine", "refine_from_network",
+           "refine_scan"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from pinn.errors import ConfigError, DataError
+from pinn.refine.network import network_refine_config
 from pinn.refine.outputs import save_refinement
 from pinn.refine.run import RefineConfig, RefineResult, refine_scan
 
@@ -19,12 +20,14 @@ def config_from_args(args: argparse.Namespace) -> RefineConfig:
     if args.probe_modes is not None and args.probe_modes < 1:
         raise ConfigError(f"--probe-modes is {args.probe_modes}; use 1 or more modes")
     given = {"epochs": args.epochs, "batch_size": args.batch_size}
-    config = RefineConfig(probe_modes=args.probe_modes, mode_power=args.mode_power,
-                          refine_probe=not args.no_refine_probe,
-                          refine_positions=args.refine_positions, seed=args.seed,
-                          probe_support_radius=args.probe_support,
-                          fix_probe_power=args.fix_probe_power,
-                          orthogonalize_every_epoch=args.orthogonalize_every_epoch)
+    # a network's object is a good start, refined at a lower rate than a flat one
+    base = network_refine_config if getattr(args, "model", None) is not None else RefineConfig
+    config = base(probe_modes=args.probe_modes, mode_power=args.mode_power,
+                  refine_probe=not args.no_refine_probe,
+                  refine_positions=args.refine_positions, seed=args.seed,
+                  probe_support_radius=args.probe_support,
+                  fix_probe_power=args.fix_probe_power,
+                  orthogonalize_every_epoch=args.orthogonalize_every_epoch)
     return replace(config, **{k: v for k, v in given.items() if v is not None})
 
 

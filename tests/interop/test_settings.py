@@ -16,7 +16,7 @@ from pinn.config import Config  # noqa: E402
 from pinn.errors import ConfigError  # noqa: E402
 from pinn.interop.ptychodus import PinnOptions, PinnSettings  # noqa: E402
 from pinn.interop.ptychodus.settings import GROUPS  # noqa: E402
-from pinn.refine import RefineConfig  # noqa: E402
+from pinn.refine import RefineConfig, network_refine_config  # noqa: E402
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def test_defaults_are_pinns_defaults(registry):
     assert PinnOptions().refine is None  # refinement is off unless epochs > 0
     refine = registry["PinnRefinement"].parameters()
     assert refine["epochs"].get_value() == 0
-    defaults = RefineConfig()
+    defaults = network_refine_config()  # the refinement starts from the network's object
     for f in dataclasses.fields(RefineConfig):
         if f.name != "epochs":
             default = getattr(defaults, f.name)
@@ -57,7 +57,8 @@ def test_refinement_settings_from_a_file_and_back(tmp_path, registry):
     ini.write_text("[PinnRefinement]\nepochs = 4\nprobe_modes = 3\nrefine_positions = true\n"
                    "probe_lr = 0.25\n")
     registry.open_settings(ini)
-    expected = RefineConfig(epochs=4, probe_modes=3, refine_positions=True, probe_lr=0.25)
+    expected = network_refine_config(epochs=4, probe_modes=3, refine_positions=True,
+                                     probe_lr=0.25)
     assert settings.options().refine == expected
     registry.save_settings(tmp_path / "saved.ini")
     other = SettingsRegistry()

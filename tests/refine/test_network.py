@@ -188,3 +188,28 @@ def test_pinn_refine_model_starts_like_reconstruct_refine(archive_path, scan_pat
                                archive_path, "--epochs", "1", "--quiet"], capsys)
     assert status == 0, err
     assert (tmp_path / "r" / "reconstruction.npz").is_file()
+
+
+def test_a_network_start_refines_at_the_lower_learning_rate(archive_path, scan):
+    from pinn.refine.network import NETWORK_LEARNING_RATE, network_refine_config
+
+    assert NETWORK_LEARNING_RATE < RefineConfig().learning_rate
+    assert network_refine_config(epochs=3) == RefineConfig(epochs=3,
+                                                           learning_rate=NETWORK_LEARNING_RATE)
+    assert network_refine_config(learning_rate=0.2).learning_rate == 0.2
+    run = reconstruct_and_refine(load_archive(archive_path), scan, 1)
+    assert run.refined.history[0]["learning_rate"] == pytest.approx(NETWORK_LEARNING_RATE)
+
+
+@pytest.mark.parametrize("start, network", [([], False), (["--model", "m"], True),
+                                            (["--init", "r.npz"], False)])
+def test_pinn_refine_uses_the_network_rate_only_from_a_model(start, network):
+    from pinn.refine.cli import config_from_args
+    from pinn.refine.network import NETWORK_LEARNING_RATE
+
+    args = cli.build_parser().parse_args(["refine", "d.npz", "--out", "o", "--epochs", "4",
+                                          *start])
+    config = config_from_args(args)
+    assert config.epochs == 4
+    expected = NETWORK_LEARNING_RATE if network else RefineConfig().learning_rate
+    assert config.learning_rate == expected

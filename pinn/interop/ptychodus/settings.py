@@ -10,7 +10,8 @@ Ptychodus keeps settings as named, typed parameters in groups of its ``SettingsR
   ``device`` and ``bad_pixels``;
 - ``PinnInference``: ``batch_size``, ``crop_px``, ``device``;
 - ``PinnRefinement``: every :class:`pinn.refine.RefineConfig` field, the refinement that
-  follows a reconstruction (object, probe modes, optionally positions fitted to the counts);
+  follows a reconstruction (object, probe modes, optionally positions fitted to the counts),
+  with the defaults of a start from the network (:func:`pinn.refine.network_refine_config`);
   ``epochs`` 0 (the default) turns it off.
 
 Parameter names are the configuration field names, so a ``settings.ini`` reads like pinn's
@@ -32,7 +33,7 @@ from pinn.config import Config, DataConfig, ModelConfig, TrainingConfig, section
 from pinn.engine.distributed import resolve_device
 from pinn.errors import ConfigError
 from pinn.interop.ptychodus.counts import BAD_PIXEL_FILLS
-from pinn.refine import RefineConfig
+from pinn.refine import RefineConfig, network_refine_config
 
 __all__ = ["GROUPS", "PinnOptions", "PinnSettings"]
 
@@ -112,7 +113,7 @@ class PinnSettings(Observable, Observer):
         self.infer_device = inference.create_string_parameter("device", "cpu")
         refine = self._groups["refine"]
         self.refine_epochs = refine.create_integer_parameter("epochs", 0, minimum=0)
-        self.refine = _add_fields(refine, RefineConfig(), skip=("epochs",))
+        self.refine = _add_fields(refine, network_refine_config(), skip=("epochs",))
 
     def groups(self) -> dict[str, typing.Any]:
         """The four Ptychodus ``ParameterGroup`` objects, by role (``"model"``,
