@@ -6,7 +6,8 @@ agreements and sums go through it; DDP's gradient reduction does not).
         python _stall_worker.py MODE STALL_RANK pinn-arguments...
 
 MODE ``stall``: that rank sleeps ``3 T`` seconds before the call (it is alive but does not
-answer). MODE ``stall-forward``: the same before its third DDP forward (the other rank then
+answer). MODE ``hang``: it sleeps for ever (until
+killed). MODE ``stall-forward``: the same as ``stall`` before its third DDP forward (the other rank then
 waits inside DDP's own collectives). MODE ``skip``: that rank skips the ``all_reduce`` call (a
 collective the other rank joins) and goes on.
 """
@@ -35,7 +36,7 @@ def disturb(mode: str) -> None:
         if calls == 3:
             if mode == "skip":
                 return None
-            time.sleep(3 * float(os.environ["PINN_DDP_TIMEOUT_S"]))
+            time.sleep(1e6 if mode == "hang" else 3 * float(os.environ["PINN_DDP_TIMEOUT_S"]))
         return original(*args, **kwargs)
 
     setattr(owner, name, disturbed)

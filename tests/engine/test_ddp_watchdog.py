@@ -92,6 +92,32 @@ def test_a_skipped_collective_ends_every_process(scan, tmp_path):
     assert not (tmp_path / "run" / "model").exists()
 
 
+@pytest.mark.slow
+def test_under_torchrun_a_process_stuck_for_ever_ends_the_job(scan, tmp_path):
+    """The reported case: ``torchrun ... -m pinn train`` never ended. With rank 1 stuck for
+    ever outside any collective, rank 0 gives up after T with one line, and torchrun then
+    stops rank 1 (SIGTERM, and SIGKILL 30 s later) and ends the job."""
+    torchrun = Path(PYTHON).parent / "torchrun"
+    env = child_env(PINN_DDP_TIMEOUT_S=str(TIMEOUT_S), TORCH_CPP_LOG_LEVEL="FATAL")
+    command = [str(torchrun), "--nproc_per_node", "2", "--master-port", str(free_port()),
+               str(HERE / "_stall_worker.py"), "hang", "1", "train", str(scan), "--out",
+               str(tmp_path / "run"), "--epochs", "2", "--batch-size", "4",
+               "--n-filters-scale", "1", "--quiet"]
+    start = time.monotonic()
+    proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=GIVE_UP_S)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # torchrun passes it on to its workers
+        _, err = proc.communicate()
+        pytest.fail(f"torchrun was still running after {GIVE_UP_S} s:\n{err[-3000:]}")
+    assert proc.returncode != 0
+    ours = [line for line in err.splitlines() if line.startswith("pinn: ")]
+    assert len(ours) == 1 and ours[0].startswith("pinn: error: process 0 of 2 waited 3 s"), err
+    assert time.monotonic() - start < GIVE_UP_S
+
+
 @pytest.mark.parametrize("value", ["0", "-5", "soon", "nan", "inf"])
 def test_a_bad_timeout_is_refused(monkeypatch, value):
     monkeypatch.setenv(distributed.TIMEOUT_ENV, value)
