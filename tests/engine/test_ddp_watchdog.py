@@ -4,7 +4,9 @@ one error line, instead of waiting for ever (issue 15 finding 10)."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -116,6 +118,53 @@ def test_under_torchrun_a_process_stuck_for_ever_ends_the_job(scan, tmp_path):
     ours = [line for line in err.splitlines() if line.startswith("pinn: ")]
     assert len(ours) == 1 and ours[0].startswith("pinn: error: process 0 of 2 waited 3 s"), err
     assert time.monotonic() - start < GIVE_UP_S
+
+
+def _processes_using(marker: str) -> list[int]:
+    """Pids of the processes whose command line contains ``marker``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "cmdline").read_text():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
+def test_workers_stop_when_torchrun_is_killed(scan, tmp_path):
+    """torchrun puts its workers in their own sessions: when torchrun itself is SIGKILLed they
+    trained on as orphans, writing into the run directory. Now they notice, agree to stop,
+    write the checkpoint and end (the run can be resumed)."""
+    torchrun = Path(PYTHON).parent / "torchrun"
+    out = tmp_path / "orphan-run"
+    log = tmp_path / "torchrun.log"
+    command = [str(torchrun), "--nproc_per_node", "2", "--master-port", str(free_port()),
+               "-m", "pinn", "train", str(scan), "--out", str(out), "--epochs", "500",
+               "--batch-size", "4", "--n-filters-scale", "1"]
+    with log.open("w") as sink:
+        launcher = subprocess.Popen(command, env=child_env(), cwd=REPO, stdout=sink,
+                                    stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + GIVE_UP_S
+        while not (out / "checkpoints" / "last.safetensors").exists():  # epoch 1 is done
+            assert time.monotonic() < deadline and launcher.poll() is None, log.read_text()
+            time.sleep(0.2)
+        workers = [pid for pid in _processes_using(str(out)) if pid != launcher.pid]
+        launcher.kill()
+        launcher.wait()
+        while _processes_using(str(out)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = _processes_using(str(out))
+    finally:
+        for pid in _processes_using(str(out)):
+            os.kill(pid, signal.SIGKILL)
+    assert len(workers) == 2, workers
+    assert not left, f"workers still running after torchrun died:\n{log.read_text()[-3000:]}"
+    text = log.read_text()
+    assert text.count("pinn: training interrupted at epoch") == 2, text[-3000:]
+    assert "epoch 500/500" not in text
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "soon", "nan", "inf"])
