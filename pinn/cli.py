@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -67,6 +68,22 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+_DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s?)?")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"150"``, ``"90s"``, ``"3m"``, ``"1.5h"``, ``"1h30m"``, ``"2m30s"``."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration; use seconds (150) or units h, m, s (3m, 1h30m)")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration")
+    return total
+
+
 def _training_config(args: argparse.Namespace):
     from pinn.config import (Config, DataConfig, ModelConfig, TrainingConfig, apply_settings,
                              read_config_file)
@@ -86,9 +103,15 @@ def _training_config(args: argparse.Namespace):
     for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size),
                        ("seed", args.seed), ("learning_rate", args.lr),
                        ("validation_fraction", args.validation_fraction),
-                       ("compile", args.compile or None)):
+                       ("compile", args.compile or None), ("max_time_s", args.max_time),
+                       ("schedule", args.schedule)):
         if value is not None:
             training[key] = value
+    if args.max_time is not None:
+        if args.epochs is None:  # the budget decides how long
+            training["epochs"] = None
+        if args.schedule is None:  # a decay planned over the budget
+            training["schedule"] = "cosine"
     if args.amp:
         training["precision"] = args.amp
     if args.nphotons is not None:
@@ -109,8 +132,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     modes = 1 if scan.probe.dim() == 2 else scan.probe.shape[0]
     if args.probe_modes is None and modes > config.model.probe_modes:
         config = replace(config, model=replace(config.model, probe_modes=modes))
-    result = train_scan(scan, config, args.out, resume=args.resume, device=args.device,
-                        data_path=args.data, verbose=not args.quiet)
+    result = train_scan(scan, config, args.out, resume=args.resume, overwrite=args.overwrite,
+                        device=args.device, data_path=args.data, verbose=not args.quiet,
+                        force_precision=args.amp_force)
     if result.archive is not None:
         print(f"model saved to {result.archive}")
     return 0
@@ -264,10 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on a scan and save its archive",
                        description="Train PtychoPINN on a scan (unsupervised). Writes the archive "
                        "to RUN/model/, checkpoints to RUN/checkpoints/, TensorBoard logs to "
-                       "RUN/tb/.")
+                       "RUN/tb/<run id>/. An --out that holds a run is refused unless --resume "
+                       "or --overwrite is given.")
     p.add_argument("data", type=Path, metavar="DATA.npz", help="the training scan")
     p.add_argument("--out", type=Path, required=True, metavar="RUN", help="output directory")
-    p.add_argument("--epochs", type=int, default=None, metavar="E", help="epochs (default: 50)")
+    p.add_argument("--epochs", type=int, default=None, metavar="E",
+                   help="epochs (default: 50; with --max-time: as many as the budget allows)")
+    p.add_argument("--max-time", type=parse_duration, default=None, metavar="T",
+                   help="training time budget: seconds (150) or with units (3m, 1h30m). "
+                        "Training stops cleanly at the budget (or after --epochs, if given and "
+                        "first) and saves the model as at a normal end; the learning rate "
+                        "decays over the budget (cosine, unless --schedule plateau)")
+    p.add_argument("--schedule", choices=("plateau", "cosine"), default=None,
+                   help="learning-rate schedule: plateau (reduce when the validation loss "
+                        "stalls; the default) or cosine (a decay planned over the run)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B",
                    help="groups per step and process (default: 16)")
     p.add_argument("--gridsize", type=int, default=None, metavar="G",
@@ -296,10 +330,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "Hermite-like modes of it (default: 1, or as many as the guess has)")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (default: 0)")
     p.add_argument("--resume", action="store_true",
-                   help="continue from RUN/checkpoints (same configuration and data)")
+                   help="continue the run in RUN (same configuration and data; a larger "
+                        "--epochs or --max-time extends a finished run)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run that RUN holds (its model and checkpoint)")
     p.add_argument("--amp", nargs="?", const="bf16", choices=("bf16", "fp16"), default=None,
                    help="mixed precision for the CNN: bf16 (CPU or CUDA, the default when the "
-                        "flag is given) or fp16 (CUDA)")
+                        "flag is given) or fp16 (CUDA). On a CPU without native bf16 "
+                        "(AVX512_BF16 or AMX) bf16 is ~10x slower, so training stays in "
+                        "float32 and says so")
+    p.add_argument("--amp-force", action="store_true",
+                   help="use bf16 even on a CPU without native bf16")
     p.add_argument("--compile", action="store_true", help="use torch.compile")
     p.add_argument("--device", default="cpu", metavar="D",
                    help="cpu, cuda, cuda:N or auto (default: cpu)")
@@ -466,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         from pinn.engine import TrainingInterrupted
 
         if isinstance(exc, TrainingInterrupted):
-            print(f"pinn: {exc}", file=sys.stderr)
+            print(f"pinn: {exc}; run the same command with --resume to continue",
+                  file=sys.stderr)
             return EXIT_INTERRUPTED
         if isinstance(exc, PinnError):
             message = " ".join(str(exc).split())  # one line, whatever a message embeds

@@ -231,19 +231,29 @@ class TrainingConfig:
     """The optimiser, schedule and precision of training (reference defaults where it has one).
 
     Attributes:
-        epochs: passes over the training groups.
+        epochs: passes over the training groups (``None``: as many as ``max_time_s`` allows).
+        max_time_s: training time budget in seconds (``None``: none). Training stops cleanly
+            at the budget or after ``epochs``, whichever comes first, and saves as at a normal
+            end; a budget makes a run irreproducible bit for bit (it depends on the machine).
         batch_size: groups per optimiser step (per process under DDP: the global batch is
             ``batch_size * world_size``).
         learning_rate: Adam's initial learning rate.
         nll_weight: weight of the Poisson negative log-likelihood in the loss.
         mae_weight: weight of the mean absolute error of the amplitudes in the loss.
-        schedule: ``"plateau"`` (reduce-on-plateau, the reference's) or ``"cosine"`` (decay
-            from ``learning_rate`` to ``min_learning_rate`` over ``epochs``).
+        schedule: ``"plateau"`` (reduce-on-plateau on the validation loss, the training loss
+            without a validation split; the reference's) or ``"cosine"`` (a decay from
+            ``learning_rate`` to ``min_learning_rate`` planned over the run: the rate of each
+            epoch follows the fraction of ``epochs`` done, or of ``max_time_s`` spent, whichever
+            is further).
         plateau_factor: reduce-on-plateau multiplies the learning rate by this when the
             validation loss (the training loss without a validation split) stops improving.
         plateau_patience: epochs without improvement before reduce-on-plateau acts.
         min_learning_rate: the learning rate is never reduced below this (the end point of
             the cosine schedule).
+        keep_best: keep the weights of the epoch with the lowest monitored loss (validation,
+            else training) and end with them; when the plateau schedule lowers the learning
+            rate, training also goes back to them (with their optimiser state), so a loss
+            spike costs at most ``plateau_patience`` epochs.
         early_stopping_patience: stop after this many epochs without improvement of the
             training loss (``0`` disables it).
         validation_fraction: the last fraction of the groups held out for validation.
@@ -257,7 +267,8 @@ class TrainingConfig:
         log_images: write the reconstructed amplitude and phase to TensorBoard each epoch.
     """
 
-    epochs: int = 50
+    epochs: int | None = 50
+    max_time_s: float | None = None
     batch_size: int = 16
     learning_rate: float = 1e-3
     nll_weight: float = 1.0
@@ -266,6 +277,7 @@ class TrainingConfig:
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     min_learning_rate: float = 1e-4
+    keep_best: bool = True
     early_stopping_patience: int = 3
     validation_fraction: float = 0.05
     grad_clip_norm: float | None = None
@@ -279,8 +291,12 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         _check_types(self, "training")
-        _require(isinstance(self.epochs, int) and self.epochs >= 1,
+        _require(self.epochs is None or self.epochs >= 1,
                  f"epochs is {self.epochs!r}; use a positive int")
+        _require(self.max_time_s is None or self.max_time_s > 0,
+                 f"max_time_s is {self.max_time_s!r}; use a positive number of seconds")
+        _require(self.epochs is not None or self.max_time_s is not None,
+                 "epochs is unset and there is no max_time_s; set one of them")
         _require(isinstance(self.batch_size, int) and self.batch_size >= 1,
                  f"batch_size is {self.batch_size!r}; use a positive int")
         _require(self.learning_rate > 0, f"learning_rate is {self.learning_rate}; it must be > 0")

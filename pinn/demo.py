@@ -23,6 +23,7 @@ from pinn.atomic import atomic_write_bytes
 from pinn.config import Config, ModelConfig, TrainingConfig
 from pinn.data import simulate, write_npz
 from pinn.engine.distributed import resolve_device
+from pinn.engine.progress import plural
 from pinn.evaluate import evaluate
 from pinn.fit import train_scan
 from pinn.plotting import save_curves, save_side_by_side
@@ -108,7 +109,8 @@ def run_demo(out_dir: str | os.PathLike, *, device: str = "cpu", quick: bool = F
     write_npz(data_path, scan)
     timings["simulate_s"] = time.perf_counter() - start
 
-    say(f"[2/5] training for {s.epochs} epochs (unsupervised: diffraction and positions only)")
+    say(f"[2/5] training for {plural(s.epochs, 'epoch')} (unsupervised: diffraction and "
+        "positions only)")
     config = Config(
         model=ModelConfig(size_px=s.size_px, gridsize=s.gridsize,
                           n_filters_scale=s.n_filters_scale),
@@ -117,8 +119,8 @@ def run_demo(out_dir: str | os.PathLike, *, device: str = "cpu", quick: bool = F
                                 plateau_patience=s.plateau_patience,
                                 early_stopping_patience=0))
     tick = time.perf_counter()
-    fit = train_scan(scan, config, out / "run", device=device, data_path=data_path,
-                     verbose=verbose)
+    fit = train_scan(scan, config, out / "run", overwrite=True, device=device,
+                     data_path=data_path, verbose=verbose)
     timings["train_s"] = time.perf_counter() - tick
 
     say("[3/5] loading the archive and reconstructing every position")

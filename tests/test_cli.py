@@ -258,6 +258,86 @@ def test_set_reaches_every_section_and_flags_win(workspace, capsys, tmp_path):
     assert config.training.epochs == 1  # --epochs 1 (in TINY) overrides --set
 
 
+@pytest.mark.parametrize("text, seconds", [("150", 150.0), ("90s", 90.0), ("3m", 180.0),
+                                           ("1.5h", 5400.0), ("1h30m", 5400.0),
+                                           ("2m30s", 150.0)])
+def test_durations(text, seconds):
+    assert cli.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "m", "3x", "-1", "0", "1m1h"])
+def test_bad_durations(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.parse_duration(text)
+
+
+def training_config(argv):
+    args = cli.build_parser().parse_args(["train", "data.npz", "--out", "run", *argv])
+    return cli._training_config(args).training
+
+
+def test_max_time_sets_the_budget_and_a_planned_decay():
+    config = training_config(["--max-time", "3m"])
+    assert (config.max_time_s, config.epochs, config.schedule) == (180.0, None, "cosine")
+    config = training_config(["--max-time", "150", "--epochs", "7", "--schedule", "plateau"])
+    assert (config.max_time_s, config.epochs, config.schedule) == (150.0, 7, "plateau")
+    config = training_config([])
+    assert (config.max_time_s, config.epochs, config.schedule) == (None, 50, "plateau")
+
+
+def test_train_options_reach_train_scan(workspace, monkeypatch, capsys, tmp_path):
+    from pinn import fit
+
+    calls = []
+
+    def fake(scan, config, out, **kwargs):
+        calls.append(kwargs)
+        raise DataError("stop here")
+
+    monkeypatch.setattr(fit, "train_scan", fake)
+    run_main(["train", workspace / "scan.npz", "--out", tmp_path / "r", "--overwrite",
+              "--amp", "--amp-force", *TINY], capsys)
+    assert calls[0]["overwrite"] is True and calls[0]["force_precision"] is True
+    assert calls[0]["resume"] is False
+
+
+def test_overwrite_replaces_a_run_and_resume_extends_it(workspace, capsys, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(workspace / "run", run)
+    status, _, err = run_main(["train", workspace / "scan.npz", "--out", run, "--overwrite",
+                               *TINY], capsys)
+    assert status == 0, err
+    assert len(list((run / "tb").iterdir())) == 2  # the replaced run's logs are kept apart
+    status, _, err = run_main(["train", workspace / "scan.npz", "--out", run, "--resume",
+                               "--epochs", "2", *TINY[2:]], capsys)
+    assert status == 0, err
+    provenance = read_manifest(run / "model")["provenance"]
+    assert provenance["epochs_run"] == 2
+    assert provenance["plan_changes"] == [{"epoch": 1, "field": "epochs", "old": 1, "new": 2}]
+    assert len(list((run / "tb").iterdir())) == 2  # the resumed run continued its own logs
+
+
+def test_max_time_stops_saves_the_model_and_resumes_with_a_larger_budget(workspace, capsys,
+                                                                        tmp_path):
+    run = tmp_path / "run"
+    budget = ["--batch-size", "8", "--n-filters-scale", "1", "--quiet"]
+    status, out, err = run_main(["train", workspace / "scan.npz", "--out", run,
+                                 "--max-time", "2", *budget], capsys)
+    assert status == 0, err
+    archive = load_archive(run / "model")  # a valid archive, as at a normal end
+    assert archive.config.training.max_time_s == 2.0 and archive.config.training.epochs is None
+    provenance = read_manifest(run / "model")["provenance"]
+    assert provenance["stop_reason"] == "max_time" and provenance["training_seconds"] < 2 + 2
+    first_epochs = provenance["epochs_run"]
+    status, out, err = run_main(["train", workspace / "scan.npz", "--out", run, "--resume",
+                                 "--max-time", "4", *budget], capsys)
+    assert status == 0, err
+    provenance = read_manifest(run / "model")["provenance"]
+    assert provenance["stop_reason"] == "max_time" and provenance["epochs_run"] > first_epochs
+    assert provenance["plan_changes"] == [{"epoch": first_epochs, "field": "max_time_s",
+                                           "old": 2.0, "new": 4.0}]
+
+
 # ------------------------------------------------------------------------------------ errors
 
 
@@ -382,6 +462,18 @@ ERROR_CASES = {
                                           "3", *TINY], "data.neighbors"),
     "resume from a corrupt checkpoint": (["train", "{data}", "--out", "{damaged_run}",
                                           "--resume", *TINY], "corrupt"),
+    "train into a finished run": (["train", "{data}", "--out", "{finished_run}", *TINY],
+                                  "already holds a trained model"),
+    "resume with nothing to resume": (["train", "{data}", "--out", "{out}", "--resume",
+                                       *TINY], "nothing to resume"),
+    "resume and overwrite": (["train", "{data}", "--out", "{finished_run}", "--resume",
+                              "--overwrite", *TINY], "exclude each other"),
+    "resume with another batch size": (["train", "{data}", "--out", "{finished_run}",
+                                        "--resume", "--epochs", "2", "--batch-size", "4",
+                                        "--n-filters-scale", "1", "--quiet"],
+                                       "training.batch_size was 8 and is now 4"),
+    "max-time not a duration": (["train", "{data}", "--out", "{out}", "--max-time", "3x",
+                                 *TINY], "'3x' is not a duration"),
     "reconstruct positions in nanometres": (["reconstruct", "{model}", "{tmp}/far.npz",
                                              "--out", "{out}"], "not metres"),
     "info incomplete archive": (["info", "{incomplete}"], "lacks ['probe_mask']"),
@@ -410,6 +502,13 @@ def damaged_run(workspace, tmp_path):
     data = bytearray(checkpoint.read_bytes())
     data[-100] ^= 0x04
     checkpoint.write_bytes(bytes(data))
+    return run
+
+
+def finished_run(workspace, tmp_path):
+    """A copy of the workspace run (a finished 1-epoch run)."""
+    run = tmp_path / "finished_run"
+    shutil.copytree(workspace / "run", run)
     return run
 
 
@@ -455,7 +554,9 @@ def test_bad_input_is_one_line_and_writes_nothing(case, workspace, saved_recon, 
               "model": workspace / "run" / "model", "recon": saved_recon,
               "corrupt": corrupt_copy(workspace, inputs) if "{corrupt}" in argv else "",
               "incomplete": incomplete_copy(workspace, inputs) if "{incomplete}" in argv else "",
-              "damaged_run": damaged_run(workspace, inputs) if "{damaged_run}" in argv else ""}
+              "damaged_run": damaged_run(workspace, inputs) if "{damaged_run}" in argv else "",
+              "finished_run": finished_run(workspace, inputs) if "{finished_run}" in argv
+              else ""}
     argv = [a.format(**values) for a in argv]
     before = all_paths(inputs)
     status, stdout, err = run_main(argv, capsys)
@@ -495,7 +596,7 @@ def test_interrupted_training_exits_130(workspace, monkeypatch, capsys, tmp_path
     status, _, err = run_main(["train", workspace / "scan.npz", "--out", tmp_path / "r",
                                *TINY], capsys)
     assert status == 130 and err.strip() == "pinn: training interrupted at epoch 1; " \
-                                            "checkpoint saved"
+        "checkpoint saved; run the same command with --resume to continue"
 
     def ctrl_c(*args, **kwargs):
         raise KeyboardInterrupt
@@ -610,7 +711,8 @@ def test_sigterm_then_resume_gives_the_uninterrupted_weights_bit_for_bit(tmp_pat
     out, err = interrupted.communicate(timeout=240)
     assert interrupted.returncode == 130, err
     assert re.fullmatch(r"pinn: training interrupted at epoch [23], step \d+; checkpoint saved "
-                        r"to \S+last\.safetensors; resume to continue\n", err), err
+                        r"to \S+last\.safetensors; run the same command with --resume to "
+                        r"continue\n", err), err
     assert not (tmp_path / "run" / "model").exists()
 
     resumed = subprocess.run(train(tmp_path / "run", "--resume"), env=env, text=True,

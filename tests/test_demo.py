@@ -46,7 +46,7 @@ def test_writes_every_file(demo):
                  "refined/reconstruction.npz", "refined/report.md", "refined/metrics.json",
                  "refined/probe_modes.png"):
         assert (out / name).is_file(), name
-    assert list((out / "run" / "tb").glob("events.out.tfevents.*"))
+    assert list((out / "run" / "tb").glob("*/events.out.tfevents.*"))
     leftovers = [p for p in out.rglob("*") if p.name.endswith((".partial", ".old"))]
     assert leftovers == []
 

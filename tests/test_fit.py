@@ -1,5 +1,6 @@
 """Tests of pinn.fit: train_scan on a tiny simulated scan writes a loadable archive with its
-provenance, a checkpoint and TensorBoard events; the validation split; size errors."""
+provenance, a checkpoint and TensorBoard events; the validation split; size errors; a run
+directory is neither replaced nor resumed without being asked to; extending a run."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pinn.archive import load_archive, read_manifest
 from pinn.config import Config, ModelConfig, TrainingConfig
 from pinn.data import ScanData, load_scan, simulate, write_npz
 from pinn.errors import ConfigError, DataError
-from pinn.fit import file_sha256, scan_sha256, split_validation, train_scan
+from pinn.engine import read_training_state
+from pinn.fit import file_sha256, run_files, scan_sha256, split_validation, train_scan
 
 CONFIG = Config(model=ModelConfig(n_filters_scale=1),
                 training=TrainingConfig(epochs=2, batch_size=8))
@@ -43,7 +45,7 @@ def test_writes_archive_checkpoint_and_events(run):
     assert sorted(p.name for p in (out / "model").iterdir()) == ["config.json",
                                                                  "model.safetensors"]
     assert (out / "checkpoints" / "last.safetensors").is_file()
-    events = list((out / "tb").glob("events.out.tfevents.*"))
+    events = list((out / "tb").glob("*/events.out.tfevents.*"))  # tb/<run id>/
     assert events and all(e.stat().st_size > 0 for e in events)
 
 
@@ -90,6 +92,9 @@ def test_provenance(run, data):
     assert provenance["data_file"] == str(data)
     assert provenance["epochs_run"] == 2
     assert provenance["stopped_early"] is False
+    assert provenance["stop_reason"] == "epochs"
+    assert provenance["weights_from_epoch"] == (result.training.restored_epoch or 2)
+    assert provenance["plan_changes"] == []
     assert provenance["final_train_loss"] == result.history[-1]["train_loss"]
     assert provenance["final_val_loss"] == result.history[-1]["val_loss"]
     assert provenance["final_train_deviance"] == result.history[-1]["train_deviance"]
@@ -159,3 +164,76 @@ def test_file_sha256(tmp_path):
     data = bytes(range(256)) * 5000  # more than one read block
     (tmp_path / "f").write_bytes(data)
     assert file_sha256(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+
+
+# --- what a run directory allows ----------------------------------------------------------------
+
+TINY = Config(model=ModelConfig(n_filters_scale=1),
+              training=TrainingConfig(epochs=1, batch_size=8, log_images=False))
+
+
+@pytest.fixture
+def tiny_scan():
+    return simulate("grf", n_scans=12, size=64, object_size=80, photons=1e4, seed=1)
+
+
+def snapshot(directory):
+    return {p: p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_finished_run_is_not_replaced_unless_asked(tmp_path, tiny_scan):
+    train_scan(tiny_scan, TINY, tmp_path / "run", verbose=False)
+    before = snapshot(tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"already holds a trained model.*--resume.*--overwrite"):
+        train_scan(tiny_scan, TINY, tmp_path / "run", verbose=False)
+    assert snapshot(tmp_path / "run") == before  # nothing touched
+    replaced = train_scan(tiny_scan, TINY, tmp_path / "run", overwrite=True, verbose=False)
+    assert len(replaced.history) == 1
+    assert len(list((tmp_path / "run" / "tb").iterdir())) == 2  # each run's logs apart
+
+
+def test_an_interrupted_run_is_not_restarted_unless_asked(tmp_path, tiny_scan):
+    train_scan(tiny_scan, TINY, tmp_path / "run", verbose=False)
+    files = run_files(tmp_path / "run")
+    import shutil
+
+    shutil.rmtree(files.model)  # as if killed before the archive was written
+    before = snapshot(tmp_path / "run")
+    with pytest.raises(ConfigError, match="already holds an unfinished run"):
+        train_scan(tiny_scan, TINY, tmp_path / "run", verbose=False)
+    assert snapshot(tmp_path / "run") == before
+
+
+def test_resume_with_nothing_to_resume_is_refused(tmp_path, tiny_scan):
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train_scan(tiny_scan, TINY, tmp_path / "run", resume=True, verbose=False)
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_resume_and_overwrite_exclude_each_other(tmp_path, tiny_scan):
+    with pytest.raises(ConfigError, match="exclude each other"):
+        train_scan(tiny_scan, TINY, tmp_path / "run", resume=True, overwrite=True,
+                   verbose=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_extending_a_finished_run_through_fit(tmp_path, tiny_scan):
+    """1 epoch, then resume with 2: the archive of a 2-epoch run, with the change recorded."""
+    two = Config(model=TINY.model, training=TrainingConfig(epochs=2, batch_size=8,
+                                                           log_images=False))
+    longer = train_scan(tiny_scan, two, tmp_path / "a", verbose=False)
+    train_scan(tiny_scan, TINY, tmp_path / "b", verbose=False)
+    extended = train_scan(tiny_scan, two, tmp_path / "b", resume=True, verbose=False)
+    for key, value in longer.model.state_dict().items():
+        assert torch.equal(value, extended.model.state_dict()[key]), key
+    change = {"epoch": 1, "field": "epochs", "old": 1, "new": 2}
+    assert read_training_state(run_files(tmp_path / "b").checkpoints).changes == [change]
+    provenance = read_manifest(tmp_path / "b" / "model")["provenance"]
+    assert provenance["epochs_run"] == 2 and provenance["plan_changes"] == [change]
+    # any other change is refused, naming the field
+    other = Config(model=TINY.model, training=TrainingConfig(epochs=3, batch_size=4))
+    with pytest.raises(ConfigError, match=r"training\.batch_size was 8 and is now 4"):
+        train_scan(tiny_scan, other, tmp_path / "b", resume=True, verbose=False)
+    wider = Config(model=ModelConfig(n_filters_scale=2), training=two.training)
+    with pytest.raises(ConfigError, match=r"run_info\.model\.n_filters_scale was 1, now 2"):
+        train_scan(tiny_scan, wider, tmp_path / "b", resume=True, verbose=False)

@@ -181,13 +181,22 @@ def agree(flag: bool, runtime: Runtime, any_rank: bool = False) -> bool:
     return total > 0 if any_rank else total == 0
 
 
-def reduce_sums(loop: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
-    """The epoch's running sums over all ranks (float64). A rank that has seen no items (an
-    empty share, or a resumed non-main rank) knows no metric names, so the names are agreed
-    first: all-reducing tensors of different lengths would hang or mix up the values."""
-    names = union_over_ranks(list(loop["sums"]), runtime)
-    values = torch.tensor([loop["sums"].get(n, 0.0) for n in names] + [loop["items"]],
-                          dtype=torch.float64)
+def from_main(value: float, runtime: Runtime) -> float:
+    """The main process's ``value`` on every rank (``value`` itself in a single process)."""
+    if not runtime.distributed:
+        return value
+    mine = torch.tensor([value if runtime.is_main else 0.0], dtype=torch.float64)
+    return float(all_reduce_sum(mine.to(runtime.device), runtime).item())
+
+
+def reduce_sums(sums: dict[str, float], items: float,
+                runtime: Runtime) -> tuple[dict[str, float], float]:
+    """Running sums and item counts over all ranks (float64): ``(sums, items)``. A rank that
+    has seen no items (an empty share, or a resumed non-main rank) knows no metric names, so
+    the names are agreed first: all-reducing tensors of different lengths would hang or mix
+    up the values."""
+    names = union_over_ranks(list(sums), runtime)
+    values = torch.tensor([sums.get(n, 0.0) for n in names] + [items], dtype=torch.float64)
     if runtime.distributed:
         values = all_reduce_sum(values.to(runtime.device), runtime).cpu()
-    return {"sums": dict(zip(names, values[:-1].tolist())), "items": float(values[-1])}
+    return dict(zip(names, values[:-1].tolist())), float(values[-1])

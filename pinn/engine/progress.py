@@ -12,6 +12,11 @@ from typing import TextIO
 import torch
 
 
+def plural(count: int, noun: str) -> str:
+    """``"1 epoch"``, ``"2 epochs"``."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def format_duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
@@ -26,7 +31,7 @@ class ConsoleProgress:
     (logs, CI) a line is printed at that interval and at the end of each epoch.
     """
 
-    def __init__(self, total_epochs: int, stream: TextIO | None = None,
+    def __init__(self, total_epochs: int | None, stream: TextIO | None = None,
                  interval: float = 1.0, enabled: bool = True) -> None:
         self.total_epochs = total_epochs
         self.stream = stream or sys.stderr
@@ -41,17 +46,21 @@ class ConsoleProgress:
         if not self.enabled or now - self._last < self.interval:
             return
         self._last = now
-        line = (f"epoch {epoch + 1}/{self.total_epochs}  step {step}/{steps}  loss {loss:.6g}  "
+        line = (f"{self._epoch(epoch)}  step {step}/{steps}  loss {loss:.6g}  "
                 f"{rate:.0f} patterns/s  ETA {format_duration(eta_s)}")
         self._write(line, final=False)
 
     def epoch(self, epoch: int, summary: dict[str, float], seconds: float) -> None:
         if not self.enabled:
             return
-        parts = [f"epoch {epoch + 1}/{self.total_epochs}"]
+        parts = [self._epoch(epoch)]
         parts += [f"{k} {v:.6g}" for k, v in summary.items()]
         parts.append(f"{seconds:.1f}s")
         self._write("  ".join(parts), final=True)
+
+    def _epoch(self, epoch: int) -> str:
+        total = "" if self.total_epochs is None else f"/{self.total_epochs}"
+        return f"epoch {epoch + 1}{total}"
 
     def message(self, text: str) -> None:
         if self.enabled:

@@ -1,6 +1,8 @@
-"""Learning-rate plateau reduction and early stopping with Keras's semantics.
+"""Learning-rate schedules (plateau reduction with Keras's semantics, a planned cosine decay)
+and early stopping.
 
-Both keep their whole state in a small JSON-able dict so that checkpoints stay pickle-free.
+The stateful ones keep their whole state in a small JSON-able dict so that checkpoints stay
+pickle-free; the cosine decay is a pure function of the run's progress.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ import math
 from dataclasses import asdict, dataclass
 
 
-def cosine_lr(lr: float, min_lr: float, epoch: int, epochs: int) -> float:
-    """Cosine decay from ``lr`` at epoch 0 to ``min_lr`` at ``epochs`` (``epoch`` 0-based,
-    the rate used during that epoch)."""
-    fraction = min(max(epoch / max(epochs, 1), 0.0), 1.0)
+def cosine_lr(lr: float, min_lr: float, done: float, planned: float) -> float:
+    """Cosine decay from ``lr`` (nothing done) to ``min_lr`` (``done == planned``), clamped:
+    ``min_lr + (lr - min_lr) * (1 + cos(pi * done / planned)) / 2``. ``done`` and ``planned``
+    count epochs (the rate of 0-based epoch ``done``) or any other measure of a run's plan."""
+    fraction = min(max(done / max(planned, 1e-12), 0.0), 1.0)
     return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * fraction))
 
 

@@ -85,9 +85,10 @@ def make_model(seed: int = 0, dropout: float = 0.0, width: int = 4) -> TinyNet:
 
 
 def config(**changes) -> TrainingConfig:
-    """A small, quick configuration; plateau and early stopping out of the way unless asked."""
+    """A small, quick configuration; plateau, early stopping and keep_best out of the way
+    unless asked."""
     base = dict(epochs=2, batch_size=4, learning_rate=1e-2, min_learning_rate=1e-4,
-                plateau_patience=100, early_stopping_patience=0, seed=0)
+                plateau_patience=100, early_stopping_patience=0, seed=0, keep_best=False)
     base.update(changes)
     return TrainingConfig(**base)
 
@@ -100,6 +101,16 @@ def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
     assert sorted(a) == sorted(b)
     different = [k for k in a if not (a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]))]
     assert not different, f"tensors differ: {different}"
+
+
+def comparable_state(state) -> dict:
+    """A TrainingState as a dict without what may differ between two runs of the same work:
+    wall-clock entries and the run id."""
+    raw = state.to_dict()
+    raw["history"] = strip_times(raw["history"])
+    raw.pop("elapsed_s")
+    raw.pop("run_id")
+    return raw
 
 
 def strip_times(history: list[dict[str, float]]) -> list[dict[str, float]]:

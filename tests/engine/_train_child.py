@@ -30,7 +30,7 @@ from pinn.engine.train import TrainingInterrupted, train
 
 CONFIG = dict(epochs=4, batch_size=3, grad_accumulation=2, grad_clip_norm=0.5,
               learning_rate=2e-2, plateau_patience=1, min_learning_rate=1e-4,
-              early_stopping_patience=3, seed=7)
+              early_stopping_patience=3, seed=7, keep_best=True)
 N_TRAIN, N_VAL = 20, 6
 STEPS_PER_EPOCH = 7  # ceil(20 / 3) micro-batches
 RUN_INFO = {"test": "resume", "config": CONFIG, "shape": (N_TRAIN, 1, 8, 8)}

@@ -14,7 +14,8 @@ import torch
 from _ddp_worker import PER_RANK_BATCH, SCENARIOS
 from _engine_helpers import (HERE, PYTHON, REPO, ImageSet, assert_bitwise_equal, child_env,
                              config, free_port, load_result, make_model, mse_loss, strip_times)
-from pinn.engine.train import CHECKPOINT_NAME, train
+from pinn.engine.resume import CHECKPOINT_NAME
+from pinn.engine.train import train
 
 TIMEOUT_S = 150
 
@@ -96,7 +97,7 @@ def test_only_rank_zero_writes(ddp_run, scenario):
     assert json.loads((directory / "rank0.writes").read_text()) == 3  # one per epoch
     assert json.loads((directory / "rank1.writes").read_text()) == 0
     assert sorted(p.name for p in (directory / "ckpt").iterdir()) == [CHECKPOINT_NAME]
-    events = list((directory / "tb").glob("events.out.tfevents.*"))
+    events = list((directory / "tb").glob("*/events.out.tfevents.*"))
     assert len(events) == 1, events
     # Only rank 0 prints progress.
     assert output0.count("epoch 3/3  train_loss") == len(SCENARIOS)

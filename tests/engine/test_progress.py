@@ -15,12 +15,24 @@ from pinn.engine.progress import ConsoleProgress, TensorBoard, format_duration
 from pinn.engine.train import train
 
 
+def run_directory(log_dir):
+    """The one run directory ``log_dir/<run id>/`` that training wrote."""
+    runs = [p for p in log_dir.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
 def read_events(log_dir):
+    """The events of the one run logged into ``log_dir``."""
+    return read_run_events(run_directory(log_dir))
+
+
+def read_run_events(directory):
     # Read with TensorBoard's own stub rather than TensorFlow (installed for tests/parity).
     sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "images": 0})
+    events = EventAccumulator(str(directory), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
     return events
 
@@ -102,7 +114,23 @@ def test_logging_does_not_import_tensorflow(tmp_path):
     done = run(["-c", TRAIN_WITH_LOG_DIR, str(tmp_path)], child_env())
     assert done.returncode == 0, done.stderr
     assert "tensorflow imported: False" in done.stdout
-    assert list(tmp_path.glob("events.out.tfevents.*"))
+    assert list(tmp_path.glob("*/events.out.tfevents.*"))
+
+
+def test_each_run_logs_apart_and_a_resumed_run_continues_its_own(tmp_path):
+    logs, checkpoints = tmp_path / "tb", tmp_path / "ckpt"
+    train(make_model(), mse_loss, ImageSet(8), None, config(epochs=1), log_dir=logs,
+          checkpoint_dir=checkpoints / "a", verbose=False)
+    first = run_directory(logs)
+    train(make_model(), mse_loss, ImageSet(8), None, config(epochs=1), log_dir=logs,
+          checkpoint_dir=checkpoints / "b", verbose=False)
+    runs = sorted(p for p in logs.iterdir())
+    assert len(runs) == 2 and first in runs  # a second run (even in the same second) apart
+    train(make_model(), mse_loss, ImageSet(8), None, config(epochs=2), log_dir=logs,
+          checkpoint_dir=checkpoints / "a", resume=True, verbose=False)
+    assert sorted(p for p in logs.iterdir()) == runs
+    events = read_run_events(first)
+    assert [v.step for v in events.Scalars("epoch/train_loss")] == [1, 2]
 
 
 def test_tensorboard_wrapper_without_directory_is_inert():

@@ -14,12 +14,15 @@ import pytest
 import torch
 
 from _engine_helpers import (HERE, PYTHON, REPO, ImageSet, TinyNet, assert_bitwise_equal,
-                             child_env, config, load_result, make_model, mse_loss, run,
-                             strip_times, weights)
+                             child_env, comparable_state, config, load_result, make_model,
+                             mse_loss, run, strip_times, weights)
 from _train_child import STEPS_PER_EPOCH
 from pinn.atomic import TEMP_SUFFIX
 from pinn.engine import checkpoint as ckpt
-from pinn.engine.train import CHECKPOINT_NAME, TrainingInterrupted, train
+from pinn.engine.resume import CHECKPOINT_NAME
+from pinn.engine.resume import read_training_state
+from pinn.engine.schedule import cosine_lr
+from pinn.engine.train import TrainingInterrupted, train
 from pinn.errors import ArchiveError, ConfigError
 
 CHILD = str(HERE / "_train_child.py")
@@ -75,8 +78,8 @@ class Run:
         assert proc.returncode == 3, err  # TrainingInterrupted
         return err
 
-    def loop_state(self) -> dict:
-        return ckpt.load_checkpoint(self.checkpoint)[1]["state"]["loop"]
+    def loop_state(self):
+        return read_training_state(self.checkpoint)
 
     def resume(self) -> subprocess.CompletedProcess:
         done = run(self.args(resume=True), child_env(), timeout=TIMEOUT_S)
@@ -86,9 +89,9 @@ class Run:
 
 def checkpoint_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     tensors, meta = ckpt.load_checkpoint(path)
-    state = meta["state"]
-    state["loop"]["history"] = strip_times(state["loop"]["history"])
-    return tensors, {"state": state, "optimizer": meta["optimizer"]}
+    state = comparable_state(read_training_state(path))
+    return tensors, {"state": state, "optimizer": meta["optimizer"],
+                     "best_optimizer": meta["state"].get("best_optimizer")}
 
 
 @pytest.fixture(scope="module")
@@ -136,26 +139,27 @@ def test_killed_and_interrupted_five_times_ends_bitwise_equal(tmp_path, referenc
     assert len(chain.temporaries()) == 1, "the kill did not land inside the write"
     assert not chain.checkpoint.exists()
 
-    # 2. SIGKILL before the first forward of epoch 2, once the epoch-1 checkpoint exists.
-    chain.kill(resume=True, PINN_TEST_PAUSE_AT_CALL=str(STEPS_PER_EPOCH + 1))
+    # 2. SIGKILL before the first forward of epoch 2, once the epoch-1 checkpoint exists
+    #    (started afresh: there was nothing to resume).
+    chain.kill(PINN_TEST_PAUSE_AT_CALL=str(STEPS_PER_EPOCH + 1))
     assert chain.temporaries() == []  # the stale one was cleaned up at start
-    assert (chain.loop_state()["epoch"], chain.loop_state()["step"]) == (1, 0)
+    assert (chain.loop_state().epoch, chain.loop_state().step) == (1, 0)
 
     # 3. SIGKILL mid-epoch 3 (the run resumed at the start of epoch 2).
     chain.kill(resume=True, PINN_TEST_PAUSE_AT_CALL=str(STEPS_PER_EPOCH + 4))
-    assert (chain.loop_state()["epoch"], chain.loop_state()["step"]) == (2, 0)
+    assert (chain.loop_state().epoch, chain.loop_state().step) == (2, 0)
 
     # 4. SIGKILL half-way through writing the epoch-3 checkpoint: epoch 2's stays intact.
     chain.kill(resume=True, PINN_TEST_PAUSE_IN_WRITE="1")
     assert len(chain.temporaries()) == 1
-    assert (chain.loop_state()["epoch"], chain.loop_state()["step"]) == (2, 0)
+    assert (chain.loop_state().epoch, chain.loop_state().step) == (2, 0)
 
     # 5. SIGINT in the first micro-batch of epoch 3's second window: the window is finished,
     #    a mid-epoch checkpoint written, TrainingInterrupted raised.
     err = chain.stop(signal.SIGINT, resume=True, PINN_TEST_PAUSE_AT_CALL="3")
     assert "interrupted at epoch 3, step 4" in err
     assert chain.temporaries() == []
-    assert (chain.loop_state()["epoch"], chain.loop_state()["step"]) == (2, 4)
+    assert (chain.loop_state().epoch, chain.loop_state().step) == (2, 4)
 
     # 6. Resume to the end.
     chain.resume()
@@ -168,14 +172,14 @@ def test_sigterm_saves_mid_epoch_and_resumes_bitwise_exact(tmp_path, reference):
     # epoch 2 (call 10 = epoch 2, micro-batch 3); the run finishes that window and stops.
     err = interrupted.stop(signal.SIGTERM, PINN_TEST_PAUSE_AT_CALL=str(STEPS_PER_EPOCH + 3))
     assert "TrainingInterrupted: training interrupted at epoch 2, step 4" in err
-    assert "resume to continue" in err
+    assert f"checkpoint saved to {interrupted.checkpoint}" in err
     assert not interrupted.result.exists()
     assert interrupted.temporaries() == []
 
     loop = interrupted.loop_state()
-    assert (loop["epoch"], loop["step"]) == (1, 4)
-    assert len(loop["history"]) == 1
-    assert loop["items"] == 12.0  # four micro-batches of 3 so far in epoch 2
+    assert (loop.epoch, loop.step) == (1, 4)
+    assert len(loop.history) == 1
+    assert loop.items == 12.0  # four micro-batches of 3 so far in epoch 2
 
     interrupted.resume()
     assert_same_as_reference(interrupted, reference)
@@ -196,10 +200,12 @@ def test_single_sigkill_then_resume_is_bitwise_exact(tmp_path, reference, where,
     assert len(interrupted.temporaries()) == (1 if "write" in where else 0)
     if expected_epoch is None:
         assert not interrupted.checkpoint.exists()
+        done = run(interrupted.args(), child_env(), timeout=TIMEOUT_S)  # start again
+        assert done.returncode == 0, done.stderr
     else:
         loop = interrupted.loop_state()
-        assert (loop["epoch"], loop["step"]) == (expected_epoch, 0)
-    interrupted.resume()
+        assert (loop.epoch, loop.step) == (expected_epoch, 0)
+        interrupted.resume()
     assert_same_as_reference(interrupted, reference)
 
 
@@ -224,7 +230,7 @@ def one_epoch(tmp_path: Path, run_info, epochs: int = 1, **kwargs):
 def test_resume_with_another_run_info_is_refused(tmp_path):
     one_epoch(tmp_path, {"config": {"lr": 1e-3}})
     before = (tmp_path / CHECKPOINT_NAME).read_bytes()
-    with pytest.raises(ConfigError, match="different configuration"):
+    with pytest.raises(ConfigError, match=r"run_info\.config\.lr was 0\.001, now 0\.002"):
         one_epoch(tmp_path, {"config": {"lr": 2e-3}}, epochs=2, resume=True)
     assert (tmp_path / CHECKPOINT_NAME).read_bytes() == before
 
@@ -277,18 +283,117 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path):
     assert strip_times(second.history) == strip_times(first.history)
 
 
-def test_resume_with_more_epochs_continues_like_a_longer_run(tmp_path):
-    longer, full = one_epoch(tmp_path / "a", None, epochs=3)
-    one_epoch(tmp_path / "b", None, epochs=1)
-    resumed, result = one_epoch(tmp_path / "b", None, epochs=3, resume=True)
-    assert_bitwise_equal(resumed.state_dict(), longer.state_dict())
+def val_scripted(values):
+    """mse_loss whose validation loss is ``values[k]`` at the k-th evaluation."""
+    calls = iter(values)
+
+    def loss_fn(model, batch):
+        loss, metrics = mse_loss(model, batch)
+        return (loss if model.training else torch.tensor(next(calls))), metrics
+
+    return loss_fn
+
+
+# The validation loss of epochs 1-4: epoch 3 is worse than epoch 2, so the plateau (patience 1)
+# lowers the rate after it and training goes back to epoch 2's weights (keep_best).
+VALUES = [1.0, 0.5, 0.6, 0.55]
+
+
+def extendable(tmp_path: Path, epochs: int, values, resume: bool = False, **changes):
+    model = make_model(dropout=0.3)
+    result = train(model, val_scripted(values), ImageSet(8), ImageSet(2),
+                   config(epochs=epochs, plateau_patience=1, keep_best=True, **changes),
+                   checkpoint_dir=tmp_path, resume=resume, verbose=False)
+    return model, result
+
+
+def test_extending_a_finished_run_equals_a_longer_run(tmp_path):
+    """A 2-epoch run extended to 4 epochs with resume ends as a 4-epoch run: the same final
+    (best) weights, the same last weights, optimiser, best snapshot and RNG in the checkpoint,
+    the same history; the extension is recorded in the run's changes."""
+    longer, full = extendable(tmp_path / "a", 4, VALUES)
+    assert [h.get("restored_epoch") for h in full.history] == [None, None, 2.0, 2.0]
+    assert full.restored_epoch == 2
+    extendable(tmp_path / "b", 2, VALUES[:2])
+    extended, result = extendable(tmp_path / "b", 4, VALUES[2:], resume=True)
+
+    assert_bitwise_equal(weights(extended), weights(longer))
     assert strip_times(result.history) == strip_times(full.history)
+    assert result.changes == [{"epoch": 2, "field": "epochs", "old": 2, "new": 4}]
+    tensors, meta = checkpoint_state(tmp_path / "b" / CHECKPOINT_NAME)
+    ref_tensors, ref_meta = checkpoint_state(tmp_path / "a" / CHECKPOINT_NAME)
+    assert_bitwise_equal(tensors, ref_tensors)
+    assert meta["state"].pop("changes") == result.changes
+    assert ref_meta["state"].pop("changes") == []
+    assert meta == ref_meta
 
 
-def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path):
-    fresh, _ = one_epoch(tmp_path / "a", None)
-    resumed, _ = one_epoch(tmp_path / "b", None, resume=True)
-    assert_bitwise_equal(resumed.state_dict(), fresh.state_dict())
+def test_extending_an_interrupted_run_equals_a_longer_run(tmp_path):
+    longer, full = extendable(tmp_path / "a", 3, VALUES[:3])
+    scripted, calls = val_scripted(VALUES[:1]), []
+
+    def interrupting(model, batch):  # SIGTERM in the first micro-batch of epoch 2
+        if model.training:
+            calls.append(1)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return scripted(model, batch)
+
+    with pytest.raises(TrainingInterrupted):
+        train(make_model(dropout=0.3), interrupting, ImageSet(8), ImageSet(2),
+              config(epochs=2, plateau_patience=1, keep_best=True),
+              checkpoint_dir=tmp_path / "b", verbose=False)
+    assert read_training_state(tmp_path / "b").step == 1  # mid-epoch 2
+    # the interrupted run's epoch 1 saw VALUES[0]; the resumed one validates epochs 2 and 3
+    extended, result = extendable(tmp_path / "b", 3, VALUES[1:3], resume=True)
+    assert_bitwise_equal(weights(extended), weights(longer))
+    assert strip_times(result.history)[1:] == strip_times(full.history)[1:]
+    assert result.changes == [{"epoch": 1, "field": "epochs", "old": 2, "new": 3}]
+
+
+def test_cosine_schedule_is_replanned_on_extension(tmp_path):
+    """A cosine decay depends on the planned length: the extended run continues from the
+    2-epoch run's end with the rate re-planned over 4 epochs, which is not what a 4-epoch run
+    did (documented: only a schedule that does not depend on the total, the plateau, gives a
+    longer run's weights)."""
+    _, full = extendable(tmp_path / "a", 4, VALUES, schedule="cosine")
+    _, short = extendable(tmp_path / "b", 2, VALUES[:2], schedule="cosine")
+    _, result = extendable(tmp_path / "b", 4, VALUES[2:], resume=True, schedule="cosine")
+    # the rate of 0-based epoch e of an n-epoch plan is cosine_lr(..., e, n)
+    rates = [h["learning_rate"] for h in result.history]
+    assert rates[:2] == [h["learning_rate"] for h in short.history]
+    assert rates[:2] == pytest.approx([cosine_lr(1e-2, 1e-4, e, 2) for e in (0, 1)])
+    assert rates[2:] == pytest.approx([cosine_lr(1e-2, 1e-4, e, 4) for e in (2, 3)])
+    full_rates = [h["learning_rate"] for h in full.history]
+    assert full_rates == pytest.approx([cosine_lr(1e-2, 1e-4, e, 4) for e in range(4)])
+    assert full_rates[1] > rates[1]  # the 2-epoch plan decayed faster
+
+
+def flat_loss(model, batch):
+    """A training loss that never improves (early stopping watches it)."""
+    loss, metrics = mse_loss(model, batch)
+    return loss * 0.0 + 1.0, metrics
+
+
+def test_extending_after_early_stopping_goes_on(tmp_path):
+    def run(epochs, resume=False):
+        return train(make_model(), flat_loss, ImageSet(8), None,
+                     config(epochs=epochs, early_stopping_patience=2),
+                     checkpoint_dir=tmp_path, resume=resume, verbose=False)
+
+    first = run(5)
+    assert first.stop_reason == "early_stopping" and len(first.history) == 3
+    again = run(5, resume=True)  # the same plan: nothing more to do
+    assert again.stop_reason == "early_stopping" and len(again.history) == 3
+    extended = run(7, resume=True)  # a new plan: early stopping starts counting again
+    assert extended.stop_reason == "early_stopping" and len(extended.history) == 5
+    assert extended.changes == [{"epoch": 3, "field": "epochs", "old": 5, "new": 7}]
+
+
+def test_resume_without_a_checkpoint_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        one_epoch(tmp_path, None, resume=True)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_stale_temporaries_are_removed_at_start(tmp_path):
@@ -329,8 +434,8 @@ def test_sigterm_in_the_last_step_of_an_epoch_resumes_exactly(tmp_path):
         train(model, signalling_loss({4: [signal.SIGTERM]}), ImageSet(8), ImageSet(4),
               config(epochs=3), checkpoint_dir=tmp_path, verbose=False)
     assert signal.getsignal(signal.SIGTERM) is before  # handlers are restored
-    loop = ckpt.load_checkpoint(tmp_path / CHECKPOINT_NAME)[1]["state"]["loop"]
-    assert (loop["epoch"], loop["step"], len(loop["history"])) == (1, 2, 1)
+    loop = read_training_state(tmp_path)
+    assert (loop.epoch, loop.step, len(loop.history)) == (1, 2, 1)
     resumed = make_model(dropout=0.3)
     result = train(resumed, mse_loss, ImageSet(8), ImageSet(4), config(epochs=3),
                    checkpoint_dir=tmp_path, resume=True, verbose=False)
@@ -353,19 +458,22 @@ def test_second_sigint_interrupts_at_once(tmp_path):
     assert not (tmp_path / CHECKPOINT_NAME).exists()  # no save on the hard stop
 
 
-@pytest.mark.parametrize("change", [{"batch_size": 4}, {"grad_accumulation": 2}])
-def test_mid_epoch_resume_with_other_batching_is_refused(tmp_path, change):
-    with pytest.raises(TrainingInterrupted):
-        train(make_model(), signalling_loss({2: [signal.SIGTERM]}), ImageSet(16), None,
-              config(batch_size=2), checkpoint_dir=tmp_path, verbose=False)
-    with pytest.raises(ConfigError, match="stopped mid-epoch"):
-        train(make_model(), mse_loss, ImageSet(16), None, config(**{"batch_size": 2, **change}),
-              checkpoint_dir=tmp_path, resume=True, verbose=False)
-
-
-def test_resume_at_an_epoch_boundary_may_change_the_batch_size(tmp_path):
-    one_epoch(tmp_path, None)
-    model = make_model()
-    result = train(model, mse_loss, ImageSet(8), None, config(epochs=2, batch_size=2),
-                   checkpoint_dir=tmp_path, resume=True, verbose=False)
-    assert len(result.history) == 2
+@pytest.mark.parametrize("change", [{"batch_size": 3}, {"grad_accumulation": 2},
+                                    {"learning_rate": 2e-2}, {"keep_best": True}])
+def test_resume_with_another_training_setting_is_refused_naming_it(tmp_path, change):
+    for epoch_boundary in (True, False):
+        directory = tmp_path / str(epoch_boundary)
+        if epoch_boundary:
+            one_epoch(directory, None)
+        else:
+            with pytest.raises(TrainingInterrupted):
+                train(make_model(), signalling_loss({2: [signal.SIGTERM]}), ImageSet(16), None,
+                      config(batch_size=2), checkpoint_dir=directory, verbose=False)
+        before = (directory / CHECKPOINT_NAME).read_bytes()
+        (name, value), = change.items()
+        base = config(batch_size=4 if epoch_boundary else 2)
+        with pytest.raises(ConfigError, match=rf"training\.{name} was .* and is now {value!r}"):
+            train(make_model(), mse_loss, ImageSet(16), None,
+                  config(**{"batch_size": base.batch_size, "epochs": 3, **change}),
+                  checkpoint_dir=directory, resume=True, verbose=False)
+        assert (directory / CHECKPOINT_NAME).read_bytes() == before

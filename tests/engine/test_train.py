@@ -13,7 +13,8 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from _engine_helpers import (ImageSet, ItemSet, assert_bitwise_equal, config, make_model,
                              mse_loss, strip_times, weights)
 from pinn.engine import checkpoint as ckpt
-from pinn.engine.train import CHECKPOINT_NAME, TrainResult, train
+from pinn.engine.resume import CHECKPOINT_NAME
+from pinn.engine.train import TrainResult, train
 from pinn.errors import ConfigError, TrainingError
 
 

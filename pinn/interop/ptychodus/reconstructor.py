@@ -36,9 +36,9 @@ from ptychodus.api.reconstruct import (
 
 from pinn.archive import Archive, load_archive, save_archive
 from pinn.data import write_npz
-from pinn.engine import load_checkpoint
-from pinn.engine.train import CHECKPOINT_NAME
+from pinn.engine import read_history
 from pinn.errors import ArchiveError, ConfigError, DataError
+from pinn.fit import run_files
 from pinn.interop.ptychodus import worker
 from pinn.interop.ptychodus.convert import scan_from_input
 from pinn.interop.ptychodus.settings import PinnOptions
@@ -224,7 +224,7 @@ class PinnReconstructor(TrainableReconstructor):
         output_path.mkdir(parents=True, exist_ok=True)
         run_dir = output_path / RUN_DIRECTORY
         archive_path = output_path / f"model{MODEL_EXTENSION}"
-        checkpoint = run_dir / "checkpoints" / CHECKPOINT_NAME
+        checkpoint = run_files(run_dir).checkpoint
         checkpoint.unlink(missing_ok=True)  # a previous run's history is not this run's
         process, connection = worker.spawn(worker.train_archive, input_path, run_dir,
                                            archive_path, options)
@@ -258,9 +258,8 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 def _history(checkpoint: Path) -> list[dict[str, float]]:
     """The per-epoch history stored in a training checkpoint ([] if it cannot be read now)."""
     try:
-        _, meta = load_checkpoint(checkpoint)
-        return list(meta["state"]["loop"]["history"])
-    except (ArchiveError, KeyError, TypeError):
+        return read_history(checkpoint)
+    except ArchiveError:
         return []
 
 

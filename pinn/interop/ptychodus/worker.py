@@ -107,7 +107,7 @@ def train_archive(input_path: Path, run_dir: Path, archive_path: Path,
     scan = load_training_scan(source, fill=options.bad_pixels)
     config = replace(options.config, model=replace(options.config.model, size_px=scan.N))
     data_path = source if source.is_file() else None
-    result = train_scan(scan, config, run_dir, device=options.train_device,
+    result = train_scan(scan, config, run_dir, overwrite=True, device=options.train_device,
                         data_path=data_path, verbose=options.verbose)
     provenance = {k: v for k, v in read_manifest(result.archive)["provenance"].items()
                   if k not in ("pinn_version", "torch_version")}
