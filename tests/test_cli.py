@@ -320,7 +320,8 @@ def test_overwrite_replaces_a_run_and_resume_extends_it(workspace, capsys, tmp_p
 def test_max_time_stops_saves_the_model_and_resumes_with_a_larger_budget(workspace, capsys,
                                                                         tmp_path):
     run = tmp_path / "run"
-    budget = ["--batch-size", "8", "--n-filters-scale", "1", "--quiet"]
+    budget = ["--batch-size", "8", "--n-filters-scale", "1", "--quiet",
+              "--set", "training.early_stopping_patience=0"]
     status, out, err = run_main(["train", workspace / "scan.npz", "--out", run,
                                  "--max-time", "2", *budget], capsys)
     assert status == 0, err

@@ -92,12 +92,15 @@ class RefineConfig:
         need(0 < self.position_damping <= 1, "position_damping must be in (0, 1]")
 
     def training(self) -> TrainingConfig:
-        """The engine's configuration: cosine decay, no validation split, no early stop."""
+        """The engine's configuration: cosine decay, no validation split, no early stop, and
+        the last epoch's result (not the epoch with the lowest training loss: positions and
+        modes may legitimately raise it while they move)."""
         return TrainingConfig(epochs=self.epochs, batch_size=self.batch_size,
                               learning_rate=self.learning_rate,
                               min_learning_rate=self.learning_rate * self.min_lr_fraction,
                               schedule="cosine", early_stopping_patience=0,
-                              validation_fraction=0.0, seed=self.seed, log_images=False)
+                              validation_fraction=0.0, seed=self.seed, log_images=False,
+                              keep_best=False)
 
 
 @dataclass
