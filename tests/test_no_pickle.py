@@ -154,7 +154,7 @@ def files(tmp_path_factory):
     save_archive(model, root / "model")
     save_archive(model, root / "model.zip")
     optimizer = torch.optim.Adam(model.parameters())
-    save_checkpoint(root / "last.safetensors", model, optimizer, {"loop": {"epoch": 1}},
+    save_checkpoint(root / "last.safetensors", model, optimizer, {"training": {"epoch": 1}},
                     extra_tensors={"torch_rng": torch.get_rng_state()})
     save_reconstruction(Reconstruction(object=torch.ones(24, 24, dtype=torch.complex64),
                                        coverage=torch.ones(24, 24), origin_px=(0, 0),
@@ -174,7 +174,7 @@ def test_every_reader_works_without_unpickling(files):
         assert load_archive(files / name).config.model.n_filters_scale == 1
         assert read_manifest(files / name)["format"] == "pinn-model"
     tensors, meta = load_checkpoint(files / "last.safetensors")
-    assert meta["state"]["loop"]["epoch"] == 1 and "extra/torch_rng" in tensors
+    assert meta["state"]["training"]["epoch"] == 1 and "extra/torch_rng" in tensors
     assert load_reconstruction(files / "recon" / "reconstruction.npz").crop_px == 8
     assert load_ground_truth(files / "scan.npz").shape == (96, 96)
 
