@@ -84,7 +84,7 @@ def main() -> None:
                                 log_images=False))
     reset_peak_memory(device)
     tick = time.perf_counter()
-    fit = train_scan(scan, config, out / "run", device=device)
+    fit = train_scan(scan, config, out / "run", overwrite=True, device=device)
     train_s = time.perf_counter() - tick
 
     tick = time.perf_counter()

@@ -102,7 +102,8 @@ def main() -> None:
                                 early_stopping_patience=0, seed=args.seed))
     reset_peak_memory(device)
     start = time.perf_counter()
-    fit = train_scan(scan, config, out / "run", device=device, data_path=MEASURED)
+    fit = train_scan(scan, config, out / "run", overwrite=True, device=device,
+                     data_path=MEASURED)
     train_s = time.perf_counter() - start
     tick = time.perf_counter()
     result = reconstruct(fit.model, scan, device=device, progress=False,

@@ -62,7 +62,8 @@ def trained_model(scan, args: argparse.Namespace, device) -> tuple[object, float
         if (archive.config.model, archive.config.training) == (config.model, config.training):
             return archive, json.loads(stamp.read_text())["train_s"]
     start = time.perf_counter()
-    train_scan(scan, config, run, device=device, data_path=MEASURED, verbose=False)
+    train_scan(scan, config, run, overwrite=True, device=device, data_path=MEASURED,
+               verbose=False)
     train_s = time.perf_counter() - start
     stamp.write_text(json.dumps({"config": json.loads(json.dumps(dataclasses.asdict(config))),
                                  "train_s": train_s}, indent=2) + "\n")
