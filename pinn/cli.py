@@ -397,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "from the network's object and the model's probe; DIR gets pinn "
                              "refine's outputs and DIR/network/ the network's reconstruction")
     refine.add_argument("--probe-modes", type=int, default=None, metavar="K",
-                        help="with --refine: incoherent probe modes (default: 1)")
+                        help="with --refine: incoherent probe modes (default: as many as the "
+                             "model's probe has)")
     refine.add_argument("--refine-positions", action="store_true",
                         help="with --refine: also correct every scan position")
     _add_read_options(p)
