@@ -233,17 +233,20 @@ def _summarise(s: Session, state: TrainingState, partial: bool) -> dict[str, flo
 
 def _schedule(s: Session, state: TrainingState, monitored: float,
               summary: dict[str, float]) -> None:
-    """The plateau schedule's step; when it lowers the rate and the best epoch is an earlier
-    one, training goes back to that epoch's weights and optimiser state (``keep_best``)."""
-    if s.config.schedule == "plateau":
-        before = state.plateau.lr
-        state.plateau.update(monitored)
-        if (state.plateau.lr < before and s.best is not None
-                and state.best.epoch not in (0, state.epoch)):
-            s.best.restore(s.model, s.optimizer)
-            summary["restored_epoch"] = float(state.best.epoch)
-            s.say(f"learning rate lowered to {state.plateau.lr:.3g}; training goes on from "
-                  f"epoch {state.best.epoch}, which had the lowest {s.monitored_name}")
+    """The schedule's step. An epoch that diverged (:meth:`~pinn.engine.state.Best.diverged`,
+    e.g. a loss spike) sends training back to the best epoch's weights and optimiser state
+    (``keep_best``) and, with the plateau schedule, lowers the rate at once."""
+    plateau = state.plateau
+    if s.best is not None and state.best.epoch != state.epoch and state.best.diverged(monitored):
+        s.best.restore(s.model, s.optimizer)
+        summary["restored_epoch"] = float(state.best.epoch)
+        if s.config.schedule == "plateau":
+            plateau.lr, plateau.wait = max(plateau.lr * plateau.factor, plateau.min_lr), 0
+        s.say(f"the {s.monitored_name} jumped to {monitored:.6g} (best {state.best.value:.6g}"
+              f"): training goes back to epoch {state.best.epoch}'s weights"
+              + (f" at learning rate {plateau.lr:.3g}" if s.config.schedule == "plateau" else ""))
+    elif s.config.schedule == "plateau":
+        plateau.update(monitored)
     s.set_learning_rate(state)
 
 

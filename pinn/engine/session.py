@@ -114,6 +114,13 @@ class Session:
             self.learning_rate = state.plateau.lr
         hooks.set_learning_rate(self.optimizer, self.learning_rate)
 
+    def close(self) -> None:
+        """Close the logs and drop the wrapped modules while the process group still exists:
+        a DDP module that is only freed later, with the exception that ended training, could
+        wait for ever on a peer that has gone (seen when torchrun was killed)."""
+        self.board.close()
+        self.wrapped = self.evaluator = self.model
+
     def save(self, state: TrainingState) -> None:
         """Checkpoint the run (main process only; nothing without a checkpoint directory)."""
         if self.scaler.is_enabled():

@@ -27,23 +27,40 @@ STATE_VERSION = 1
 STOP_REASONS = ("", "epochs", "early_stopping", "max_time")
 
 
+#: An epoch has diverged when its monitored loss gave back more than this fraction of the
+#: improvement made from the first epoch to the best one (a scale-free test: the loss may have
+#: any offset or sign).
+DIVERGENCE = 0.05
+
+
 @dataclass
 class Best:
     """The best epoch so far by the monitored loss (validation loss, else training loss).
 
     ``epoch`` is 0 until an epoch has finished with a finite monitored value; the weights and
     optimiser state of that epoch are kept beside the state while ``keep_best`` is on.
+    ``first`` is the first epoch's value, the reference for :meth:`diverged`.
     """
 
     value: float = math.inf
     epoch: int = 0
+    first: float = math.inf
 
     def update(self, value: float, epoch: int) -> bool:
         """Record an epoch's monitored value; True when it is the new best (strictly lower)."""
+        if self.first == math.inf and math.isfinite(value):
+            self.first = value
         if value < self.value:
             self.value, self.epoch = value, epoch
             return True
         return False
+
+    def diverged(self, value: float) -> bool:
+        """Whether ``value`` (not NaN-safe: NaN diverges) is worse than the best by more than
+        :data:`DIVERGENCE` of the improvement since the first epoch."""
+        if self.epoch == 0:
+            return False
+        return not value <= self.value + DIVERGENCE * (self.first - self.value)
 
 
 @dataclass

@@ -121,7 +121,7 @@ def train(model: nn.Module, loss_fn: LossFn, train_set: Any, val_set: Any | None
     finally:
         restore_signals()
         if session is not None:
-            session.board.close()
+            session.close()
         teardown(runtime)
 
 
