@@ -42,7 +42,10 @@ class RefineConfig:
             was 0.79 with it and 0.83 without, docs/DESIGN.md section 9).
         position_method: ``"adam"`` (the optimiser at ``position_lr``) or ``"newton"`` (after
             every step, each position of the batch takes a Newton step on its own likelihood:
-            gradient over Fisher information, :mod:`pinn.refine.positions`).
+            gradient over Fisher information, :mod:`pinn.refine.positions`). Newton is the
+            one to use from a good object (``--init``, a network's guess): 0.52 px RMS where
+            Adam ends at 1.5 px; from a flat object both fail and Newton drifts further
+            (benchmarks/README.md, "Position refinement").
         position_damping: fraction of the Newton step taken after every step.
         seed: data order and every other draw.
     """
