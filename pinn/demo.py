@@ -270,7 +270,8 @@ def _report(s: DemoSettings, history: list[dict], metrics: dict, timings: dict,
         f"{s.n_scans} positions ({s.scan}, {s.jitter_px} px jitter) with the "
         f"{s.probe} probe and {s.photons:.0e} photons per pattern (Poisson noise). A PtychoPINN "
         f"model (N = {s.size_px}, gridsize {s.gridsize}, n_filters_scale {s.n_filters_scale}) "
-        f"was trained for {len(history)} epochs on the diffraction alone, saved, loaded back and "
+        f"was trained for {plural(len(history), 'epoch')} on the diffraction alone, saved, loaded "
+        "back and "
         "run over every position.",
         "",
         "## Result: the network alone",
