@@ -294,9 +294,9 @@ def val_scripted(values):
     return loss_fn
 
 
-# The validation loss of epochs 1-4: epoch 3 is worse than epoch 2, so the plateau (patience 1)
-# lowers the rate after it and training goes back to epoch 2's weights (keep_best).
-VALUES = [1.0, 0.5, 0.6, 0.55]
+# The validation loss of epochs 1-4: epoch 3 is worse than epoch 1 (a divergence), so training
+# goes back to epoch 2's weights at half the rate (keep_best); epoch 4 is a plateau (patience 1).
+VALUES = [1.0, 0.5, 1.2, 0.8]
 
 
 def extendable(tmp_path: Path, epochs: int, values, resume: bool = False, **changes):
@@ -312,7 +312,7 @@ def test_extending_a_finished_run_equals_a_longer_run(tmp_path):
     (best) weights, the same last weights, optimiser, best snapshot and RNG in the checkpoint,
     the same history; the extension is recorded in the run's changes."""
     longer, full = extendable(tmp_path / "a", 4, VALUES)
-    assert [h.get("restored_epoch") for h in full.history] == [None, None, 2.0, 2.0]
+    assert [h.get("restored_epoch") for h in full.history] == [None, None, 2.0, None]
     assert full.restored_epoch == 2
     extendable(tmp_path / "b", 2, VALUES[:2])
     extended, result = extendable(tmp_path / "b", 4, VALUES[2:], resume=True)
