@@ -18,8 +18,9 @@ def keras_adam_eps(step: int, epsilon: float = 1e-7, beta2: float = 0.999) -> fl
 
 
 def adam_steps_taken(optimizer: torch.optim.Optimizer) -> int:
-    """How many updates Adam has applied (its own counter; skipped steps do not count)."""
-    for state in optimizer.state.values():
-        if "step" in state:
-            return int(state["step"])
-    return 0
+    """How many updates Adam has applied (its own counter; skipped steps do not count): the
+    largest count over the parameters. Parameters that joined later (e.g. frozen during a
+    warm-up) count fewer, and the order of ``optimizer.state`` is not fixed (a restored state
+    can come back in another order), so the first entry is not the answer."""
+    steps = [int(state["step"]) for state in optimizer.state.values() if "step" in state]
+    return max(steps, default=0)

@@ -74,3 +74,23 @@ def test_cosine_schedule_decays_to_the_floor():
     expected = [cosine_lr(0.1, 0.01, e, 4) for e in range(4)]
     assert rates == pytest.approx(expected)
     assert all(math.isfinite(r) for r in rates)
+
+
+def test_adams_step_count_is_the_largest_whatever_the_state_order():
+    """A parameter that joined later (a warm-up) has fewer steps; a restored optimiser may list
+    it first. The Keras epsilon must follow the number of updates taken, not dict order."""
+    from pinn.engine.optim import adam_steps_taken
+
+    early, late = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.Adam([early, late], lr=0.1)
+    for step in range(3):
+        early.grad = torch.ones(2)
+        late.grad = torch.ones(2) if step == 2 else None
+        optimizer.step()
+    assert adam_steps_taken(optimizer) == 3
+    state = optimizer.state_dict()
+    state["state"] = dict(reversed(list(state["state"].items())))  # the late one first
+    restored = torch.optim.Adam([early, late], lr=0.1)
+    restored.load_state_dict(state)
+    assert next(iter(restored.state.values()))["step"] == 1
+    assert adam_steps_taken(restored) == 3
