@@ -25,11 +25,13 @@ one PNG of the amplitude SSIM curves per object to ``results/time_to_quality/``.
     python benchmarks/time_to_quality.py --budget-s 120
     python benchmarks/time_to_quality.py --objects lines --generators unet --outputs real_imag \\
         --batch-size 8 --lr 2e-3 --budget-s 150
+    python benchmarks/time_to_quality.py --replot benchmarks/results/time_to_quality.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import time
@@ -43,6 +45,7 @@ from _common import RESULTS, Recorder, device_from, peak_memory_bytes, reset_pea
 from pinn.config import ModelConfig, TrainingConfig
 from pinn.data import GroupDataset, group_positions, simulate
 from pinn.engine import seed_everything, train
+from pinn.errors import TrainingError
 from pinn.evaluate import evaluate
 from pinn.model import PtychoLoss, build_model
 from pinn.plotting import encode_png, plot_curves
@@ -73,6 +76,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--objects", nargs="+", default=["lines", "grf", "siemens"])
     parser.add_argument("--generators", nargs="+", default=["cnn", "unet", "fno"])
     parser.add_argument("--outputs", nargs="+", default=["amp_phase", "real_imag"])
+    parser.add_argument("--cases", nargs="+", default=None, metavar="GENERATOR:OUTPUT",
+                        help="these pairs instead of every generator with every output")
     parser.add_argument("--budget-s", type=float, default=120.0,
                         help="training compute seconds per case (evaluation not counted)")
     parser.add_argument("--n-scans", type=int, default=676)
@@ -93,6 +98,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tag", default="", help="a label added to every case name")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--replot", type=Path, default=None, metavar="JSONL",
+                        help="only redraw the PNGs from the records in JSONL")
     return parser.parse_args()
 
 
@@ -133,11 +140,17 @@ def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budg
         return {}
 
     reset_peak_memory(device)
+    diverged = None
     try:
         train(model, PtychoLoss(), train_set, val_set, train_config, device=device,
               preview=after_epoch, items_per_sample=model_config.channels, verbose=False)
     except BudgetReached:
         pass
+    except TrainingError as exc:  # the engine gave up on non-finite steps: a result, too
+        diverged = str(exc)
+    if not curve:
+        curve.append({"train_s": math.nan, "wall_s": math.nan, "amplitude_ssim": math.nan,
+                      "phase_ssim": math.nan})
     steps_per_epoch = math.ceil(len(train_set) / train_config.batch_size)
     epoch_s = [point["train_s"] - previous["train_s"]
                for previous, point in zip([{"train_s": 0.0}] + curve, curve)]
@@ -147,6 +160,7 @@ def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budg
                                        if p["amplitude_ssim"] >= t), None) for t in THRESHOLDS}
     return {
         "parameters": params,
+        "diverged": diverged,
         "epochs": len(curve),
         "step_ms": 1000 * statistics.median(epoch_s) / steps_per_epoch,  # compute ms
         "peak_memory_mb": peak_memory_bytes(device) / 2**20,
@@ -162,10 +176,28 @@ def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budg
 
 
 def save_plot(path: Path, title: str, curves: dict[str, list[dict]], key: str) -> None:
-    image = plot_curves({name: (np.array([p["train_s"] for p in c]),
-                                np.array([p[key] for p in c])) for name, c in curves.items()},
-                        title=title, xlabel="training compute seconds", size=(360, 640))
+    """One PNG: ``key`` against training compute seconds, a curve per case (legend names
+    shortened to fit one row: ``amp_phase`` -> ``a/p``, ``real_imag`` -> ``r/i``)."""
+    short = {"amp_phase": "a/p", "real_imag": "r/i"}
+    image = plot_curves({" ".join(short.get(w, w) for w in name.split()):
+                         (np.array([p["train_s"] for p in c]), np.array([p[key] for p in c]))
+                         for name, c in curves.items()},
+                        title=title, xlabel="training compute seconds", size=(380, 920))
     path.write_bytes(encode_png(image))
+
+
+def replot(records_path: Path, out: Path) -> None:
+    """Redraw the PNGs of every object from a JSONL file of earlier records."""
+    by_object: dict[str, dict[str, list[dict]]] = {}
+    for line in records_path.read_text().splitlines():
+        entry = json.loads(line)
+        config = entry["config"]
+        by_object.setdefault(config["object"], {})[
+            f"{config['generator']} {config['output']}"] = entry["figures"]["curve"]
+    for kind, curves in by_object.items():
+        save_plot(out / f"{kind}_amplitude.png", f"{kind}: amplitude ssim", curves,
+                  "amplitude_ssim")
+        save_plot(out / f"{kind}_phase.png", f"{kind}: phase ssim", curves, "phase_ssim")
 
 
 def main() -> None:
@@ -173,6 +205,9 @@ def main() -> None:
     device = device_from(args.device)
     out = args.out or RESULTS / "time_to_quality"
     out.mkdir(parents=True, exist_ok=True)
+    if args.replot is not None:
+        replot(args.replot, out)
+        return
     rec = Recorder("time_to_quality", device, args.json)
     train_config = TrainingConfig(
         epochs=100_000, batch_size=args.batch_size, learning_rate=args.lr,
@@ -182,21 +217,23 @@ def main() -> None:
     for kind in args.objects:
         scan = make_scan(kind, args)
         curves: dict[str, list[dict]] = {}
-        for generator in args.generators:
-            for output in args.outputs:
-                model_config = ModelConfig(size_px=64, gridsize=args.gridsize,
-                                           generator=generator, output=output,
-                                           n_filters_scale=args.n_filters_scale,
-                                           width=args.width, fno_modes=args.fno_modes)
-                figures = run_case(scan, model_config, train_config, args.budget_s, device)
-                name = f"{generator} {output}"
-                curves[name] = figures["curve"]
-                settings = {k: v for k, v in vars(args).items() if k not in ("out", "json")}
-                rec.record(f"{kind} {name}{' ' + args.tag if args.tag else ''}",
-                           {**settings, "object": kind, "generator": generator,
-                            "output": output,
-                            "training": asdict(train_config)},
-                           figures)
+        pairs = ([tuple(case.split(":")) for case in args.cases] if args.cases else
+                 [(g, o) for g in args.generators for o in args.outputs])
+        for generator, output in pairs:
+            model_config = ModelConfig(size_px=64, gridsize=args.gridsize,
+                                       generator=generator, output=output,
+                                       n_filters_scale=args.n_filters_scale,
+                                       width=args.width, fno_modes=args.fno_modes)
+            figures = run_case(scan, model_config, train_config, args.budget_s, device)
+            name = f"{generator} {output}"
+            curves[name] = figures["curve"]
+            settings = {k: v for k, v in vars(args).items()
+                        if k not in ("out", "json", "replot")}
+            rec.record(f"{kind} {name}{' ' + args.tag if args.tag else ''}",
+                       {**settings, "object": kind, "generator": generator,
+                        "output": output,
+                        "training": asdict(train_config)},
+                       figures)
         suffix = f"_{args.tag}" if args.tag else ""
         save_plot(out / f"{kind}{suffix}_amplitude.png",
                   f"{kind}: amplitude ssim", curves, "amplitude_ssim")
