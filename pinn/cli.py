@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from pinn import __version__
+from pinn.cli_refine import add_refine_command
 from pinn.errors import PinnError
 
 EXIT_USAGE = 2
@@ -404,50 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_read_options(p)
     p.set_defaults(func=_cmd_reconstruct)
 
-    p = sub.add_parser("refine", help="refine object, probe modes and positions on the data",
-                       description="Fit the object, a mixed-state probe (incoherent modes) and "
-                       "optionally every position directly to the measured counts (Poisson "
-                       "likelihood), starting from a flat object, a reconstruction or a trained "
-                       "model's. Writes DIR/reconstruction.npz (pinn reconstruct's keys plus "
-                       "probe, probe_power_fraction, positions, positions_initial), PNGs of "
-                       "phase, amplitude, probe modes and position corrections, and "
-                       "DIR/report.md with the deviance curve.")
-    p.add_argument("data", type=Path, metavar="DATA.npz", help="the scan to refine on")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
-    start = p.add_mutually_exclusive_group()
-    start.add_argument("--init", type=Path, default=None, metavar="RECON.npz",
-                       help="start from this reconstruction.npz (pinn reconstruct or refine) "
-                            "instead of a flat object")
-    start.add_argument("--model", type=Path, default=None, metavar="MODEL",
-                       help="start from a trained model's reconstruction of the scan (archive "
-                            "or run directory)")
-    p.add_argument("--probe-modes", type=int, default=None, metavar="K",
-                   help="number of incoherent probe modes; modes beyond the guess's are added "
-                        "as Hermite-like modes of it (default: as many as the guess has)")
-    p.add_argument("--mode-power", type=float, default=0.02, metavar="F",
-                   help="share of the total power given to each added mode (default: 0.02)")
-    p.add_argument("--no-refine-probe", action="store_true", help="keep the probe fixed")
-    p.add_argument("--probe-support", type=float, default=None, metavar="R",
-                   help="constrain the probe to a centred disk of radius R pixels")
-    p.add_argument("--fix-probe-power", action="store_true",
-                   help="keep the probe's total power at its power-matched start")
-    p.add_argument("--orthogonalize-every-epoch", action="store_true",
-                   help="orthogonalise and sort the probe modes every epoch (default: at the "
-                        "start and the end only)")
-    p.add_argument("--refine-positions", action="store_true",
-                   help="also correct every scan position (after a warm-up)")
-    p.add_argument("--epochs", type=int, default=None, metavar="E",
-                   help="passes over the scan (default: 10; a rough probe guess needs more, "
-                        "e.g. 40)")
-    p.add_argument("--batch-size", type=int, default=None, metavar="B",
-                   help="scan points per step (default: 32)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="data order (default: 0)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted refinement in DIR (same settings)")
-    p.add_argument("--device", default="cpu", metavar="D", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-    _add_read_options(p)
-    p.set_defaults(func=_cmd_refine)
+    add_refine_command(sub, _cmd_refine, _add_read_options)
 
     p = sub.add_parser("evaluate", help="compare a reconstruction with a ground truth",
                        description="Register the reconstruction to the ground truth (objectGuess "
