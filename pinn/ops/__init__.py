@@ -11,6 +11,7 @@ from pinn.ops.diffract import diffract
 from pinn.ops.disk_mask import disk_mask
 from pinn.ops.extract_patches import extract_patches
 from pinn.ops.fourier_shift import fourier_shift
+from pinn.ops.gather_windows import gather_windows
 from pinn.ops.illuminate import illuminate
 from pinn.ops.likelihood import amplitude_mae, poisson_deviance, poisson_nll
 from pinn.ops.modes import (add_probe_modes, dominant_mode, far_field_amplitude,
@@ -34,6 +35,7 @@ __all__ = [
     "far_field_amplitude",
     "far_field_intensity",
     "fourier_shift",
+    "gather_windows",
     "illuminate",
     "mode_powers",
     "normalize_probe",

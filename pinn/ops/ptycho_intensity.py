@@ -21,12 +21,10 @@ def _ramp(shift: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torc
     return ry[:, :, None] * rx[:, None, :], k, k
 
 
-def _sum_modes(x: torch.Tensor) -> torch.Tensor:
-    """``x.sum(dim=1)`` of a complex ``(B, K, N, N)``, on the real view (faster)."""
-    return torch.view_as_complex(torch.view_as_real(x).sum(dim=1))
-
-
 class _PtychoIntensity(torch.autograd.Function):
+    """Few ``(B, K, N, N)`` temporaries, the backward's updated in place: each costs a pass over
+    memory and, freshly allocated, page faults (docs/DESIGN.md, "Refinement")."""
+
     @staticmethod
     def forward(ctx, windows, modes, shifts, centered):  # noqa: D401 - autograd protocol
         n = windows.shape[-1]
@@ -45,26 +43,32 @@ class _PtychoIntensity(torch.autograd.Function):
     def backward(ctx, grad_intensity):
         windows, spectrum_modes, shifts, ramp, probes, far = ctx.saved_tensors
         n = windows.shape[-1]
+        k_modes = probes.shape[1]
         want_windows, want_modes, want_shifts = ctx.needs_input_grad[:3]
         if ctx.centered:
             grad_intensity = torch.fft.ifftshift(grad_intensity, dim=(-2, -1))
         # d I / d far = 2 far / n^2 and the adjoint of the unnormalised FFT is n^2 ifft2: the
         # n^2 cancel
-        weight = (2 * grad_intensity)[:, None, :, :, None]  # real: multiply the real view
-        grad_waves = torch.fft.ifft2(torch.view_as_complex(torch.view_as_real(far) * weight))
+        grad_waves = torch.fft.ifft2(far * (2 * grad_intensity)[:, None])
         grad_windows = grad_modes = grad_shifts = None
-        if want_windows:
-            grad_windows = _sum_modes(probes.conj() * grad_waves)
+        if want_windows:  # sum_k conj(probes_k) grad_waves_k
+            grad_windows = probes[:, 0].conj() * grad_waves[:, 0]
+            for k in range(1, k_modes):
+                grad_windows.addcmul_(probes[:, k].conj(), grad_waves[:, k])
         if want_modes or want_shifts:
-            # probes = S_f modes with the unitary shift S_f = ifft2 diag(ramp) fft2
-            spectrum_grad = torch.fft.fft2(windows[:, None].conj() * grad_waves)  # (B, K, N, N)
+            # probes = S_f modes with the unitary shift S_f = ifft2 diag(ramp) fft2: the
+            # spectra of conj(windows) grad_waves, times conj(ramp)
+            spectrum_grad = torch.fft.fft2(grad_waves.mul_(windows.conj()[:, None]))
+            spectrum_grad.mul_(ramp.conj()[:, None])  # (B, K, N, N)
             if want_modes:
-                grad_modes = torch.fft.ifft2(torch.view_as_complex(
-                    torch.view_as_real(ramp[:, None].conj() * spectrum_grad).sum(dim=0)))
+                grad_modes = torch.fft.ifft2(spectrum_grad.sum(dim=0))
             if want_shifts:
                 # d probes / d shift_y = ifft2(spectrum * ramp * (-2 pi i ky)); by Parseval
-                # Re <grad, that> = (2 pi / n^2) sum ky Im(conj(G) spectrum ramp)
-                q = _sum_modes(spectrum_grad.conj() * spectrum_modes[None]) * ramp  # (B, N, N)
+                # Re <grad, that> = (2 pi / n^2) sum ky Im(conj(G) spectrum ramp), with
+                # conj(G) ramp = conj(spectrum_grad) here
+                q = spectrum_grad[:, 0].conj() * spectrum_modes[0]  # (B, N, N)
+                for k in range(1, k_modes):
+                    q.addcmul_(spectrum_grad[:, k].conj(), spectrum_modes[k])
                 k = torch.fft.fftfreq(n, device=q.device, dtype=shifts.dtype)
                 imag = q.imag * (2 * math.pi / (n * n))
                 grad_shifts = torch.stack([(imag.sum(dim=2) * k).sum(dim=1),

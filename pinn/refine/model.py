@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pinn.ops.gather_windows import gather_windows
 from pinn.ops.modes import orthogonalize_modes
 from pinn.ops.ptycho_intensity import ptycho_intensity
 from pinn.refine.positions import newton_step, position_fisher, project_offsets
@@ -177,11 +178,7 @@ class Refiner(nn.Module):
     # --- the forward model -----------------------------------------------------------------
     def windows(self, rounded: torch.Tensor) -> torch.Tensor:
         """``(B, N, N)`` complex object windows whose centre pixel is at ``rounded`` (B, 2)."""
-        n = self.size
-        steps = torch.arange(n, device=rounded.device) - n // 2
-        rows = rounded[:, 0, None].long() + steps  # (B, N)
-        cols = rounded[:, 1, None].long() + steps
-        return torch.view_as_complex(self.object_real[rows[:, :, None], cols[:, None, :]])
+        return gather_windows(self.object, rounded.long() - self.size // 2, self.size)
 
     def forward(self, index: torch.Tensor, centered: bool = True) -> torch.Tensor:
         """Expected counts ``(B, N, N)`` float32 of the scan points ``index`` ``(B,)`` int64,
