@@ -72,6 +72,15 @@ def test_deterministic_switch(deterministic):
         seed_everything(0, True)
 
 
+def test_deterministic_mode_does_not_fill_new_tensors():
+    """torch's deterministic mode fills every new tensor with NaN by default (a pass over
+    memory per tensor); seeding switches that off and determinism stays on."""
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    seed_everything(0, True)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
+
+
 @pytest.mark.parametrize("seed", [2**40 + 3, -5])
 def test_seed_everything_accepts_seeds_outside_numpys_range(seed):
     seed_everything(seed, True)  # numpy only takes seeds in [0, 2**32)
