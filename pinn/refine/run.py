@@ -138,8 +138,10 @@ class CountsDataset:
 
     def __init__(self, counts: torch.Tensor) -> None:
         self.counts = torch.fft.ifftshift(counts, dim=(-2, -1)).contiguous()
-        k = counts.to(torch.float64)
-        self.entropy = (torch.xlogy(k, k) - k).mean(dim=(-2, -1)).to(torch.float32)
+        self.entropy = torch.empty(counts.shape[0], dtype=torch.float32, device=counts.device)
+        for start in range(0, counts.shape[0], 64):  # in float64, a few MB at a time
+            k = counts[start:start + 64].to(torch.float64)
+            self.entropy[start:start + 64] = torch.xlogy(k, k).sub_(k).mean(dim=(-2, -1))
 
     def __len__(self) -> int:
         return self.counts.shape[0]
@@ -223,6 +225,15 @@ def refine_scan(scan, config: RefineConfig = RefineConfig(), out_dir: str | Path
     Raises:
         ConfigError, DataError: bad settings or inputs (one-line messages).
     """
+    from pinn.engine.memory import reuse_freed_memory
+
+    with reuse_freed_memory():  # every step allocates the same (B, K, N, N) buffers
+        return _refine(scan, config, out_dir, init_object, init_origin, resume, device, verbose)
+
+
+def _refine(scan, config: RefineConfig, out_dir: str | Path | None,
+            init_object: torch.Tensor | None, init_origin: tuple[int, int], resume: bool,
+            device: str, verbose: bool) -> RefineResult:
     from pinn.engine.train import train
 
     torch.manual_seed(config.seed)
