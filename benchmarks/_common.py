@@ -8,6 +8,7 @@ device is synchronised around each run and CUDA events time it. Peak memory: on 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -131,3 +132,29 @@ def device_from(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def parse_dataclass_settings(cls: type, items: list[str]) -> dict:
+    """``FIELD=VALUE`` overrides of a dataclass's fields, converted to each field's default's
+    type (bool, int, float, or left a string; ``none`` gives None, and a field whose default
+    is None takes a number)."""
+    defaults = cls()
+    names = {f.name for f in dataclasses.fields(cls)}
+    out: dict = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in names:
+            raise SystemExit(f"--set {item}: {cls.__name__} has no field {key!r}")
+        default = getattr(defaults, key)
+        if value.lower() == "none":
+            out[key] = None
+        elif isinstance(default, bool):
+            out[key] = value.lower() in ("1", "true", "yes")
+        elif isinstance(default, int):
+            out[key] = int(value)
+        elif isinstance(default, float) or default is None:
+            number = float(value)
+            out[key] = int(number) if default is None and number.is_integer() else number
+        else:
+            out[key] = value
+    return out

@@ -31,7 +31,7 @@ import time
 import numpy as np
 import torch
 
-from _common import Recorder
+from _common import Recorder, parse_dataclass_settings
 from pinn.data import ScanData
 from pinn.data.objects import make_object
 from pinn.data.trajectories import spiral_positions
@@ -106,25 +106,6 @@ def object_quality(result, obj: torch.Tensor, truth: torch.Tensor) -> dict:
             "phase_frc50": metrics["phase_frc50"]}
 
 
-def parse_settings(items: list[str]) -> dict:
-    fields = {f.name: f for f in dataclasses.fields(RefineConfig)}
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if key not in fields:
-            raise SystemExit(f"--set {item}: RefineConfig has no field {key!r}")
-        default = getattr(RefineConfig(), key)
-        if isinstance(default, bool):
-            out[key] = value.lower() in ("1", "true", "yes")
-        elif isinstance(default, int) and not isinstance(default, bool):
-            out[key] = int(value)
-        elif isinstance(default, float):
-            out[key] = float(value)
-        else:
-            out[key] = value
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=["positions", "fixed"],
@@ -142,7 +123,7 @@ def main() -> None:
     rec = Recorder("refine_positions", torch.device("cpu"), args.json)
     scan, truth, obj = simulate(seed=args.seed)
     initial = position_errors(scan.positions, truth)
-    settings = parse_settings(args.set)
+    settings = parse_dataclass_settings(RefineConfig, args.set)
     if args.exact_probe:
         scan = dataclasses.replace(scan, probe=hermite_modes(64, (0.80, 0.15, 0.05), 64 / 8))
         settings["refine_probe"] = False

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import RESULTS, Recorder, device_from
+from _common import RESULTS, Recorder, device_from, parse_dataclass_settings
 from real_siemens import MEASURED, SOLVER, solver_object_in_pinn_frame
 from pinn.data import load_scan
 from pinn.metrics import align_phase, register_translation, shift_image, ssim
@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="further RefineConfig overrides")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if not MEASURED.exists():
@@ -94,6 +96,7 @@ def main() -> None:
     settings = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size,
                                   "learning_rate": args.lr, "probe_lr": args.probe_lr}.items()
                 if v is not None}
+    settings.update(parse_dataclass_settings(RefineConfig, args.set))
     config = RefineConfig(probe_modes=args.probe_modes, refine_positions=args.refine_positions,
                           seed=args.seed, **settings)
     start = time.perf_counter()

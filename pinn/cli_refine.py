@@ -43,9 +43,14 @@ def add_refine_command(sub, handler: Callable[[argparse.Namespace], int],
                         "start and the end only)")
     p.add_argument("--refine-positions", action="store_true",
                    help="also correct every scan position (after a warm-up)")
+    p.add_argument("--position-constraint", choices=("affine", "shift"), default="affine",
+                   help="what the position corrections may not contain, as the data hardly "
+                        "determine it: a global shift, scale, rotation and shear (affine, the "
+                        "default: the stage's calibration is trusted) or only a global shift "
+                        "(shift: when the scan's scale or rotation is itself in doubt)")
     p.add_argument("--epochs", type=int, default=None, metavar="E",
-                   help="passes over the scan (default: 10; a rough probe guess needs more, "
-                        "e.g. 40)")
+                   help="passes over the scan (default: 10, or 30 with --refine-positions; a "
+                        "rough probe guess needs more, e.g. 30)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B",
                    help="scan points per step (default: 32)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="data order (default: 0)")

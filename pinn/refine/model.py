@@ -20,9 +20,11 @@ from torch import nn
 from pinn.ops.gather_windows import gather_windows
 from pinn.ops.modes import orthogonalize_modes
 from pinn.ops.ptycho_intensity import ptycho_intensity
-from pinn.refine.positions import newton_step, position_fisher, project_offsets
+from pinn.refine.positions import (affine_basis, newton_step, position_fisher, project_offsets,
+                                   project_offsets_affine)
 
 POSITION_METHODS = ("adam", "newton")
+POSITION_CONSTRAINTS = ("affine", "shift")
 
 
 class Refiner(nn.Module):
@@ -53,6 +55,10 @@ class Refiner(nn.Module):
             is the mean Poisson NLL over the batch's pixels (``refine_loss``). ``"adam"``:
             the optimiser moves the offsets at the ``positions`` rate like any parameter.
         position_damping: the fraction of the Newton step taken.
+        position_constraint: what part of the offsets is removed after every step, as not
+            identifiable: ``"affine"`` (a common shift, scale, rotation and shear of the
+            positions: :func:`pinn.refine.positions.affine_basis`) or ``"shift"`` (only the
+            common shift).
     """
 
     def __init__(self, positions: torch.Tensor, canvas_shape: tuple[int, int],
@@ -61,8 +67,8 @@ class Refiner(nn.Module):
                  refine_positions: bool = False, position_warmup: int = 2,
                  max_position_step: float = 1.0, orthogonalize: bool = True,
                  probe_support: torch.Tensor | None = None,
-                 fix_probe_power: bool = False, position_method: str = "adam",
-                 position_damping: float = 0.5) -> None:
+                 fix_probe_power: bool = False, position_method: str = "newton",
+                 position_damping: float = 0.5, position_constraint: str = "affine") -> None:
         super().__init__()
         if modes.dim() != 3 or modes.shape[-1] != modes.shape[-2]:
             raise ValueError(f"modes have shape {tuple(modes.shape)}; expected (K, N, N)")
@@ -102,6 +108,13 @@ class Refiner(nn.Module):
                              f"{POSITION_METHODS}")
         self.position_method = position_method
         self.position_damping = position_damping
+        if position_constraint not in POSITION_CONSTRAINTS:
+            raise ValueError(f"position_constraint is {position_constraint!r}; use one of "
+                             f"{POSITION_CONSTRAINTS}")
+        self.position_constraint = position_constraint
+        # derived from positions_initial, so not saved
+        self.register_buffer("affine_basis", affine_basis(positions)
+                             if position_constraint == "affine" else None, persistent=False)
         # (batch indices, Fisher information) of the step in flight: set by forward, used and
         # cleared by after_step of the same step, so never part of a checkpoint
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -164,9 +177,13 @@ class Refiner(nn.Module):
                                         (self.position_damping * step).to(torch.float32))
             # the optimiser does not hold the offsets, so its zero_grad would not clear this
             self.offsets.grad = None
-        # zero mean (a common shift is not identifiable) and the per-epoch cap
-        self.offsets.copy_(project_offsets(self.offsets, self.offsets_anchor,
-                                           self.max_position_step))
+        # no common shift (or no affine part: not identifiable) and the per-epoch cap
+        if self.affine_basis is not None:
+            self.offsets.copy_(project_offsets_affine(self.offsets, self.offsets_anchor,
+                                                      self.max_position_step, self.affine_basis))
+        else:
+            self.offsets.copy_(project_offsets(self.offsets, self.offsets_anchor,
+                                               self.max_position_step))
 
     def _constrain_probe(self) -> None:
         if self.probe_support is not None:

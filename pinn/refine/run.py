@@ -12,7 +12,12 @@ from pinn import ops
 from pinn.config import TrainingConfig
 from pinn.errors import ConfigError, DataError
 from pinn.ops.modes import add_probe_modes, mode_powers, orthogonalize_modes
-from pinn.refine.model import POSITION_METHODS, Refiner
+from pinn.refine.model import POSITION_CONSTRAINTS, POSITION_METHODS, Refiner
+
+
+#: default epochs of a refinement, and of one that refines the positions too
+EPOCHS = 10
+POSITION_EPOCHS = 30
 
 
 @dataclass(frozen=True)
@@ -20,7 +25,10 @@ class RefineConfig:
     """How to refine.
 
     Attributes:
-        epochs: passes over the scan points.
+        epochs: passes over the scan points (``None``: :data:`EPOCHS`, or
+            :data:`POSITION_EPOCHS` when the positions are refined: they can only start once
+            the object and probe explain the data, and then need epochs of their own). After
+            construction the field always holds the resolved number.
         batch_size: scan points per optimiser step.
         learning_rate: the object's Adam rate (object units: 1 = a unit-amplitude object),
             decayed by a cosine to ``min_lr_fraction`` of itself.
@@ -47,10 +55,15 @@ class RefineConfig:
             Adam ends at 1.5 px; from a flat object both fail and Newton drifts further
             (benchmarks/README.md, "Position refinement").
         position_damping: fraction of the Newton step taken after every step.
+        position_constraint: ``"affine"``: the refined corrections keep no common shift,
+            scale, rotation or shear (a global affine change of the positions is nearly
+            invisible in the data and drifts; the stage's global geometry is trusted);
+            ``"shift"``: only the common shift is removed (for a scan whose scale or rotation
+            is itself in doubt).
         seed: data order and every other draw.
     """
 
-    epochs: int = 10
+    epochs: int | None = None
     batch_size: int = 32
     learning_rate: float = 0.05
     min_lr_fraction: float = 0.02
@@ -65,11 +78,16 @@ class RefineConfig:
     probe_support_radius: float | None = None
     fix_probe_power: bool = False
     orthogonalize_every_epoch: bool = False
-    position_method: str = "adam"
+    position_method: str = "newton"
     position_damping: float = 0.5
+    position_constraint: str = "affine"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.epochs is None:
+            object.__setattr__(self, "epochs",
+                               POSITION_EPOCHS if self.refine_positions else EPOCHS)
+
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ConfigError(message)
@@ -93,6 +111,9 @@ class RefineConfig:
         need(self.position_method in POSITION_METHODS,
              f"position_method is {self.position_method!r}; use one of {POSITION_METHODS}")
         need(0 < self.position_damping <= 1, "position_damping must be in (0, 1]")
+        need(self.position_constraint in POSITION_CONSTRAINTS,
+             f"position_constraint is {self.position_constraint!r}; use one of "
+             f"{POSITION_CONSTRAINTS}")
 
     def training(self) -> TrainingConfig:
         """The engine's configuration: cosine decay, no validation split, no early stop, and
@@ -268,7 +289,8 @@ def _refine(scan, config: RefineConfig, out_dir: str | Path | None,
                     fix_probe_power=config.fix_probe_power,
                     orthogonalize=config.orthogonalize_every_epoch,
                     position_method=config.position_method,
-                    position_damping=config.position_damping)
+                    position_damping=config.position_damping,
+                    position_constraint=config.position_constraint)
     out = Path(out_dir) if out_dir is not None else None
     fit = train(model, refine_loss, CountsDataset(counts), None, config.training(),
                 checkpoint_dir=out / "checkpoints" if out else None,
