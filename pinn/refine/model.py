@@ -40,7 +40,10 @@ class Refiner(nn.Module):
         lr_scales: learning rates of ``object``, ``probe`` and ``positions`` relative to the
             schedule's rate (the engine multiplies). The probe's is further multiplied by the
             probe's peak amplitude so that probes in any units refine alike.
-        refine_probe: train the modes.
+        refine_probe: train the modes (from epoch ``probe_warmup`` on).
+        probe_warmup: epochs before the modes start to move: the object first takes the
+            shape the starting probe implies (moving both from the first step let them trade
+            errors: see docs/DESIGN.md, "Refinement").
         refine_positions: train the offsets from epoch ``position_warmup`` on.
         position_warmup: epochs before positions start to move.
         max_position_step: the largest change of an offset within one epoch (pixels).
@@ -64,6 +67,7 @@ class Refiner(nn.Module):
     def __init__(self, positions: torch.Tensor, canvas_shape: tuple[int, int],
                  modes: torch.Tensor, obj: torch.Tensor | None = None, *,
                  lr_scales: dict[str, float] | None = None, refine_probe: bool = True,
+                 probe_warmup: int = 0,
                  refine_positions: bool = False, position_warmup: int = 2,
                  max_position_step: float = 1.0, orthogonalize: bool = True,
                  probe_support: torch.Tensor | None = None,
@@ -92,6 +96,7 @@ class Refiner(nn.Module):
         self.register_buffer("epoch_prepared", torch.tensor(-1, dtype=torch.int64))
         self.lr_scales = {"object": 1.0, "probe": 1.0, "positions": 1.0, **(lr_scales or {})}
         self.refine_probe = refine_probe
+        self.probe_warmup = probe_warmup
         self.refine_positions = refine_positions
         self.position_warmup = position_warmup
         self.max_position_step = max_position_step
@@ -155,6 +160,7 @@ class Refiner(nn.Module):
     def on_epoch_start(self, epoch: int) -> None:
         moving = self.refine_positions and epoch >= self.position_warmup
         self.offsets.requires_grad_(moving)
+        self.probe_real.requires_grad_(self.refine_probe and epoch >= self.probe_warmup)
         if int(self.epoch_prepared) == epoch:
             return  # resumed inside this epoch: already prepared
         with torch.no_grad():
@@ -164,7 +170,7 @@ class Refiner(nn.Module):
             self.epoch_prepared.fill_(epoch)
 
     def after_step(self) -> None:
-        if self.refine_probe:
+        if self.probe_real.requires_grad:
             self._constrain_probe()
         pending, self._pending = self._pending, None
         if not self.offsets.requires_grad:

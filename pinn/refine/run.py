@@ -38,6 +38,8 @@ class RefineConfig:
         probe_modes: number of probe modes (``None``: as many as the probe guess has).
         mode_power: share of the total power given to each added mode.
         refine_probe: train the probe modes.
+        probe_warmup: epochs before the probe modes move (the object adapts to the starting
+            probe first).
         refine_positions: train a correction of every position.
         position_warmup: epochs before the positions move.
         max_position_step: largest change of a position within one epoch, pixels.
@@ -72,6 +74,7 @@ class RefineConfig:
     probe_modes: int | None = None
     mode_power: float = 0.02
     refine_probe: bool = True
+    probe_warmup: int = 0
     refine_positions: bool = False
     position_warmup: int = 3
     max_position_step: float = 1.0
@@ -105,6 +108,8 @@ class RefineConfig:
         need(0 < self.mode_power < 0.5, f"mode_power is {self.mode_power}; use (0, 0.5)")
         need(isinstance(self.position_warmup, int) and self.position_warmup >= 0,
              "position_warmup must be an int >= 0")
+        need(isinstance(self.probe_warmup, int) and self.probe_warmup >= 0,
+             "probe_warmup must be an int >= 0")
         need(self.max_position_step > 0, "max_position_step must be > 0")
         need(self.probe_support_radius is None or self.probe_support_radius > 0,
              f"probe_support_radius is {self.probe_support_radius}; use a radius > 0 pixels")
@@ -282,7 +287,8 @@ def _refine(scan, config: RefineConfig, out_dir: str | Path | None,
                  "positions": config.position_lr}
     modes = _power_matched(modes, counts, canvas_positions, shape, start)
     model = Refiner(canvas_positions, shape, modes, start, lr_scales=lr_scales,
-                    refine_probe=config.refine_probe, refine_positions=config.refine_positions,
+                    refine_probe=config.refine_probe, probe_warmup=config.probe_warmup,
+                    refine_positions=config.refine_positions,
                     position_warmup=config.position_warmup,
                     max_position_step=config.max_position_step,
                     probe_support=_disk(n, config.probe_support_radius),

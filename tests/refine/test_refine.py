@@ -133,7 +133,7 @@ def test_three_modes_fit_three_mode_data_better_than_one():
 def test_resume_continues_exactly(tmp_path):
     scan = _small_scan(seed=4)
     config = RefineConfig(epochs=3, batch_size=25, probe_modes=2, refine_positions=True,
-                          position_warmup=1)
+                          position_warmup=1, probe_warmup=1)
     whole = refine_scan(scan, config, tmp_path / "whole", verbose=False)
 
     original = Refiner.on_epoch_start
@@ -154,6 +154,28 @@ def test_resume_continues_exactly(tmp_path):
     assert torch.equal(resumed.probe, whole.probe)
     assert torch.equal(resumed.positions, whole.positions)
     assert not torch.equal(whole.positions, whole.positions_initial)
+
+
+def test_the_probe_stays_at_its_start_during_the_probe_warmup():
+    scan = _small_scan(seed=7)
+    starts = []
+    original = Refiner.on_epoch_start
+
+    def record(self, epoch):
+        original(self, epoch)
+        starts.append((self.modes.detach().clone(), self.probe_real.requires_grad))
+
+    Refiner.on_epoch_start = record
+    try:
+        result = refine_scan(scan, RefineConfig(epochs=3, batch_size=25, probe_modes=2,
+                                                probe_warmup=2), verbose=False)
+    finally:
+        Refiner.on_epoch_start = original
+    assert [moving for _, moving in starts] == [False, False, True]
+    assert torch.equal(starts[0][0], starts[2][0])  # two epochs: not a single probe step
+    assert not torch.allclose(orthogonalize_modes(starts[2][0]), result.probe, atol=1e-3)
+    with pytest.raises(ConfigError, match="probe_warmup"):
+        RefineConfig(probe_warmup=-1)
 
 
 def test_probe_support_and_power_constraints_hold_after_every_step():
