@@ -29,7 +29,9 @@ class RefineConfig:
             :data:`POSITION_EPOCHS` when the positions are refined: they can only start once
             the object and probe explain the data, and then need epochs of their own). After
             construction the field always holds the resolved number.
-        batch_size: scan points per optimiser step.
+        batch_size: scan points per optimiser step (32, chosen on the measured star; a bright
+            scan with a smooth probe converges much faster at 8, which position refinement
+            then needs: docs/DESIGN.md, "Refinement").
         learning_rate: the object's Adam rate (object units: 1 = a unit-amplitude object),
             decayed by a cosine to ``min_lr_fraction`` of itself.
         probe_lr: the probe's rate relative to the object's, in units of the probe's peak
@@ -50,11 +52,10 @@ class RefineConfig:
             epoch as well as at the start and the end (off by default: mixing the modes
             disturbs Adam's per-pixel moments, and from the star's zone-plate guess phase SSIM
             was 0.79 with it and 0.83 without, docs/DESIGN.md section 9).
-        position_method: ``"adam"`` (the optimiser at ``position_lr``) or ``"newton"`` (after
-            every step, each position of the batch takes a Newton step on its own likelihood:
-            gradient over Fisher information, :mod:`pinn.refine.positions`). Newton is the
-            one to use from a good object (``--init``, a network's guess): 0.52 px RMS where
-            Adam ends at 1.5 px; from a flat object both fail and Newton drifts further
+        position_method: ``"newton"`` (default: after every step, each position of the batch
+            takes a Newton step on its own likelihood, gradient over Fisher information,
+            :mod:`pinn.refine.positions`) or ``"adam"`` (the optimiser at ``position_lr``). On
+            the simulated benchmark at 8 positions per step: 0.42 px RMS against Adam's 0.50
             (benchmarks/README.md, "Position refinement").
         position_damping: fraction of the Newton step taken after every step.
         position_constraint: ``"affine"``: the refined corrections keep no common shift,

@@ -78,3 +78,19 @@ def test_an_existing_refinement_is_not_replaced(scan_file, tmp_path, capsys):
                               capsys)
     assert status == 2 and "already holds a refinement" in err
     assert (out / "reconstruction.npz").read_bytes() == before
+
+
+def test_position_options_and_epoch_defaults_reach_the_config():
+    from pinn.refine.cli import config_from_args
+
+    parser = cli.build_parser()
+    plain = config_from_args(parser.parse_args(["refine", "d.npz", "--out", "o"]))
+    assert plain.epochs == 10 and not plain.refine_positions
+    moving = config_from_args(parser.parse_args(["refine", "d.npz", "--out", "o",
+                                                 "--refine-positions"]))
+    assert moving.epochs == 30 and moving.position_constraint == "affine"
+    assert moving.position_method == "newton"
+    shift = config_from_args(parser.parse_args(["refine", "d.npz", "--out", "o",
+                                                "--refine-positions", "--epochs", "7",
+                                                "--position-constraint", "shift"]))
+    assert shift.epochs == 7 and shift.position_constraint == "shift"
