@@ -49,7 +49,7 @@ def add_refine_command(sub, handler: Callable[[argparse.Namespace], int],
                         "default: the stage's calibration is trusted) or only a global shift "
                         "(shift: when the scan's scale or rotation is itself in doubt)")
     p.add_argument("--epochs", type=int, default=None, metavar="E",
-                   help="passes over the scan (default: 10, or 30 with --refine-positions; a "
+                   help="passes over the scan (default: 10, or 20 with --refine-positions; a "
                         "rough probe guess needs more, e.g. 30)")
     p.add_argument("--batch-size", type=int, default=None, metavar="B",
                    help="scan points per step (default: 32)")

@@ -14,6 +14,8 @@ exact and smooth; the object is never interpolated. See docs/DESIGN.md, "Refinem
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -44,8 +46,15 @@ class Refiner(nn.Module):
         probe_warmup: epochs before the modes start to move: the object first takes the
             shape the starting probe implies (moving both from the first step let them trade
             errors: see docs/DESIGN.md, "Refinement").
-        refine_positions: train the offsets from epoch ``position_warmup`` on.
-        position_warmup: epochs before positions start to move.
+        refine_positions: train the offsets from epoch ``position_warmup`` on, once the
+            object has settled (``position_plateau``).
+        position_warmup: epochs before positions may start to move.
+        position_plateau: positions start at the first epoch (from ``position_warmup`` on)
+            after one whose mean deviance fell by less than this fraction of the one before:
+            moved against an object that is still far from explaining the data at the
+            recorded positions, they drift (docs/DESIGN.md, "Refinement"). ``None``: start at
+            ``position_warmup`` whatever the deviance. Needs the loss to report each step's
+            deviance (:meth:`observe_deviance`, as ``refine_loss`` does).
         max_position_step: the largest change of an offset within one epoch (pixels).
         orthogonalize: orthogonalise and sort the modes at the start of every epoch.
         probe_support: optional ``(N, N)`` real mask; after every step the modes are
@@ -69,6 +78,7 @@ class Refiner(nn.Module):
                  lr_scales: dict[str, float] | None = None, refine_probe: bool = True,
                  probe_warmup: int = 0,
                  refine_positions: bool = False, position_warmup: int = 2,
+                 position_plateau: float | None = None,
                  max_position_step: float = 1.0, orthogonalize: bool = True,
                  probe_support: torch.Tensor | None = None,
                  fix_probe_power: bool = False, position_method: str = "newton",
@@ -94,11 +104,22 @@ class Refiner(nn.Module):
         # state dict so that a resumed epoch does not redo or reset them
         self.register_buffer("offsets_anchor", torch.zeros_like(self.positions_initial))
         self.register_buffer("epoch_prepared", torch.tensor(-1, dtype=torch.int64))
+        # the running epoch's deviance (sum, count), the last two finished epochs' means and
+        # the epoch the positions started at (-1: not yet), for position_plateau
+        self.register_buffer("deviance_sum", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("deviance_count", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("epoch_deviances", torch.full((2,), float("nan"),
+                                                           dtype=torch.float64))
+        self.register_buffer("positions_start", torch.tensor(-1, dtype=torch.int64))
         self.lr_scales = {"object": 1.0, "probe": 1.0, "positions": 1.0, **(lr_scales or {})}
         self.refine_probe = refine_probe
         self.probe_warmup = probe_warmup
         self.refine_positions = refine_positions
         self.position_warmup = position_warmup
+        if position_plateau is not None and not 0 < position_plateau < 1:
+            raise ValueError(f"position_plateau is {position_plateau}; use a fraction in (0, 1) "
+                             "or None")
+        self.position_plateau = position_plateau
         self.max_position_step = max_position_step
         self.orthogonalize = orthogonalize
         if probe_support is not None and tuple(probe_support.shape) != tuple(modes.shape[-2:]):
@@ -158,16 +179,40 @@ class Refiner(nn.Module):
         return groups
 
     def on_epoch_start(self, epoch: int) -> None:
-        moving = self.refine_positions and epoch >= self.position_warmup
-        self.offsets.requires_grad_(moving)
+        if int(self.epoch_prepared) != epoch:  # not resumed inside this epoch
+            with torch.no_grad():
+                self._close_epoch()
+                if (self.refine_positions and int(self.positions_start) < 0
+                        and epoch >= self.position_warmup and self._settled()):
+                    self.positions_start.fill_(epoch)
+                if (self.orthogonalize and self.refine_probe and self.modes.shape[0] > 1
+                        and epoch):
+                    self.probe_real.copy_(torch.view_as_real(orthogonalize_modes(self.modes)))
+                self.offsets_anchor.copy_(self.offsets)
+                self.epoch_prepared.fill_(epoch)
+        self.offsets.requires_grad_(0 <= int(self.positions_start) <= epoch)
         self.probe_real.requires_grad_(self.refine_probe and epoch >= self.probe_warmup)
-        if int(self.epoch_prepared) == epoch:
-            return  # resumed inside this epoch: already prepared
-        with torch.no_grad():
-            if self.orthogonalize and self.refine_probe and self.modes.shape[0] > 1 and epoch:
-                self.probe_real.copy_(torch.view_as_real(orthogonalize_modes(self.modes)))
-            self.offsets_anchor.copy_(self.offsets)
-            self.epoch_prepared.fill_(epoch)
+
+    def observe_deviance(self, deviance: torch.Tensor) -> None:
+        """Add one step's mean deviance per pixel to the running epoch's (for
+        ``position_plateau``)."""
+        self.deviance_sum += deviance.detach().to(self.deviance_sum.dtype)
+        self.deviance_count += 1
+
+    def _close_epoch(self) -> None:
+        if int(self.deviance_count):
+            mean = self.deviance_sum / self.deviance_count
+            self.epoch_deviances.copy_(torch.stack([self.epoch_deviances[1], mean]))
+        self.deviance_sum.zero_()
+        self.deviance_count.zero_()
+
+    def _settled(self) -> bool:
+        if self.position_plateau is None:
+            return True
+        before, last = (float(d) for d in self.epoch_deviances)
+        if not (math.isfinite(before) and math.isfinite(last) and before > 0):
+            return False
+        return (before - last) / before < self.position_plateau
 
     def after_step(self) -> None:
         if self.probe_real.requires_grad:

@@ -17,7 +17,7 @@ from pinn.refine.model import POSITION_CONSTRAINTS, POSITION_METHODS, Refiner
 
 #: default epochs of a refinement, and of one that refines the positions too
 EPOCHS = 10
-POSITION_EPOCHS = 30
+POSITION_EPOCHS = 20
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,8 @@ class RefineConfig:
             the object and probe explain the data, and then need epochs of their own). After
             construction the field always holds the resolved number.
         batch_size: scan points per optimiser step (32, chosen on the measured star; a bright
-            scan with a smooth probe converges much faster at 8, which position refinement
-            then needs: docs/DESIGN.md, "Refinement").
+            scan with a smooth probe converges much faster at 8 and 30 epochs, which position
+            refinement then needs: docs/DESIGN.md, "Refinement").
         learning_rate: the object's Adam rate (object units: 1 = a unit-amplitude object),
             decayed by a cosine to ``min_lr_fraction`` of itself.
         probe_lr: the probe's rate relative to the object's, in units of the probe's peak
@@ -43,7 +43,10 @@ class RefineConfig:
         probe_warmup: epochs before the probe modes move (the object adapts to the starting
             probe first).
         refine_positions: train a correction of every position.
-        position_warmup: epochs before the positions move.
+        position_warmup: epochs before the positions may move.
+        position_plateau: the positions start once an epoch's mean deviance fell by less than
+            this fraction of the one before (the object then explains the data at the
+            recorded positions about as well as it will); ``None``: at ``position_warmup``.
         max_position_step: largest change of a position within one epoch, pixels.
         probe_support_radius: constrain the probe to a centred disk of this radius (pixels)
             after every step (``None``: no support constraint).
@@ -78,6 +81,7 @@ class RefineConfig:
     probe_warmup: int = 0
     refine_positions: bool = False
     position_warmup: int = 3
+    position_plateau: float | None = 0.2
     max_position_step: float = 1.0
     probe_support_radius: float | None = None
     fix_probe_power: bool = False
@@ -111,6 +115,8 @@ class RefineConfig:
              "position_warmup must be an int >= 0")
         need(isinstance(self.probe_warmup, int) and self.probe_warmup >= 0,
              "probe_warmup must be an int >= 0")
+        need(self.position_plateau is None or 0 < self.position_plateau < 1,
+             f"position_plateau is {self.position_plateau}; use a fraction in (0, 1) or None")
         need(self.max_position_step > 0, "max_position_step must be > 0")
         need(self.probe_support_radius is None or self.probe_support_radius > 0,
              f"probe_support_radius is {self.probe_support_radius}; use a radius > 0 pixels")
@@ -190,6 +196,7 @@ def refine_loss(model: Refiner, batch: dict[str, torch.Tensor]
     counts = batch["counts"]
     loss = (predicted - counts * torch.log(predicted)).mean()
     deviance = 2 * (loss.detach() + batch["entropy"].mean())
+    model.observe_deviance(deviance)
     return loss, {"deviance": deviance}
 
 
@@ -291,6 +298,7 @@ def _refine(scan, config: RefineConfig, out_dir: str | Path | None,
                     refine_probe=config.refine_probe, probe_warmup=config.probe_warmup,
                     refine_positions=config.refine_positions,
                     position_warmup=config.position_warmup,
+                    position_plateau=config.position_plateau,
                     max_position_step=config.max_position_step,
                     probe_support=_disk(n, config.probe_support_radius),
                     fix_probe_power=config.fix_probe_power,

@@ -57,7 +57,8 @@ def test_refinement_returns_the_refined_object_all_modes_and_positions(archive,
                                                                       options):
     plain = reconstruct_product(archive, reconstruct_input, options)
     refined = reconstruct_product(archive, reconstruct_input, with_refine(
-        options, epochs=2, probe_modes=2, refine_positions=True, position_warmup=0))
+        options, epochs=2, probe_modes=2, refine_positions=True, position_warmup=0,
+        position_plateau=None))
     obj = refined.object_.get_array()
     assert obj.shape == plain.object_.get_array().shape == (1, 96, 96)
     assert np.isfinite(obj).all()

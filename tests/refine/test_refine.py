@@ -132,8 +132,10 @@ def test_three_modes_fit_three_mode_data_better_than_one():
 
 def test_resume_continues_exactly(tmp_path):
     scan = _small_scan(seed=4)
+    # the positions start at epoch 2 (position_plateau decides it from the deviances of
+    # epochs 0 and 1), the first epoch of the resumed run; the probe at epoch 1
     config = RefineConfig(epochs=3, batch_size=25, probe_modes=2, refine_positions=True,
-                          position_warmup=1, probe_warmup=1)
+                          position_warmup=1, position_plateau=0.99, probe_warmup=1)
     whole = refine_scan(scan, config, tmp_path / "whole", verbose=False)
 
     original = Refiner.on_epoch_start

@@ -88,7 +88,7 @@ def test_position_options_and_epoch_defaults_reach_the_config():
     assert plain.epochs == 10 and not plain.refine_positions
     moving = config_from_args(parser.parse_args(["refine", "d.npz", "--out", "o",
                                                  "--refine-positions"]))
-    assert moving.epochs == 30 and moving.position_constraint == "affine"
+    assert moving.epochs == 20 and moving.position_constraint == "affine"
     assert moving.position_method == "newton"
     shift = config_from_args(parser.parse_args(["refine", "d.npz", "--out", "o",
                                                 "--refine-positions", "--epochs", "7",
