@@ -72,3 +72,13 @@ def refine_command(args: argparse.Namespace, scan) -> tuple[dict[str, Path], Ref
     result = refine_scan(scan, config, out, init_object=init, init_origin=origin,
                          resume=args.resume, device=args.device, verbose=not args.quiet)
     return save_refinement(result, out, time.perf_counter() - start), result
+
+
+def positions_note(config: RefineConfig, result: RefineResult) -> str | None:
+    """One line for the user when positions were to be refined but never started: the
+    deviance kept falling fast (``RefineConfig.position_plateau``) until the last epoch."""
+    if not config.refine_positions or result.positions_started is not None:
+        return None
+    return (f"note: the positions were not refined: the deviance was still falling by more "
+            f"than {100 * (config.position_plateau or 0):.0f} % per epoch when the run ended "
+            f"(positions start once it settles); give more --epochs")

@@ -78,6 +78,18 @@ def save_refinement(result: RefineResult, out_dir: str | Path, seconds: float | 
     return {name: path for name, (path, _) in files.items()}
 
 
+def _positions_line(result: RefineResult, change: np.ndarray) -> str:
+    started = result.positions_started
+    if started is None:
+        if not change.any():
+            return "Positions: not refined."
+        started_text = ""
+    else:
+        started_text = f" (refined from epoch {started + 1} of {len(result.history)})"
+    return (f"Positions{started_text}: largest correction {change.max():.2f} px, "
+            f"rms {np.sqrt((change ** 2).mean()):.2f} px.")
+
+
 def _report(result: RefineResult, arrays: dict[str, np.ndarray], seconds: float | None,
             start: str | None = None) -> str:
     deviance = arrays["deviance"]
@@ -93,7 +105,7 @@ def _report(result: RefineResult, arrays: dict[str, np.ndarray], seconds: float 
               "Probe modes (power fraction): "
               + ", ".join(f"{100 * p:.1f} %" for p in arrays["probe_power_fraction"]), "",
               "![probe modes](probe_modes.png)", "",
-              f"Positions: largest correction {change.max():.2f} px, rms {np.sqrt((change ** 2).mean()):.2f} px.",
+              _positions_line(result, change),
               "", "![positions](positions.png)", "",
               "![phase](phase.png) ![amplitude](amplitude.png)", ""]
     return "\n".join(lines)

@@ -148,7 +148,9 @@ class RefineResult:
     (0, 0); probe: ``(K, N, N)`` complex64 orthogonal modes sorted by power (data units);
     power_fraction: ``(K,)``; positions, positions_initial: ``(M, 2)`` float64 (y, x) object
     pixels of each window's centre pixel (the scan's convention); history: the engine's
-    per-epoch records (``train_deviance`` is the Poisson deviance per pixel).
+    per-epoch records (``train_deviance`` is the Poisson deviance per pixel);
+    positions_started: the epoch (0-based) from which the positions moved, or None (not
+    refined, or the deviance never settled: see ``RefineConfig.position_plateau``).
     """
 
     object: torch.Tensor
@@ -159,6 +161,7 @@ class RefineResult:
     positions: torch.Tensor
     positions_initial: torch.Tensor
     history: list[dict[str, float]] = field(default_factory=list)
+    positions_started: int | None = None
 
 
 class CountsDataset:
@@ -367,7 +370,9 @@ def _collect(model: Refiner, origin: tuple[int, int], history: list) -> RefineRe
     return RefineResult(object=obj, coverage=coverage, origin_px=origin, probe=modes,
                         power_fraction=powers / powers.sum(), positions=positions + shift,
                         positions_initial=model.positions_initial.to(torch.float64) + shift,
-                        history=list(history))
+                        history=list(history),
+                        positions_started=(int(model.positions_start)
+                                           if int(model.positions_start) >= 0 else None))
 
 
 def _jsonable(config: RefineConfig) -> dict:

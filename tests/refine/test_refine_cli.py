@@ -94,3 +94,20 @@ def test_position_options_and_epoch_defaults_reach_the_config():
                                                 "--refine-positions", "--epochs", "7",
                                                 "--position-constraint", "shift"]))
     assert shift.epochs == 7 and shift.position_constraint == "shift"
+
+
+def test_positions_that_never_started_are_reported(scan_file, tmp_path, capsys):
+    # 2 epochs: the deviance cannot have settled (positions need two finished epochs)
+    out = tmp_path / "short"
+    status, _, err = run_main(["refine", scan_file, "--out", out, "--epochs", "2",
+                               "--refine-positions", "--quiet"], capsys)
+    assert status == 0, err
+    assert "positions were not refined" in err and "--epochs" in err
+    assert "Positions: not refined." in (out / "report.md").read_text()
+    # when they did move, the report says from which epoch
+    out = tmp_path / "long"
+    status, _, err = run_main(["refine", scan_file, "--out", out, "--epochs", "12",
+                               "--refine-positions", "--quiet"], capsys)
+    assert status == 0, err
+    assert "positions were not refined" not in err
+    assert "(refined from epoch " in (out / "report.md").read_text()
