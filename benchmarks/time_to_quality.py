@@ -229,17 +229,19 @@ def save_plot(path: Path, title: str, curves: dict[str, list[dict]], key: str) -
 
 
 def replot(records_path: Path, out: Path) -> None:
-    """Redraw the PNGs of every object from a JSONL file of earlier records."""
-    by_object: dict[str, dict[str, list[dict]]] = {}
+    """Redraw the PNGs of every object and tag (as a run writes them) from a JSONL file of
+    earlier records."""
+    by_object: dict[tuple[str, str], dict[str, list[dict]]] = {}
     for line in records_path.read_text().splitlines():
         entry = json.loads(line)
         config = entry["config"]
-        by_object.setdefault(config["object"], {})[
+        by_object.setdefault((config["object"], config.get("tag", "")), {})[
             f"{config['generator']} {config['output']}"] = entry["figures"]["curve"]
-    for kind, curves in by_object.items():
-        save_plot(out / f"{kind}_amplitude.png", f"{kind}: amplitude ssim", curves,
+    for (kind, tag), curves in by_object.items():
+        name = f"{kind}_{tag}" if tag else kind
+        save_plot(out / f"{name}_amplitude.png", f"{kind}: amplitude ssim", curves,
                   "amplitude_ssim")
-        save_plot(out / f"{kind}_phase.png", f"{kind}: phase ssim", curves, "phase_ssim")
+        save_plot(out / f"{name}_phase.png", f"{kind}: phase ssim", curves, "phase_ssim")
 
 
 def main() -> None:
