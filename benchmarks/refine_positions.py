@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import time
 
 import numpy as np
@@ -34,6 +33,7 @@ import torch
 from _common import Recorder, parse_dataclass_settings
 from pinn.data import ScanData
 from pinn.data.objects import make_object
+from pinn.data.probes import hermite_gauss_modes
 from pinn.data.trajectories import spiral_positions
 from pinn.metrics import evaluate_reconstruction
 from pinn.ops.modes import orthogonalize_modes
@@ -43,17 +43,6 @@ from pinn.refine import RefineConfig, refine_scan
 BOX_INSET_PX = 12
 
 
-def hermite_modes(n: int, powers: tuple[float, ...], sigma_px: float) -> torch.Tensor:
-    """``(K, n, n)`` orthogonal Hermite-Gauss modes (00, 10, 01, 11) with unit total power
-    split as ``powers``."""
-    y, x = torch.meshgrid(torch.arange(n) - n // 2, torch.arange(n) - n // 2, indexing="ij")
-    y, x = y.double() / sigma_px, x.double() / sigma_px
-    g = torch.exp(-(y**2 + x**2) / 2)
-    shapes = [g, g * x, g * y, g * x * y][:len(powers)]
-    return torch.stack([(s / s.square().sum().sqrt() * math.sqrt(p)).to(torch.complex64)
-                        for s, p in zip(shapes, powers)])
-
-
 def simulate(n: int = 64, n_scans: int = 480, object_px: int = 192, photons: float = 1e6,
              powers: tuple[float, ...] = (0.80, 0.15, 0.05), error_px: float = 1.5,
              seed: int = 0) -> tuple[ScanData, torch.Tensor, torch.Tensor]:
@@ -61,7 +50,7 @@ def simulate(n: int = 64, n_scans: int = 480, object_px: int = 192, photons: flo
     and the true object ``(object_px, object_px)`` complex64."""
     obj = make_object("lines", object_px, seed=seed)
     truth = spiral_positions((object_px, object_px), n, n_scans)
-    modes = hermite_modes(n, powers, sigma_px=n / 8)
+    modes = hermite_gauss_modes(n, powers, sigma_px=n / 8)
     rounded = truth.round()
     steps = torch.arange(n) - n // 2
     rows = rounded[:, 0, None].long() + steps  # (M, N)
@@ -125,7 +114,7 @@ def main() -> None:
     initial = position_errors(scan.positions, truth)
     settings = parse_dataclass_settings(RefineConfig, args.set)
     if args.exact_probe:
-        scan = dataclasses.replace(scan, probe=hermite_modes(64, (0.80, 0.15, 0.05), 64 / 8))
+        scan = dataclasses.replace(scan, probe=hermite_gauss_modes(64, (0.80, 0.15, 0.05)))
         settings["refine_probe"] = False
     for case in args.cases:
         config = RefineConfig(probe_modes=3, refine_positions=case == "positions", **settings)

@@ -53,6 +53,7 @@ from _common import RESULTS, Recorder, device_from, peak_memory_bytes, reset_pea
 
 from pinn.config import ModelConfig, TrainingConfig
 from pinn.data import GroupDataset, group_positions, simulate
+from pinn.data.dataset import Subset
 from pinn.engine import seed_everything, train
 from pinn.errors import TrainingError
 from pinn.evaluate import evaluate
@@ -88,19 +89,6 @@ class ComputeClock:
 # ``perf_counter`` bound at import, and its wall-clock step estimate only makes the engine
 # stop a little early (the case then ends at its last whole or partial epoch).
 ENGINE_CLOCK_MODULES = ("pinn.engine.session", "pinn.engine.train")
-
-
-class Subset:
-    """Some items of a dataset, keeping its batched ``get_batch``."""
-
-    def __init__(self, dataset: GroupDataset, indices: torch.Tensor) -> None:
-        self.dataset, self.indices = dataset, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def get_batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.dataset.get_batch(self.indices[indices])
 
 
 def parse_args() -> argparse.Namespace:

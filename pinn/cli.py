@@ -173,6 +173,7 @@ def _reconstruct_and_refine(args: argparse.Namespace) -> int:
     from pinn.archive import load_archive
     from pinn.errors import ConfigError
     from pinn.reconstruct import save_reconstruction
+    from pinn.refine.cli import positions_note
     from pinn.refine.network import network_refine_config, reconstruct_and_refine
     from pinn.refine.outputs import save_refinement
 
@@ -198,7 +199,9 @@ def _reconstruct_and_refine(args: argparse.Namespace) -> int:
                             start=f"the network's reconstruction (network/{network['npz'].name}, "
                                   f"{run.network_s:.1f} s)")
     history = run.refined.history
-    _print_positions_note(config, run.refined)
+    note = positions_note(config, run.refined)
+    if note:
+        print(note, file=sys.stderr)
     print(f"wrote {paths['npz']} and its figures and report: the network ({run.network_s:.1f} s, "
           f"in {network['npz'].parent}), then {len(history)} epochs of refinement "
           f"({run.refine_s:.1f} s, deviance {history[0]['train_deviance']:.3f} -> "
@@ -210,24 +213,15 @@ def _reconstruct_and_refine(args: argparse.Namespace) -> int:
 def _cmd_refine(args: argparse.Namespace) -> int:
     import time
 
-    from pinn.refine.cli import config_from_args, refine_command
+    from pinn.refine.cli import refine_command
 
     start = time.perf_counter()
     paths, result = refine_command(args, _read_scan(args))
-    _print_positions_note(config_from_args(args), result)
     deviance = result.history[-1]["train_deviance"]
     print(f"wrote {paths['npz']} and its figures and report ({len(result.history)} epochs in "
           f"{time.perf_counter() - start:.1f} s, deviance {deviance:.3f} per pixel, "
           f"{result.probe.shape[0]} probe modes)")
     return 0
-
-
-def _print_positions_note(config, result) -> None:
-    from pinn.refine.cli import positions_note
-
-    note = positions_note(config, result)
-    if note:
-        print(note, file=sys.stderr)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ import torch
 from pinn.archive import save_archive
 from pinn.config import Config
 from pinn.data import GroupDataset, ScanData, group_positions
+from pinn.data.dataset import Subset
 from pinn.engine import TrainResult, checkpoint_file, seed_everything, train
 from pinn.errors import ConfigError, DataError
 from pinn.model import PtychoLoss, PtychoPINN, build_model
@@ -90,19 +91,6 @@ class FitResult:
     intensity_scale: float
     nphotons: float
     training: TrainResult | None = None
-
-
-class _Subset:
-    """A view of some items of a dataset that keeps its fast ``get_batch``."""
-
-    def __init__(self, dataset: GroupDataset, indices: torch.Tensor) -> None:
-        self.dataset, self.indices = dataset, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def get_batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.dataset.get_batch(self.indices[indices])
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -185,7 +173,7 @@ def train_scan(
     dataset = GroupDataset(scan, groups, nphotons=data_cfg.nphotons)
     nphotons = dataset.nphotons
     train_idx, val_idx = split_validation(len(dataset), train_cfg.validation_fraction)
-    train_set, val_set = _Subset(dataset, train_idx), _Subset(dataset, val_idx)
+    train_set, val_set = Subset(dataset, train_idx), Subset(dataset, val_idx)
 
     seed_everything(train_cfg.seed, train_cfg.deterministic)
     model = build_model(model_cfg, probe=scan.probe, intensity_scale=dataset.intensity_scale)

@@ -112,3 +112,17 @@ class GroupDataset(Dataset):
             "offsets": self._offsets[index],  # (C, 2)
             "index": torch.tensor(index, dtype=torch.int64),
         }
+
+
+class Subset:
+    """Some items of a dataset (by index), keeping its batched ``get_batch``: the
+    training / validation split of :func:`pinn.fit.train_scan`."""
+
+    def __init__(self, dataset: GroupDataset, indices: torch.Tensor) -> None:
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def get_batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.dataset.get_batch(self.indices[indices])

@@ -58,6 +58,37 @@ def gaussian_probe(size: int, sigma_px: float | None = None) -> torch.Tensor:
     return torch.complex(amplitude, torch.zeros_like(amplitude)).to(torch.complex64)
 
 
+def hermite_gauss_modes(size: int, powers: tuple[float, ...], sigma_px: float | None = None
+                        ) -> torch.Tensor:
+    """Orthogonal Hermite-Gauss modes (00, 10, 01, 11: ``g``, ``g x``, ``g y``, ``g x y`` with
+    ``g = exp(-(x**2 + y**2) / 2)`` in units of ``sigma_px``, centred at ``(size//2, size//2)``)
+    whose powers (summed ``|mode|**2``) are ``powers``: a mixed-state probe for simulation.
+
+    Args:
+        size: side in pixels.
+        powers: one to four powers, e.g. ``(0.8, 0.15, 0.05)`` (unit total power) or counts.
+        sigma_px: the Gaussian's standard deviation in pixels (default ``size / 8``).
+
+    Returns:
+        ``(K, size, size)`` complex64, ``K = len(powers)``, real-valued.
+
+    Raises:
+        ConfigError: a bad ``size`` or ``sigma_px``, or not 1-4 powers.
+    """
+    size = positive_int("size", size)
+    sigma = size / 8 if sigma_px is None else float(sigma_px)
+    if not sigma > 0:
+        raise ConfigError(f"sigma_px must be > 0, got {sigma_px!r}")
+    if not 1 <= len(powers) <= 4:
+        raise ConfigError(f"hermite_gauss_modes makes 1 to 4 modes; got {len(powers)} powers")
+    steps = torch.arange(size, dtype=torch.float64) - size // 2
+    y, x = torch.meshgrid(steps / sigma, steps / sigma, indexing="ij")
+    g = torch.exp(-(y**2 + x**2) / 2)
+    shapes = [g, g * x, g * y, g * x * y][:len(powers)]
+    return torch.stack([(shape / shape.square().sum().sqrt() * math.sqrt(p)).to(torch.complex64)
+                        for shape, p in zip(shapes, powers)])
+
+
 def ring_probe(size: int, *, outer_radius_px: float | None = None,
                inner_radius_px: float | None = None, edge_phase_rad: float = 4 * math.pi,
                ) -> torch.Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -71,6 +72,9 @@ def refine_command(args: argparse.Namespace, scan) -> tuple[dict[str, Path], Ref
     start = time.perf_counter()
     result = refine_scan(scan, config, out, init_object=init, init_origin=origin,
                          resume=args.resume, device=args.device, verbose=not args.quiet)
+    note = positions_note(config, result)
+    if note:
+        print(note, file=sys.stderr)
     return save_refinement(result, out, time.perf_counter() - start), result
 
 

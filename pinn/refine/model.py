@@ -140,7 +140,8 @@ class Refiner(nn.Module):
         self.position_constraint = position_constraint
         # derived from positions_initial, so not saved
         self.register_buffer("affine_basis", affine_basis(positions)
-                             if position_constraint == "affine" else None, persistent=False)
+                             if refine_positions and position_constraint == "affine" else None,
+                             persistent=False)
         # (batch indices, Fisher information) of the step in flight: set by forward, used and
         # cleared by after_step of the same step, so never part of a checkpoint
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None

@@ -4,13 +4,13 @@ projection, and recovery of simulated position errors."""
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 import torch
 
 from pinn.data import ScanData
 from pinn.data.objects import make_object
+from pinn.data.probes import hermite_gauss_modes
 from pinn.data.trajectories import spiral_positions
 from pinn.errors import ConfigError
 from pinn.metrics import evaluate_reconstruction
@@ -21,15 +21,6 @@ from pinn.refine.positions import (affine_basis, newton_step, position_fisher, p
                                    project_offsets_affine)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _hermite_modes(n: int, powers: tuple[float, ...], sigma_px: float) -> torch.Tensor:
-    y, x = torch.meshgrid(torch.arange(n) - n // 2, torch.arange(n) - n // 2, indexing="ij")
-    y, x = y.double() / sigma_px, x.double() / sigma_px
-    g = torch.exp(-(y**2 + x**2) / 2)
-    shapes = [g, g * x, g * y, g * x * y][:len(powers)]
-    return torch.stack([(s / s.square().sum().sqrt() * math.sqrt(p)).to(torch.complex64)
-                        for s, p in zip(shapes, powers)])
 
 
 def _windows(obj: torch.Tensor, positions: torch.Tensor, n: int) -> torch.Tensor:
@@ -46,7 +37,7 @@ def _simulate(n: int, n_scans: int, object_px: int, powers: tuple[float, ...],
     recorded positions off by Gaussian errors of ``error_px`` per axis."""
     obj = make_object("lines", object_px, seed=seed)
     truth = spiral_positions((object_px, object_px), n, n_scans)
-    modes = _hermite_modes(n, powers, sigma_px)
+    modes = hermite_gauss_modes(n, powers, sigma_px)
     expected = ptycho_intensity(_windows(obj, truth, n), modes, (truth - truth.round()).float())
     expected = expected * (photons / float(expected.sum(dim=(-2, -1)).mean()))
     g = torch.Generator().manual_seed(seed + 1)
@@ -76,7 +67,7 @@ def test_fisher_is_the_curvature_of_the_likelihood_at_the_truth():
     # exactly the Fisher information (single mode: position_fisher is exact)
     n = 24
     obj = make_object("lines", 64, seed=3).to(torch.complex128)
-    mode = _hermite_modes(n, (1.0,), n / 6)[0].to(torch.complex128) * 300
+    mode = hermite_gauss_modes(n, (1.0,), n / 6)[0].to(torch.complex128) * 300
     windows = _windows(obj, torch.tensor([[30.0, 33.0], [25.0, 40.0]], dtype=torch.float64), n)
     zero = torch.zeros(2, 2, dtype=torch.float64)
     counts = ptycho_intensity(windows, mode[None], zero, centered=False)
@@ -95,7 +86,7 @@ def test_fisher_is_the_curvature_of_the_likelihood_at_the_truth():
 def test_a_newton_step_lands_near_the_truth():
     n = 24
     obj = make_object("lines", 64, seed=4).to(torch.complex128)
-    mode = _hermite_modes(n, (1.0,), n / 6)[0].to(torch.complex128) * 300
+    mode = hermite_gauss_modes(n, (1.0,), n / 6)[0].to(torch.complex128) * 300
     windows = _windows(obj, torch.tensor([[30.0, 33.0], [28.0, 36.0]], dtype=torch.float64), n)
     counts = ptycho_intensity(windows, mode[None], torch.zeros(2, 2, dtype=torch.float64),
                               centered=False)
@@ -168,7 +159,7 @@ def test_affine_projection_removes_the_affine_part_and_respects_the_cap():
 def test_positions_wait_until_the_deviance_settles():
     g = torch.Generator().manual_seed(2)
     positions = 40 + 20 * torch.rand(30, 2, generator=g)
-    modes = _hermite_modes(16, (1.0,), 3.0)
+    modes = hermite_gauss_modes(16, (1.0,), 3.0)
 
     def moving_by_epoch(plateau, deviances):
         model = Refiner(positions, (100, 100), modes, refine_positions=True, position_warmup=1,
@@ -235,9 +226,10 @@ def test_simulated_position_errors_are_recovered_with_zero_mean_and_the_cap():
 
 def test_positions_are_recovered_from_a_flat_object_with_the_default_method():
     # a small scan (150 positions, 32 x 32, positions off by 1 px per axis) refined from a flat
-    # object: the default position rule (Newton steps, no affine part) at 8 positions per
-    # step for 30 epochs. Adam on the offsets with only the mean removed, 10 epochs,
-    # ended further off (1.52 px from 1.38); Adam or a mean-only constraint alone: 1.11 / 0.79
+    # object: the default position rule (Newton steps, no affine part, start once the deviance
+    # settles) at 8 positions per step for 30 epochs: 1.38 -> 0.54 px. Adam on the offsets with
+    # only the mean removed: 0.78 px; the same for 10 epochs from epoch 3 (the first rule)
+    # ended further off, 1.52 px
     scan, truth, _ = _simulate(n=32, n_scans=150, object_px=90, powers=(1.0,), error_px=1.0,
                                seed=1, sigma_px=5.0)
     config = RefineConfig(batch_size=8, epochs=30, refine_positions=True)
@@ -288,8 +280,9 @@ def test_the_issue_target_is_met_at_eight_positions_per_step_in_30_epochs():
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="not reached with the defaults (32 positions per step, 20 epochs; chosen for the "
-                   "measured star, which refines worse at 8): the object converges too slowly "
+                   reason="not reached with the defaults (32 positions per step, 20 epochs; "
+                   "chosen for the measured star, which refines worse at 8): the object "
+                   "converges too slowly "
                    "for the positions to follow; see benchmarks/README.md, 'Position "
                    "refinement'")
 def test_the_issue_target_positions_within_half_a_pixel_with_the_defaults():

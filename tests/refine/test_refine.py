@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 import torch
 
 from pinn.data import ScanData
+from pinn.data.probes import hermite_gauss_modes
 from pinn.errors import ConfigError, DataError
 from pinn.ops.modes import mode_powers, orthogonalize_modes
 from pinn.ops.ptycho_intensity import ptycho_intensity
@@ -20,13 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _gaussian_modes(n: int, powers: tuple[float, ...], photons: float) -> torch.Tensor:
     """Orthogonal Hermite-Gauss modes with the given power fractions, total ``photons``."""
-    y, x = torch.meshgrid(torch.arange(n) - n / 2, torch.arange(n) - n / 2, indexing="ij")
-    s = n / 8
-    g = torch.exp(-(y**2 + x**2) / (2 * s**2)).to(torch.complex64)
-    shapes = [g, g * (x / s), g * (y / s), g * (x * y / s**2)][:len(powers)]
-    modes = torch.stack([m / m.abs().square().sum().sqrt() * math.sqrt(p * photons)
-                         for m, p in zip(shapes, powers)])
-    return modes
+    return hermite_gauss_modes(n, tuple(p * photons for p in powers), n / 8)
 
 
 def _object(size: int, seed: int) -> torch.Tensor:
