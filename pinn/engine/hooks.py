@@ -6,7 +6,8 @@ the module:
 
 - ``optimizer_groups() -> list[dict]``: Adam parameter groups, each ``{"params": [...],
   "lr_scale": float, ...}``. A group's learning rate is the schedule's rate times its
-  ``lr_scale`` (1 when absent). Without it, all parameters form one group.
+  ``lr_scale`` (1 when absent); any other key is an Adam option of the group (e.g.
+  ``betas``). Without it, all parameters form one group.
 - ``on_epoch_start(epoch: int) -> None``: called before each epoch (0-based), also on resume,
   so what it switches on must depend on ``epoch`` alone (e.g. a warm-up).
 - ``after_step() -> None``: called under ``torch.no_grad()`` after every optimiser step that was

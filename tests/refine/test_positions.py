@@ -262,12 +262,14 @@ def _issue_scan():
 
 
 @pytest.mark.slow
-def test_the_issue_target_is_met_at_eight_positions_per_step_in_30_epochs():
-    # `pinn refine DATA --probe-modes 3 --refine-positions --batch-size 8 --epochs 30`: 0.40 px
-    # RMS, powers within 0.05, phase SSIM 0.882 against 0.877 at the recorded positions for as
-    # many epochs
+def test_the_issue_target_is_met_with_the_defaults():
+    # `pinn refine DATA --probe-modes 3 --refine-positions` (32 per step, 20 epochs): 0.38 px
+    # RMS, powers 0.818 / 0.136 / 0.047, phase SSIM 0.916 against 0.870 at the recorded
+    # positions for as many epochs (this test's score; benchmarks/README.md, "Position
+    # refinement", registers the images first and has 0.916 against 0.665). With Adam's
+    # usual second-moment decay 0.999 the object stalled and the positions ended 1.83 px off.
     scan, truth, obj = _issue_scan()
-    config = RefineConfig(probe_modes=3, refine_positions=True, batch_size=8, epochs=30)
+    config = RefineConfig(probe_modes=3, refine_positions=True)
     refined = refine_scan(scan, config, verbose=False)
     fixed = refine_scan(scan, dataclasses.replace(config, refine_positions=False),
                         verbose=False)
@@ -275,18 +277,4 @@ def test_the_issue_target_is_met_at_eight_positions_per_step_in_30_epochs():
     assert _rms_error(refined.positions, truth) < 0.5
     torch.testing.assert_close(refined.power_fraction, torch.tensor([0.80, 0.15, 0.05]),
                                atol=0.05, rtol=0)
-    assert _phase_ssim(refined, obj, truth) > _phase_ssim(fixed, obj, truth) + 0.002
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="not reached with the defaults (32 positions per step, 20 epochs; "
-                   "chosen for the measured star, which refines worse at 8): the object "
-                   "converges too slowly "
-                   "for the positions to follow; see benchmarks/README.md, 'Position "
-                   "refinement'")
-def test_the_issue_target_positions_within_half_a_pixel_with_the_defaults():
-    scan, truth, _ = _issue_scan()
-    refined = refine_scan(scan, RefineConfig(probe_modes=3, refine_positions=True),
-                          verbose=False)
-    assert _rms_error(refined.positions, truth) < 0.5
+    assert _phase_ssim(refined, obj, truth) > _phase_ssim(fixed, obj, truth) + 0.02
