@@ -107,17 +107,22 @@ def main() -> None:
                         help="give the true 3 modes as the probe and do not refine it")
     parser.add_argument("--start", choices=["flat", "truth"], default="flat",
                         help="the object's start (truth: the simulated object itself)")
+    parser.add_argument("--error-px", type=float, default=1.5,
+                        help="the recorded positions' Gaussian error per axis (0: the truth)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     rec = Recorder("refine_positions", torch.device("cpu"), args.json)
-    scan, truth, obj = simulate(seed=args.seed)
+    scan, truth, obj = simulate(seed=args.seed, error_px=args.error_px)
     initial = position_errors(scan.positions, truth)
     settings = parse_dataclass_settings(RefineConfig, args.set)
     if args.exact_probe:
         scan = dataclasses.replace(scan, probe=hermite_gauss_modes(64, (0.80, 0.15, 0.05)))
         settings["refine_probe"] = False
+    # both cases run as many epochs (the default with positions) so that their objects compare
+    epochs = RefineConfig(probe_modes=3, refine_positions=True, **settings).epochs
     for case in args.cases:
-        config = RefineConfig(probe_modes=3, refine_positions=case == "positions", **settings)
+        config = RefineConfig(probe_modes=3, refine_positions=case == "positions",
+                              **{"epochs": epochs, **settings})
         start = time.perf_counter()
         result = refine_scan(scan, config, verbose=False,
                              init_object=obj if args.start == "truth" else None)
@@ -131,10 +136,11 @@ def main() -> None:
             "seconds": seconds, "seconds_per_epoch": seconds / config.epochs,
             "load_average_1min": float(open("/proc/loadavg").read().split()[0]),
         })
-        rec.record(f"simulated spiral 480x64 err=1.5px {args.label} {case}",
-                   {"label": args.label, "seed": args.seed, "patterns": scan.n_scans,
+        rec.record(f"simulated spiral 480x64 err={args.error_px:g}px {args.label} {case}",
+                   {"label": args.label, "patterns": scan.n_scans,
+                    "error_px": args.error_px,
                     "start": args.start, "exact_probe": args.exact_probe,
-                    **dataclasses.asdict(config)}, figures)
+                    **dataclasses.asdict(config), "simulation_seed": args.seed}, figures)
 
 
 if __name__ == "__main__":

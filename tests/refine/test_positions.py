@@ -265,8 +265,7 @@ def _issue_scan():
 def test_the_issue_target_is_met_with_the_defaults():
     # `pinn refine DATA --probe-modes 3 --refine-positions` (32 per step, 20 epochs): 0.38 px
     # RMS, powers 0.818 / 0.136 / 0.047, phase SSIM 0.916 against 0.870 at the recorded
-    # positions for as many epochs (this test's score; benchmarks/README.md, "Position
-    # refinement", registers the images first and has 0.916 against 0.665). With Adam's
+    # positions for as many epochs (benchmarks/README.md, "Position refinement"). With Adam's
     # usual second-moment decay 0.999 the object stalled and the positions ended 1.83 px off.
     scan, truth, obj = _issue_scan()
     config = RefineConfig(probe_modes=3, refine_positions=True)
