@@ -110,6 +110,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--min-lr", type=float, default=1e-4)
+    parser.add_argument("--adam-beta2", type=float, default=0.999,
+                        help="Adam's second-moment decay (TrainingConfig.adam_beta2)")
     parser.add_argument("--plateau-patience", type=int, default=2)
     parser.add_argument("--early-stopping-patience", type=int, default=3)
     parser.add_argument("--schedule", choices=["plateau", "cosine"], default="plateau",
@@ -245,6 +247,7 @@ def main() -> None:
     train_config = TrainingConfig(
         epochs=None if cosine else 100_000, max_time_s=args.budget_s if cosine else None,
         schedule=args.schedule, batch_size=args.batch_size, learning_rate=args.lr,
+        adam_beta2=args.adam_beta2,
         min_learning_rate=min(args.min_lr, args.lr), plateau_patience=args.plateau_patience,
         early_stopping_patience=args.early_stopping_patience, precision=args.precision,
         seed=args.seed, log_images=True)

@@ -238,6 +238,8 @@ class TrainingConfig:
         batch_size: groups per optimiser step (per process under DDP: the global batch is
             ``batch_size * world_size``).
         learning_rate: Adam's initial learning rate.
+        adam_beta2: the decay of Adam's second-moment average (the reference's, Keras's
+            0.999; its first-moment decay stays 0.9).
         nll_weight: weight of the Poisson negative log-likelihood in the loss.
         mae_weight: weight of the mean absolute error of the amplitudes in the loss.
         schedule: ``"plateau"`` (reduce-on-plateau on the validation loss, the training loss
@@ -271,6 +273,7 @@ class TrainingConfig:
     max_time_s: float | None = None
     batch_size: int = 16
     learning_rate: float = 1e-3
+    adam_beta2: float = 0.999
     nll_weight: float = 1.0
     mae_weight: float = 0.0
     schedule: str = "plateau"
@@ -300,6 +303,8 @@ class TrainingConfig:
         _require(isinstance(self.batch_size, int) and self.batch_size >= 1,
                  f"batch_size is {self.batch_size!r}; use a positive int")
         _require(self.learning_rate > 0, f"learning_rate is {self.learning_rate}; it must be > 0")
+        _require(0 < self.adam_beta2 < 1,
+                 f"adam_beta2 is {self.adam_beta2}; use a value in (0, 1)")
         _require(self.nll_weight >= 0 and self.mae_weight >= 0
                  and self.nll_weight + self.mae_weight > 0,
                  "nll_weight and mae_weight must be >= 0 and not both 0")

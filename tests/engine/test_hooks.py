@@ -94,3 +94,54 @@ def test_adams_step_count_is_the_largest_whatever_the_state_order():
     restored.load_state_dict(state)
     assert next(iter(restored.state.values()))["step"] == 1
     assert adam_steps_taken(restored) == 3
+
+
+class _Pair(nn.Module):
+    def __init__(self, groups: list[dict] | None = None) -> None:
+        super().__init__()
+        self.a = nn.Parameter(torch.zeros(1))
+        self.b = nn.Parameter(torch.zeros(1))
+        self._options = groups
+
+    def optimizer_groups(self):
+        return [dict(option, params=[p]) for option, p in zip(self._options, (self.a, self.b))]
+
+
+def _by_hand(betas_a: tuple[float, float], betas_b: tuple[float, float], lr: float,
+             steps: int) -> tuple[float, float]:
+    """The same four Adam steps on _loss, with torch's Adam and the engine's epsilon."""
+    from pinn.engine.optim import keras_adam_eps
+
+    a, b = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([{"params": [a], "betas": betas_a},
+                                  {"params": [b], "betas": betas_b}], lr=lr)
+    for step in range(1, steps + 1):
+        optimizer.zero_grad()
+        ((a - 1.0) ** 2 + (b - 1.0) ** 2).sum().backward()
+        for group in optimizer.param_groups:
+            group["eps"] = keras_adam_eps(step)
+        optimizer.step()
+    return a.item(), b.item()
+
+
+def test_adam_second_moment_decay_is_the_configs_unless_a_group_sets_its_own():
+    config = TrainingConfig(epochs=2, batch_size=4, validation_fraction=0.0, learning_rate=0.1,
+                            early_stopping_patience=0, adam_beta2=0.5)
+    model = _Pair([{}, {"betas": (0.9, 0.99)}])
+    train(model, _loss, _Data(), None, config, verbose=False)  # 2 steps per epoch
+    a, b = _by_hand((0.9, 0.5), (0.9, 0.99), 0.1, 4)
+    assert (model.a.item(), model.b.item()) == pytest.approx((a, b), abs=1e-7)
+    default = _Pair([{}, {}])
+    train(default, _loss, _Data(), None,
+          TrainingConfig(**{**config.__dict__, "adam_beta2": 0.999}), verbose=False)
+    assert default.a.item() == pytest.approx(_by_hand((0.9, 0.999), (0.9, 0.999), 0.1, 4)[0],
+                                             abs=1e-7)
+    assert abs(default.a.item() - model.a.item()) > 1e-4  # the decay made a difference
+
+
+@pytest.mark.parametrize("beta2", [0.0, 1.0, -0.5])
+def test_adam_second_moment_decay_outside_0_1_is_refused(beta2):
+    from pinn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="adam_beta2"):
+        TrainingConfig(adam_beta2=beta2)
