@@ -253,9 +253,10 @@ class TrainingConfig:
         min_learning_rate: the learning rate is never reduced below this (the end point of
             the cosine schedule).
         keep_best: keep the weights of the epoch with the lowest monitored loss (validation,
-            else training) and end with them; after an epoch whose loss jumped above the first
-            epoch's (all progress lost) training goes back to them (with their optimiser
-            state) and the plateau schedule lowers the rate at once.
+            else training) and end with them; after an epoch whose loss jumped above the
+            start's (all progress lost: the untrained model's validation loss, or the first
+            epoch's training loss without a validation split) training goes back to them
+            (with their optimiser state) and the plateau schedule lowers the rate at once.
         early_stopping_patience: stop after this many epochs without improvement of the
             training loss (``0`` disables it).
         validation_fraction: the last fraction of the groups held out for validation.

@@ -28,10 +28,15 @@ STOP_REASONS = ("", "epochs", "early_stopping", "max_time")
 
 
 #: An epoch has diverged when its monitored loss gave back more than this fraction of the
-#: improvement made from the first epoch to the best one (a scale-free test: the loss may have
-#: any offset or sign). 1: worse than the first epoch, all progress lost. (Smaller fractions,
-#: 0.05 and 0.5, fired on the noise of a small validation split early in a demo-like run and
-#: cost it amplitude SSIM 0.71 -> 0.41 / 0.65 after 20 epochs.)
+#: improvement made from the start to the best epoch (a scale-free test: the loss may have
+#: any offset or sign). 1: worse than at the start, all progress lost. The start is the
+#: untrained model's validation loss (measured before the first step), or without a
+#: validation split the first epoch's training loss. (Smaller fractions, 0.05 and 0.5, fired
+#: on the noise of a small validation split early in a demo-like run and cost it amplitude
+#: SSIM 0.71 -> 0.41 / 0.65 after 20 epochs. So did the first epoch's validation loss as the
+#: start: while the network still gives a flat object, the next epoch's loss is as often a
+#: little above it as below, and on `lines` the rollbacks and rate cuts this caused kept the
+#: first 4 epochs flat, benchmarks/README.md, "Time to quality".)
 DIVERGENCE = 1.0
 
 
@@ -41,7 +46,9 @@ class Best:
 
     ``epoch`` is 0 until an epoch has finished with a finite monitored value; the weights and
     optimiser state of that epoch are kept beside the state while ``keep_best`` is on.
-    ``first`` is the first epoch's value, the reference for :meth:`diverged`.
+    ``first`` is the value at the start, the reference for :meth:`diverged` (see
+    :data:`DIVERGENCE`): set before training when there is a validation split, else the
+    first epoch's.
     """
 
     value: float = math.inf
@@ -59,7 +66,7 @@ class Best:
 
     def diverged(self, value: float) -> bool:
         """Whether ``value`` (not NaN-safe: NaN diverges) is worse than the best by more than
-        :data:`DIVERGENCE` of the improvement since the first epoch."""
+        :data:`DIVERGENCE` of the improvement since the start (``first``)."""
         if self.epoch == 0:
             return False
         return not value <= self.value + DIVERGENCE * (self.first - self.value)

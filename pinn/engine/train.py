@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from torch import nn
 from pinn.atomic import remove_stale_temporaries
 from pinn.config import TrainingConfig
 from pinn.engine.distributed import Runtime, collective_failure, setup, teardown
-from pinn.engine.epoch import TrainingInterrupted, end_epoch, run_epoch
+from pinn.engine.epoch import TrainingInterrupted, end_epoch, evaluate, run_epoch
 from pinn.engine.progress import TensorBoard, format_duration
 from pinn.engine.resume import load_run, reconcile, restore_run
 from pinn.engine.schedule import EarlyStopping, Plateau
@@ -166,6 +167,12 @@ def _start(s: Session, resume: bool, run_info: Any) -> TrainingState:
         if not s.runtime.is_main:  # running sums live on the main process only
             state.sums, state.items = {}, 0.0
         _say_resumed(s, state)
+    elif c.keep_best and s.has_validation:
+        # the reference for "all progress lost" (Best.diverged): the untrained model's
+        # validation loss, not the first epoch's, which noise may beat while nothing is learnt
+        start = float(evaluate(s)["loss"])
+        if math.isfinite(start):
+            state.best.first = start
     s.elapsed_before_s, s.clock_start = state.elapsed_s, time.perf_counter()
     s.set_learning_rate(state)
     return state

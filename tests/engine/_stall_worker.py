@@ -1,6 +1,7 @@
 """One rank of the DDP watchdog test: runs the ``pinn`` command as ``torchrun`` would start
-it, except that one rank disturbs its third ``torch.distributed.all_reduce`` call (pinn's
-agreements and sums go through it; DDP's gradient reduction does not).
+it, except that one rank disturbs its fourth ``torch.distributed.all_reduce`` call (pinn's
+agreements and sums go through it; DDP's gradient reduction does not; the first is the
+validation loss of the untrained model, so the fourth is where the third was before it).
 
     RANK=r WORLD_SIZE=2 MASTER_ADDR=... MASTER_PORT=... PINN_DDP_TIMEOUT_S=T \\
         python _stall_worker.py MODE STALL_RANK pinn-arguments...
@@ -33,7 +34,7 @@ def disturb(mode: str) -> None:
     def disturbed(*args, **kwargs):
         nonlocal calls
         calls += 1
-        if calls == 3:
+        if calls == (3 if mode == "stall-forward" else 4):
             if mode == "skip":
                 return None
             time.sleep(1e6 if mode == "hang" else 3 * float(os.environ["PINN_DDP_TIMEOUT_S"]))

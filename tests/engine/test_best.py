@@ -94,3 +94,26 @@ def test_noise_is_not_a_divergence():
         shifted.update(value, epoch)
     assert not shifted.diverged(-90.1) and shifted.diverged(-89.9)
     assert not Best().diverged(5.0)  # nothing to compare with yet
+
+
+class _Constant(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+
+def test_noise_before_any_progress_is_not_a_divergence():
+    # validation losses: 2.0 untrained; 0.99 and 1.01 for the first two epochs (a network
+    # still giving a flat object: noise around the flat object's loss); then learning. With
+    # the first epoch's 0.99 as the start, 1.01 counted as a divergence (rolled back, rate
+    # halved); against the untrained 2.0 it is noise
+    values = iter([2.0, 0.99, 1.01, 0.5, 0.3])
+
+    def loss_fn(model, batch):
+        return model.w * 0 + (1.0 if model.training else next(values)), {}
+
+    result = train(_Constant(), loss_fn, TRAIN, VAL,
+                   config(epochs=4, keep_best=True, batch_size=16), verbose=False)
+    assert [h["val_loss"] for h in result.history] == pytest.approx([0.99, 1.01, 0.5, 0.3])
+    assert all("restored_epoch" not in h for h in result.history)
+    assert result.history[2]["learning_rate"] == result.history[0]["learning_rate"]

@@ -294,8 +294,10 @@ def val_scripted(values):
     return loss_fn
 
 
-# The validation loss of epochs 1-4: epoch 3 is worse than epoch 1 (a divergence), so training
-# goes back to epoch 2's weights at half the rate (keep_best); epoch 4 is a plateau (patience 1).
+# The validation loss of the untrained model (a fresh run measures it before its first step),
+# then of epochs 1-4: epoch 3 is worse than the start (a divergence), so training goes back to
+# epoch 2's weights at half the rate (keep_best); epoch 4 is a plateau (patience 1).
+START = 1.1
 VALUES = [1.0, 0.5, 1.2, 0.8]
 
 
@@ -311,10 +313,10 @@ def test_extending_a_finished_run_equals_a_longer_run(tmp_path):
     """A 2-epoch run extended to 4 epochs with resume ends as a 4-epoch run: the same final
     (best) weights, the same last weights, optimiser, best snapshot and RNG in the checkpoint,
     the same history; the extension is recorded in the run's changes."""
-    longer, full = extendable(tmp_path / "a", 4, VALUES)
+    longer, full = extendable(tmp_path / "a", 4, [START] + VALUES)
     assert [h.get("restored_epoch") for h in full.history] == [None, None, 2.0, None]
     assert full.restored_epoch == 2
-    extendable(tmp_path / "b", 2, VALUES[:2])
+    extendable(tmp_path / "b", 2, [START] + VALUES[:2])
     extended, result = extendable(tmp_path / "b", 4, VALUES[2:], resume=True)
 
     assert_bitwise_equal(weights(extended), weights(longer))
@@ -329,8 +331,8 @@ def test_extending_a_finished_run_equals_a_longer_run(tmp_path):
 
 
 def test_extending_an_interrupted_run_equals_a_longer_run(tmp_path):
-    longer, full = extendable(tmp_path / "a", 3, VALUES[:3])
-    scripted, calls = val_scripted(VALUES[:1]), []
+    longer, full = extendable(tmp_path / "a", 3, [START] + VALUES[:3])
+    scripted, calls = val_scripted([START] + VALUES[:1]), []
 
     def interrupting(model, batch):  # SIGTERM in the first micro-batch of epoch 2
         if model.training:
@@ -356,8 +358,8 @@ def test_cosine_schedule_is_replanned_on_extension(tmp_path):
     2-epoch run's end with the rate re-planned over 4 epochs, which is not what a 4-epoch run
     did (documented: only a schedule that does not depend on the total, the plateau, gives a
     longer run's weights)."""
-    _, full = extendable(tmp_path / "a", 4, VALUES, schedule="cosine")
-    _, short = extendable(tmp_path / "b", 2, VALUES[:2], schedule="cosine")
+    _, full = extendable(tmp_path / "a", 4, [START] + VALUES, schedule="cosine")
+    _, short = extendable(tmp_path / "b", 2, [START] + VALUES[:2], schedule="cosine")
     _, result = extendable(tmp_path / "b", 4, VALUES[2:], resume=True, schedule="cosine")
     # the rate of 0-based epoch e of an n-epoch plan is cosine_lr(..., e, n)
     rates = [h["learning_rate"] for h in result.history]
