@@ -42,4 +42,8 @@ def test_freed_buffers_are_reused_inside_and_returned_after():
     assert min(out["before"]) > pages // 2  # glibc maps them afresh every time
     # the heap grows for the first (few), then the same pages serve again
     assert max(out["inside"][-3:]) < pages // 10
-    assert min(out["after"]) > pages // 2  # the settled thresholds are back
+    # on leaving, the free memory went back to the system: the next block faults afresh.
+    # (Only the next: the heap may keep a hole of the block's size that malloc_trim released
+    # but that stays in the free lists and then serves the later ones, about 1 run in 3 here;
+    # asserting all four made this test flaky.)
+    assert out["after"][0] > pages // 2
