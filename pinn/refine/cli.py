@@ -26,7 +26,7 @@ def config_from_args(args: argparse.Namespace) -> RefineConfig:
     config = base(probe_modes=args.probe_modes, mode_power=args.mode_power,
                   refine_probe=not args.no_refine_probe,
                   refine_positions=args.refine_positions, seed=args.seed,
-                  position_constraint=getattr(args, "position_constraint", "affine"),
+                  position_constraint=args.position_constraint,
                   probe_support_radius=args.probe_support,
                   fix_probe_power=args.fix_probe_power,
                   orthogonalize_every_epoch=args.orthogonalize_every_epoch)

@@ -71,8 +71,6 @@ class Refiner(nn.Module):
             identifiable: ``"affine"`` (a common shift, scale, rotation and shear of the
             positions: :func:`pinn.refine.positions.affine_basis`) or ``"shift"`` (only the
             common shift).
-        adam_beta2: the decay of Adam's second-moment average for every group (its first
-            moment keeps 0.9).
     """
 
     def __init__(self, positions: torch.Tensor, canvas_shape: tuple[int, int],
@@ -84,8 +82,7 @@ class Refiner(nn.Module):
                  max_position_step: float = 1.0, orthogonalize: bool = True,
                  probe_support: torch.Tensor | None = None,
                  fix_probe_power: bool = False, position_method: str = "newton",
-                 position_damping: float = 0.5, position_constraint: str = "affine",
-                 adam_beta2: float = 0.999) -> None:
+                 position_damping: float = 0.5, position_constraint: str = "affine") -> None:
         super().__init__()
         if modes.dim() != 3 or modes.shape[-1] != modes.shape[-2]:
             raise ValueError(f"modes have shape {tuple(modes.shape)}; expected (K, N, N)")
@@ -141,9 +138,6 @@ class Refiner(nn.Module):
             raise ValueError(f"position_constraint is {position_constraint!r}; use one of "
                              f"{POSITION_CONSTRAINTS}")
         self.position_constraint = position_constraint
-        if not 0 < adam_beta2 < 1:
-            raise ValueError(f"adam_beta2 is {adam_beta2}; use a value in (0, 1)")
-        self.adam_betas = (0.9, float(adam_beta2))
         # derived from positions_initial, so not saved
         self.register_buffer("affine_basis", affine_basis(positions)
                              if refine_positions and position_constraint == "affine" else None,
@@ -183,7 +177,7 @@ class Refiner(nn.Module):
         ]
         if self.position_method == "adam":
             groups.append({"params": [self.offsets], "lr_scale": self.lr_scales["positions"]})
-        return [dict(group, betas=self.adam_betas) for group in groups]
+        return groups
 
     def on_epoch_start(self, epoch: int) -> None:
         if int(self.epoch_prepared) != epoch:  # not resumed inside this epoch

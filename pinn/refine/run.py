@@ -139,7 +139,7 @@ class RefineConfig:
         the last epoch's result (not the epoch with the lowest training loss: positions and
         modes may legitimately raise it while they move)."""
         return TrainingConfig(epochs=self.epochs, batch_size=self.batch_size,
-                              learning_rate=self.learning_rate,
+                              learning_rate=self.learning_rate, adam_beta2=self.adam_beta2,
                               min_learning_rate=self.learning_rate * self.min_lr_fraction,
                               schedule="cosine", early_stopping_patience=0,
                               validation_fraction=0.0, seed=self.seed, log_images=False,
@@ -315,8 +315,7 @@ def _refine(scan, config: RefineConfig, out_dir: str | Path | None,
                     orthogonalize=config.orthogonalize_every_epoch,
                     position_method=config.position_method,
                     position_damping=config.position_damping,
-                    position_constraint=config.position_constraint,
-                    adam_beta2=config.adam_beta2)
+                    position_constraint=config.position_constraint)
     out = Path(out_dir) if out_dir is not None else None
     fit = train(model, refine_loss, CountsDataset(counts), None, config.training(),
                 checkpoint_dir=out / "checkpoints" if out else None,

@@ -205,3 +205,12 @@ def test_bad_inputs_are_one_line_errors():
     sparse = dataclasses.replace(scan, positions=scan.positions * 10)
     with pytest.raises(ConfigError, match="too little overlap"):
         refine_scan(sparse, RefineConfig(epochs=1, refine_positions=True), verbose=False)
+
+
+def test_the_engine_gets_the_refiners_second_moment_decay():
+    # the refiner's Adam runs with RefineConfig.adam_beta2 (0.9 by default, not the network's
+    # 0.999: docs/DESIGN.md section 9), given to the engine's optimiser through training()
+    assert RefineConfig().training().adam_beta2 == RefineConfig().adam_beta2 == 0.9
+    assert RefineConfig(adam_beta2=0.95).training().adam_beta2 == 0.95
+    with pytest.raises(ConfigError, match="adam_beta2"):
+        RefineConfig(adam_beta2=1.0)
