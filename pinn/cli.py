@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Simulate a ptychographic scan (Poisson noise) of a synthetic "
                        "object and write it in the NPZ data contract, with objectGuess.")
     p.add_argument("out", type=Path, metavar="OUT.npz", help="the NPZ file to write")
-    p.add_argument("--object", choices=("lines", "grf", "siemens"), default="lines",
+    p.add_argument("--object", choices=("lines", "grf", "siemens", "blobs"), default="lines",
                    help="the synthetic object (default: lines)")
     p.add_argument("--n-scans", type=int, default=400, metavar="K",
                    help="number of scan positions (default: 400)")

@@ -1,5 +1,5 @@
 """Synthetic complex objects for simulation: random lines, Gaussian random fields, a Siemens
-star, or any image.
+star, blobs and bars, or any image.
 
 Every object is a ``(size, size)`` complex64 transmission ``A * exp(i * phi)`` with amplitude
 ``A`` in ``[0, 1]`` (maximum 1). With ``phase=True`` the phase is the reference's ``set_phi``
@@ -19,13 +19,14 @@ from pinn.data import _checks
 from pinn.data._checks import positive_int
 from pinn.errors import ConfigError, DataError
 
-KINDS = ("grf", "lines", "siemens")
+KINDS = ("grf", "lines", "siemens", "blobs")
 
 
 def make_object(kind: str, size: int, *, seed: int | torch.Generator = 0,
                 phase: bool = True, zoom: int = 1) -> torch.Tensor:
-    """A ``(size, size)`` complex64 object of the given ``kind`` (``'lines'``, ``'grf'`` or
-    ``'siemens'``; see the functions of the same name). ``phase`` applies to lines and grf.
+    """A ``(size, size)`` complex64 object of the given ``kind`` (``'lines'``, ``'grf'``,
+    ``'siemens'`` or ``'blobs'``; see the functions ``lines_object``, ``grf_object``,
+    ``siemens_object``, ``blobs_object``). ``phase`` applies to lines, grf and blobs.
 
     ``zoom > 1`` makes every feature ``zoom`` times larger: the object is drawn at
     ``ceil(size / zoom)`` pixels and enlarged by bilinear interpolation of its real and
@@ -47,6 +48,8 @@ def make_object(kind: str, size: int, *, seed: int | torch.Generator = 0,
         return grf_object(size, seed=seed, phase=phase)
     if kind == "siemens":
         return siemens_object(size)
+    if kind == "blobs":
+        return blobs_object(size, seed=seed, phase=phase)
     raise ConfigError(f"object kind {kind!r} is not one of {KINDS}")
 
 
@@ -111,6 +114,56 @@ def grf_object(size: int, *, power: float = 0.4, seed: int | torch.Generator = 0
     field = gaussian_filter(field, 1.0)
     field = (field - field.min()) / (field.max() - field.min()).clamp_min(1e-300)
     return _complex(field, phase)
+
+
+def blobs_object(size: int, *, seed: int | torch.Generator = 0, phase: bool = True,
+                 background: float = 0.3) -> torch.Tensor:
+    """Soft blobs and thin bars on a dim background: a test object unlike lines, grf and the
+    Siemens star, with features from 1 px (the bars' edges) to about ``size / 8`` (the largest
+    blobs).
+
+    One blob per ``(size / 24)**2`` pixels (at least 4): isotropic Gaussians with random centres,
+    widths (sigma) from 2 px to ``size / 16`` px and heights from 0.1 to 0.5. As many bars as
+    blobs: segments of random direction, 0.1-0.3 ``size`` long and 1-2 px wide, height 0.2-0.5,
+    drawn anti-aliased (4 x 4 supersampling). Blobs and bars are summed over ``background``,
+    the sum is clipped at 1 (overlaps saturate) and divided by its maximum.
+
+    Returns:
+        ``(size, size)`` complex64; amplitude in ``[background / max, 1]`` (maximum 1), phase
+        :func:`tanh_phase` of the amplitude when ``phase``, else zero.
+    """
+    size = positive_int("size", size)
+    if not 0 <= background < 1:
+        raise ConfigError(f"background must be in [0, 1), got {background!r}")
+    generator = generator_from(seed)
+
+    def uniform(n: int, low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
+
+    count = max(4, round((size / 24) ** 2))
+    sub = 4
+    coord = (torch.arange(size * sub, dtype=torch.float64) + 0.5) / sub - 0.5  # pixel units
+    y, x = coord[:, None], coord[None, :]  # (S, 1), (1, S)
+    centre = uniform(2 * count, 0, size - 1).reshape(2, count)  # (2, B) blob centres
+    sigma = uniform(count, 2.0, max(2.0, size / 16))
+    height = uniform(count, 0.1, 0.5)
+    middle = uniform(2 * count, 0, size - 1).reshape(2, count)  # bar centres
+    angle = uniform(count, 0, math.pi)
+    half_length = uniform(count, 0.05 * size, 0.15 * size)
+    half_width = uniform(count, 0.5, 1.0)
+    bar_height = uniform(count, 0.2, 0.5)
+    fine = torch.full((size * sub, size * sub), float(background), dtype=torch.float64)
+    for b in range(count):  # one (S, S) map at a time keeps memory at a few images
+        fine += height[b] * torch.exp(-((y - centre[0, b]) ** 2 + (x - centre[1, b]) ** 2)
+                                      / (2 * sigma[b] ** 2))
+        dy, dx = y - middle[0, b], x - middle[1, b]
+        along = dy * torch.sin(angle[b]) + dx * torch.cos(angle[b])
+        across = dx * torch.sin(angle[b]) - dy * torch.cos(angle[b])
+        fine += bar_height[b] * ((along.abs() <= half_length[b])
+                                 & (across.abs() <= half_width[b]))
+    fine = fine.clamp(max=1.0)[None, None]
+    amplitude = F.avg_pool2d(fine, sub)[0, 0]  # (size, size) area-weighted
+    return _complex(amplitude / amplitude.max(), phase)
 
 
 def siemens_object(size: int, *, spokes: int = 36, radius_px: float | None = None,

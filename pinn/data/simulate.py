@@ -130,7 +130,7 @@ def simulate(
     """Simulate a whole scan from named parts, everything drawn from one seeded generator.
 
     Args:
-        kind: the object, ``'lines'``, ``'grf'`` or ``'siemens'``
+        kind: the object, ``'lines'``, ``'grf'``, ``'siemens'`` or ``'blobs'``
             (:func:`pinn.data.objects.make_object`).
         n_scans: number of scan positions M.
         size: pattern and probe side N in pixels.
@@ -142,7 +142,7 @@ def simulate(
         object_size: side of the square object in pixels. Default: just large enough for the
             scan at a mean spacing of ``size / 4`` between neighbouring positions (75 % linear
             overlap), ``size + round(size / 4 * (ceil(sqrt(n_scans)) - 1))``.
-        phase: give lines and grf objects the reference's ``set_phi`` phase.
+        phase: give lines, grf and blobs objects the reference's ``set_phi`` phase.
         jitter_px: Gaussian jitter of raster positions (standard deviation, pixels); default
             ``size / 32`` (a perfect raster gives ambiguous reconstructions). Other scans
             ignore it.

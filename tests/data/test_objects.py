@@ -10,6 +10,7 @@ import torch
 
 from pinn.data import make_object
 from pinn.data.objects import (
+    blobs_object,
     gaussian_filter,
     grf_object,
     lines_object,
@@ -57,7 +58,7 @@ def test_gaussian_filter_keeps_constants_and_total_mass():
         gaussian_filter(image, 0.0)
 
 
-@pytest.mark.parametrize("kind", ["lines", "grf"])
+@pytest.mark.parametrize("kind", ["lines", "grf", "blobs"])
 def test_random_objects_ranges_and_phase(kind):
     obj = make_object(kind, 48, seed=1)
     assert obj.shape == (48, 48) and obj.dtype == torch.complex64
@@ -73,7 +74,7 @@ def test_random_objects_ranges_and_phase(kind):
     torch.testing.assert_close(flat.abs(), obj.abs(), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["lines", "grf"])
+@pytest.mark.parametrize("kind", ["lines", "grf", "blobs"])
 def test_random_objects_are_seeded(kind):
     assert torch.equal(make_object(kind, 32, seed=4), make_object(kind, 32, seed=4))
     assert not torch.equal(make_object(kind, 32, seed=4), make_object(kind, 32, seed=5))
@@ -85,6 +86,7 @@ def test_global_rng_is_untouched():
     state = torch.get_rng_state()
     lines_object(32, seed=0)
     grf_object(32, seed=0)
+    blobs_object(32, seed=0)
     assert torch.equal(torch.get_rng_state(), state)
 
 
@@ -94,6 +96,20 @@ def test_lines_object_is_structured_not_noise():
     a, b = amplitude[:, :-1].flatten(), amplitude[:, 1:].flatten()
     assert float(torch.corrcoef(torch.stack([a, b]))[0, 1]) > 0.95
     assert float(amplitude.std()) > 0.05
+
+
+def test_blobs_object_has_thin_bars_over_a_background():
+    amplitude = blobs_object(96, seed=3).abs().double()
+    # the background (0.3 before the division by the maximum, which is at most 1) is the floor
+    low = float(amplitude.min())
+    assert 0.3 - 1e-6 <= low < 0.6
+    # the bars are 1-2 px wide: somewhere a pixel differs from both its left and right
+    # neighbours by more than 0.1 in the same direction (a ridge a Gaussian blob never makes)
+    left, mid, right = amplitude[:, :-2], amplitude[:, 1:-1], amplitude[:, 2:]
+    ridge = torch.minimum(mid - left, mid - right)
+    assert float(ridge.max()) > 0.1
+    with pytest.raises(ConfigError, match="background"):
+        blobs_object(32, background=1.0)
 
 
 def test_grf_spans_zero_to_one():
