@@ -52,6 +52,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--photons", type=float, default=1e9)
     parser.add_argument("--gridsize", type=int, default=2)
     parser.add_argument("--n-filters-scale", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam's rate (the reference's)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--plateau-patience", type=int, default=2)
     parser.add_argument("--early-stopping-patience", type=int, default=3)
@@ -78,7 +79,7 @@ def main() -> None:
         model=ModelConfig(size_px=64, gridsize=args.gridsize,
                           n_filters_scale=args.n_filters_scale),
         training=TrainingConfig(epochs=args.epochs, batch_size=args.batch_size,
-                                plateau_patience=args.plateau_patience,
+                                learning_rate=args.lr, plateau_patience=args.plateau_patience,
                                 early_stopping_patience=args.early_stopping_patience,
                                 precision=args.precision, seed=args.seed,
                                 log_images=False))

@@ -87,9 +87,11 @@ def parse_duration(text: str) -> float:
 
 def _training_config(args: argparse.Namespace):
     from pinn.config import (Config, DataConfig, ModelConfig, TrainingConfig, apply_settings,
-                             read_config_file)
+                             read_config_file, reference_config)
 
     base = read_config_file(args.config) if args.config else Config()
+    if args.reference_recipe:
+        base = reference_config(base)
     base = apply_settings(base, args.set or [])
     model = {**base.model.__dict__}
     training = {**base.training.__dict__}
@@ -323,8 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=None, metavar="W",
                    help="channels of the U-Net's first level / the FNO's layers (default: 32)")
     p.add_argument("--n-filters-scale", type=int, default=None, metavar="S",
-                   help="multiplies the CNN's filter counts (default: 2, the reference's)")
-    p.add_argument("--lr", type=float, default=None, help="initial learning rate (default: 1e-3)")
+                   help="multiplies the CNN's filter counts (default: 1; the reference's is 2)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="initial learning rate (default: 2e-3; the reference's is 1e-3)")
+    p.add_argument("--reference-recipe", action="store_true",
+                   help="the reference PtychoPINN's CNN width (--n-filters-scale 2) and learning "
+                        "rate (--lr 1e-3); every other default is already its recipe. Applied "
+                        "after --config, before --set and the options above")
     p.add_argument("--validation-fraction", type=float, default=None, metavar="F",
                    help="fraction of groups held out for validation (default: 0.05)")
     p.add_argument("--nphotons", type=float, default=None,

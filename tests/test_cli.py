@@ -740,3 +740,17 @@ def test_train_generator_options_reach_the_archive(generator, output, workspace,
     status, out, err = run_main(["info", tmp_path / "run" / "model"], capsys)
     assert status == 0
     assert re.search(rf"^generator +{generator} \(width 8.*\), output {output}$", out, re.M)
+
+
+def test_reference_recipe_is_one_flag_away():
+    def config(argv):
+        args = cli.build_parser().parse_args(["train", "data.npz", "--out", "run", *argv])
+        return cli._training_config(args)
+
+    default, reference = config([]), config(["--reference-recipe"])
+    assert (default.model.n_filters_scale, default.training.learning_rate) == (1, 2e-3)
+    assert (reference.model.n_filters_scale, reference.training.learning_rate) == (2, 1e-3)
+    assert reference.training.schedule == default.training.schedule == "plateau"
+    # the explicit options still win over the recipe
+    mixed = config(["--reference-recipe", "--lr", "5e-4", "--set", "model.n_filters_scale=3"])
+    assert (mixed.model.n_filters_scale, mixed.training.learning_rate) == (3, 5e-4)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pinn.config import (ARCHIVE_FORMAT, SCHEMA_VERSION, Config, DataConfig, ModelConfig,
-                         TrainingConfig, apply_settings, read_config_file)
+                         TrainingConfig, apply_settings, read_config_file, reference_config)
 from pinn.errors import ConfigError
 
 
@@ -182,3 +182,29 @@ def test_schema_1_model_sections_become_the_cnn():
     assert config.model.gridsize == 2
     current = Config.from_dict({"model": {"generator": "fno", "output": "real_imag"}})
     assert (current.model.generator, current.model.output) == ("fno", "real_imag")
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_older_schemas_keep_the_reference_width_and_rate(version):
+    """Up to schema 3 the CNN's width and the learning rate defaulted to the reference's (2,
+    1e-3): a configuration of then that left them out still means those."""
+    config = Config.from_dict({"schema_version": version, "model": {"gridsize": 2}})
+    assert (config.model.n_filters_scale, config.training.learning_rate) == (2, 1e-3)
+    assert config.model.gridsize == 2
+    given = Config.from_dict({"schema_version": version, "model": {"n_filters_scale": 3},
+                              "training": {"learning_rate": 5e-4}})
+    assert (given.model.n_filters_scale, given.training.learning_rate) == (3, 5e-4)
+    current = Config.from_dict({"model": {"gridsize": 2}})
+    assert (current.model.n_filters_scale, current.training.learning_rate) == (
+        ModelConfig().n_filters_scale, TrainingConfig().learning_rate) == (1, 2e-3)
+
+
+def test_reference_config_changes_only_the_width_and_the_rate():
+    base = Config(model=ModelConfig(gridsize=2, n_filters_scale=4),
+                  training=TrainingConfig(batch_size=8, learning_rate=0.01))
+    reference = reference_config(base)
+    assert (reference.model.n_filters_scale, reference.training.learning_rate) == (2, 1e-3)
+    assert reference.model == dataclasses.replace(base.model, n_filters_scale=2)
+    assert reference.training == dataclasses.replace(base.training, learning_rate=1e-3)
+    assert reference.data == base.data
+    assert reference_config() == reference_config(Config())

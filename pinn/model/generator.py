@@ -7,8 +7,8 @@ blocks to N/2, then an output head per decoder. Every convolution is 3x3 with 's
 and ReLU, pooling is 2x2, upsampling is nearest-neighbour, weights start glorot-uniform and
 biases at zero, as in Keras.
 
-Parameter counts match the reference: 2,331,772 at N=64 and gridsize 1, 2,340,208 at
-gridsize 2 (with the border branch, ``probe_big``).
+Parameter counts match the reference at its ``n_filters_scale`` 2: 2,331,772 at N=64 and
+gridsize 1, 2,340,208 at gridsize 2 (with the border branch, ``probe_big``).
 """
 
 from __future__ import annotations

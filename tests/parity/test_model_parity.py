@@ -194,7 +194,7 @@ def nll_loss(output, amplitude: torch.Tensor) -> torch.Tensor:
     (64, 1, 2_331_772), (64, 2, 2_340_208), (128, 1, 4_661_212)])
 def test_parameter_counts(n, gridsize, expected):
     keras_count = km.build_generator(n, gridsize, seed=SEED).model.count_params()
-    generator = build_generator(ModelConfig(size_px=n, gridsize=gridsize))
+    generator = build_generator(ModelConfig(size_px=n, gridsize=gridsize, n_filters_scale=2))
     assert keras_count == expected
     assert sum(p.numel() for p in generator.parameters()) == expected
 
@@ -216,7 +216,7 @@ def test_generator_matches_keras(n, gridsize, activation, pad_object, probe_big)
     reference = km.build_generator(n, gridsize, amp_activation=activation,
                                    pad_object=pad_object, probe_big=probe_big, seed=SEED)
     km.randomize_biases(reference, seed=SEED + 1)
-    generator = build_generator(ModelConfig(size_px=n, gridsize=gridsize,
+    generator = build_generator(ModelConfig(size_px=n, gridsize=gridsize, n_filters_scale=2,
                                             amp_activation=activation, pad_object=pad_object,
                                             probe_big=probe_big))
     km.copy_weights(reference, generator)
@@ -261,7 +261,7 @@ def training_step(request):
     batch = 8 if gridsize == 1 else 4  # batch x C < 64: the reference merges per group
     seed = SEED + 10 * gridsize + (activation == "swish")
     config = ModelConfig(size_px=n, gridsize=gridsize, amp_activation=activation,
-                         probe_big=False)
+                         probe_big=False, n_filters_scale=2)
     scale = math.sqrt(NPHOTONS) / (n / 2)  # §3.2
     log_scale = np.float32(math.log(scale))
     amplitude = simulate(n, batch, channels, NPHOTONS, seed=seed)
