@@ -29,6 +29,14 @@ one PNG of the amplitude SSIM curves per object to ``results/time_to_quality/``.
         --schedule cosine --lr 2e-3 --budget-s 90
     python benchmarks/time_to_quality.py --replot benchmarks/results/time_to_quality.jsonl
 
+Two diagnostics place the network's curve: ``--target truth`` trains the same network
+against the ground truth instead of the data (the mean squared error of each group's object
+centre, the ``N/2 x N/2`` window every member covers, against the true object there): how
+fast the generator can fit the answer when it is given, whatever the physics.
+``--refine-baseline E [E ...]`` also runs the physics refinement (:func:`pinn.refine.refine_scan`,
+its defaults, fixed probe) from a flat object for E epochs on the same scan: the quality the
+data allow without a network, and how long it takes.
+
 ``--schedule cosine`` trains as ``pinn train --max-time`` with ``training.schedule=cosine``
 does: the learning rate decays from ``--lr`` to ``--min-lr`` over the budget
 (``TrainingConfig.max_time_s``) and the engine stops at it. So that the engine's budget is
@@ -57,9 +65,12 @@ from pinn.data.dataset import Subset
 from pinn.engine import seed_everything, train
 from pinn.errors import TrainingError
 from pinn.evaluate import evaluate
+from pinn import ops
 from pinn.model import PtychoLoss, build_model
 from pinn.plotting import encode_png, plot_curves
 from pinn.reconstruct import reconstruct
+from pinn.refine import RefineConfig, refine_scan
+from pinn.refine.network import as_reconstruction
 
 THRESHOLDS = (0.5, 0.8, 0.9)
 
@@ -96,8 +107,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--objects", nargs="+", default=["lines", "grf", "siemens"])
     parser.add_argument("--generators", nargs="+", default=["cnn", "unet", "fno"])
     parser.add_argument("--outputs", nargs="+", default=["amp_phase", "real_imag"])
-    parser.add_argument("--cases", nargs="+", default=None, metavar="GENERATOR:OUTPUT",
-                        help="these pairs instead of every generator with every output")
+    parser.add_argument("--cases", nargs="*", default=None, metavar="GENERATOR:OUTPUT",
+                        help="these pairs instead of every generator with every output (none: "
+                             "no network, e.g. only --refine-baseline)")
     parser.add_argument("--budget-s", type=float, default=120.0,
                         help="training compute seconds per case (evaluation not counted)")
     parser.add_argument("--n-scans", type=int, default=676)
@@ -118,6 +130,11 @@ def parse_args() -> argparse.Namespace:
                         help="cosine: a decay from --lr to --min-lr planned over --budget-s "
                              "(TrainingConfig.max_time_s), as `pinn train --max-time`")
     parser.add_argument("--precision", choices=["off", "bf16"], default="off")
+    parser.add_argument("--target", choices=["physics", "truth"], default="physics",
+                        help="truth: a diagnostic, train against the ground truth instead of "
+                             "the data")
+    parser.add_argument("--refine-baseline", type=int, nargs="*", default=[], metavar="E",
+                        help="also refine each scan from a flat object for E epochs (no network)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tag", default="", help="a label added to every case name")
@@ -133,11 +150,45 @@ def make_scan(kind: str, args: argparse.Namespace):
                     scan="raster", object_size=args.object_size, jitter_px=0.5)
 
 
+class TruthLoss:
+    """The diagnostic loss of ``--target truth``: the mean squared error of each group's object
+    (the centre ``N/2 x N/2`` of the group canvas, which every member's decoded window covers)
+    against the true object at the group's centroid (sampled bilinearly, as the model samples
+    its canvas). Returned under the metric names the engine logs."""
+
+    def __init__(self, scan, groups) -> None:
+        n = scan.N
+        centroids = scan.positions[torch.as_tensor(groups.indices)].mean(dim=1)  # (G, 2)
+        self.quarter = n // 4
+        self.truth = ops.extract_patches(scan.object, centroids.to(torch.float32), n // 2)
+
+    def __call__(self, model, batch):
+        out = model(batch["amplitude"], batch["offsets"])
+        q = self.quarter
+        error = out.object[:, q:-q, q:-q] - self.truth[batch["index"]].to(out.object.device)
+        loss = error.abs().square().mean()
+        return loss, {"nll": loss.detach(), "mae": loss.detach(), "deviance": loss.detach()}
+
+
+def refine_baseline(scan, epochs: int) -> dict:
+    """The physics refinement from a flat object (defaults, fixed probe): SSIM and seconds."""
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    result = refine_scan(scan, RefineConfig(epochs=epochs, refine_probe=False), verbose=False)
+    wall_s = time.perf_counter() - start_wall
+    compute_s = (time.process_time() - start_cpu) / torch.get_num_threads()
+    metrics = evaluate(as_reconstruction(result), scan.object)
+    return {"epochs": epochs, "wall_s": wall_s, "train_s": compute_s,
+            "final_amplitude_ssim": metrics["amplitude_ssim"],
+            "final_phase_ssim": metrics["phase_ssim"]}
+
+
 def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budget_s: float,
-             device: torch.device) -> dict:
-    """Train one case for ``budget_s`` training seconds; the SSIM after every epoch."""
+             device: torch.device, target: str = "physics") -> dict:
+    """Train one case for ``budget_s`` training seconds; the SSIM after every epoch.
+    ``target="truth"``: against the ground truth (:class:`TruthLoss`) instead of the data."""
     groups = group_positions(scan.positions, model_config.gridsize, neighbors=4, seed=0)
     dataset = GroupDataset(scan, groups)
+    loss_fn = TruthLoss(scan, groups) if target == "truth" else PtychoLoss()
     n_val = int(len(dataset) * train_config.validation_fraction)
     train_set = Subset(dataset, torch.arange(len(dataset) - n_val))
     val_set = Subset(dataset, torch.arange(len(dataset) - n_val, len(dataset)))
@@ -171,7 +222,7 @@ def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budg
     for module in modules:
         module.time = ComputeClock(clock, threads)
     try:
-        train(model, PtychoLoss(), train_set, val_set, train_config, device=device,
+        train(model, loss_fn, train_set, val_set, train_config, device=device,
               preview=after_epoch, items_per_sample=model_config.channels, verbose=False)
     except BudgetReached:
         pass
@@ -225,6 +276,8 @@ def replot(records_path: Path, out: Path) -> None:
     for line in records_path.read_text().splitlines():
         entry = json.loads(line)
         config = entry["config"]
+        if "curve" not in entry["figures"]:  # a --refine-baseline record
+            continue
         by_object.setdefault((config["object"], config.get("tag", "")), {})[
             f"{config['generator']} {config['output']}"] = entry["figures"]["curve"]
     for (kind, tag), curves in by_object.items():
@@ -254,15 +307,16 @@ def main() -> None:
     for kind in args.objects:
         scan = make_scan(kind, args)
         curves: dict[str, list[dict]] = {}
-        pairs = ([tuple(case.split(":")) for case in args.cases] if args.cases else
+        pairs = ([tuple(case.split(":")) for case in args.cases] if args.cases is not None else
                  [(g, o) for g in args.generators for o in args.outputs])
         for generator, output in pairs:
             model_config = ModelConfig(size_px=64, gridsize=args.gridsize,
                                        generator=generator, output=output,
                                        n_filters_scale=args.n_filters_scale,
                                        width=args.width, fno_modes=args.fno_modes)
-            figures = run_case(scan, model_config, train_config, args.budget_s, device)
-            name = f"{generator} {output}"
+            figures = run_case(scan, model_config, train_config, args.budget_s, device,
+                               args.target)
+            name = f"{generator} {output}" + (" truth" if args.target == "truth" else "")
             curves[name] = figures["curve"]
             settings = {k: v for k, v in vars(args).items()
                         if k not in ("out", "json", "replot")}
@@ -271,6 +325,17 @@ def main() -> None:
                         "output": output,
                         "training": asdict(train_config)},
                        figures)
+        for epochs in args.refine_baseline:
+            figures = refine_baseline(scan, epochs)
+            rec.record(f"{kind} refine {epochs} epochs", {"object": kind, "epochs": epochs,
+                                                          "n_scans": args.n_scans,
+                                                          "photons": args.photons,
+                                                          "seed": args.seed}, figures)
+            print(f"{kind}: refinement, {epochs} epochs: amplitude / phase SSIM "
+                  f"{figures['final_amplitude_ssim']:.3f} / {figures['final_phase_ssim']:.3f} in "
+                  f"{figures['wall_s']:.1f} s")
+        if not curves:
+            continue
         suffix = f"_{args.tag}" if args.tag else ""
         save_plot(out / f"{kind}{suffix}_amplitude.png",
                   f"{kind}: amplitude ssim", curves, "amplitude_ssim")
