@@ -263,8 +263,10 @@ class TrainingConfig:
             start's (all progress lost: the untrained model's validation loss, or the first
             epoch's training loss without a validation split) training goes back to them
             (with their optimiser state) and the plateau schedule lowers the rate at once.
-        early_stopping_patience: stop after this many epochs without improvement of the
-            training loss (``0`` disables it).
+        early_stopping_patience: with the plateau schedule, stop after this many epochs
+            without improvement of the training loss (``0`` disables it). A cosine schedule is
+            a plan and runs to its end (``epochs`` or ``max_time_s``): stopping it while the
+            rate is still high would cut off the decay that brings most of its gain.
         validation_fraction: the last fraction of the groups held out for validation.
         grad_clip_norm: clip the global gradient norm (``None``: no clipping).
         grad_accumulation: micro-batches accumulated per optimiser step.

@@ -151,7 +151,10 @@ def _start(s: Session, resume: bool, run_info: Any) -> TrainingState:
         run_id=time.strftime("%Y%m%d-%H%M%S", time.gmtime()),
         plateau=Plateau(lr=c.learning_rate, factor=c.plateau_factor,
                         patience=c.plateau_patience, min_lr=c.min_learning_rate),
-        early_stopping=EarlyStopping(patience=c.early_stopping_patience))
+        # a cosine decay is a plan: it runs to its end (epochs or budget), not cut off while the
+        # rate is still high (docs/DESIGN.md section 5)
+        early_stopping=EarlyStopping(
+            patience=c.early_stopping_patience if c.schedule == "plateau" else 0))
     path = s.checkpoint_path
     if path is not None and s.runtime.is_main:
         remove_stale_temporaries(path.parent)

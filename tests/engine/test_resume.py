@@ -479,3 +479,16 @@ def test_resume_with_another_training_setting_is_refused_naming_it(tmp_path, cha
                   config(**{"batch_size": base.batch_size, "epochs": 3, **change}),
                   checkpoint_dir=directory, resume=True, verbose=False)
         assert (directory / CHECKPOINT_NAME).read_bytes() == before
+
+
+def test_early_stopping_watches_only_the_plateau_schedule(tmp_path):
+    """A cosine decay is a plan and runs to its end; the plateau schedule stops early."""
+    def run(schedule, where):
+        return train(make_model(), flat_loss, ImageSet(8), None,
+                     config(epochs=5, early_stopping_patience=2, schedule=schedule),
+                     checkpoint_dir=tmp_path / where, verbose=False)
+
+    plateau = run("plateau", "plateau")
+    assert plateau.stop_reason == "early_stopping" and len(plateau.history) == 3
+    cosine = run("cosine", "cosine")
+    assert cosine.stop_reason == "epochs" and len(cosine.history) == 5
