@@ -122,11 +122,12 @@ def blobs_object(size: int, *, seed: int | torch.Generator = 0, phase: bool = Tr
     Siemens star, with features from 1 px (the bars' edges) to about ``size / 8`` (the largest
     blobs).
 
-    One blob per ``(size / 24)**2`` pixels (at least 4): isotropic Gaussians with random centres,
-    widths (sigma) from 2 px to ``size / 16`` px and heights from 0.1 to 0.5. As many bars as
-    blobs: segments of random direction, 0.1-0.3 ``size`` long and 1-2 px wide, height 0.2-0.5,
-    drawn anti-aliased (4 x 4 supersampling). Blobs and bars are summed over ``background``,
-    the sum is clipped at 1 (overlaps saturate) and divided by its maximum.
+    ``(size / 24)**2`` blobs (one per 24 x 24 pixels, at least 4): isotropic Gaussians with
+    random centres, widths (sigma) from 2 px to ``size / 16`` px and heights from 0.1 to 0.5.
+    As many bars as blobs: segments of random direction, 0.1-0.3 ``size`` long and 1-2 px
+    wide, height 0.2-0.5, drawn anti-aliased (4 x 4 supersampling). Blobs and bars are summed
+    over ``background``, the sum is clipped at 1 (overlaps saturate) and divided by its
+    maximum.
 
     Returns:
         ``(size, size)`` complex64; amplitude in ``[background / max, 1]`` (maximum 1), phase
