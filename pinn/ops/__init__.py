@@ -17,6 +17,7 @@ from pinn.ops.likelihood import amplitude_mae, poisson_deviance, poisson_nll
 from pinn.ops.modes import (add_probe_modes, dominant_mode, far_field_amplitude,
                             far_field_intensity, mode_powers, orthogonalize_modes)
 from pinn.ops.probe import default_probe, normalize_probe, normalize_probe_modes
+from pinn.ops.project import project_amplitudes
 from pinn.ops.ptycho_intensity import ptycho_intensity
 from pinn.ops.reassemble_patches import reassemble_patches
 from pinn.ops.stitch import normalize_stitch, stitch, stitch_sums
@@ -44,6 +45,7 @@ __all__ = [
     "orthogonalize_modes",
     "poisson_deviance",
     "poisson_nll",
+    "project_amplitudes",
     "ptycho_intensity",
     "reassemble_patches",
     "stitch",
