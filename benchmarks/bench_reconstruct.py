@@ -174,7 +174,7 @@ class StubNetwork(torch.nn.Module):
     def illumination(self, offsets: torch.Tensor) -> torch.Tensor:
         return self.real.illumination(offsets)
 
-    def forward(self, amplitude: torch.Tensor, offsets: torch.Tensor):
+    def forward(self, amplitude: torch.Tensor, offsets: torch.Tensor, steps: int = 0):
         from types import SimpleNamespace
 
         return SimpleNamespace(object=amplitude[:, 0].to(torch.complex64))  # (B, N, N)

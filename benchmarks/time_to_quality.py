@@ -119,6 +119,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--n-filters-scale", type=int, default=2, help="the CNN's width")
     parser.add_argument("--width", type=int, default=32, help="the U-Net's and FNO's width")
     parser.add_argument("--fno-modes", type=int, default=16)
+    parser.add_argument("--projection-steps", type=int, default=ModelConfig().projection_steps,
+                        help="error-reduction steps per group at inference (0: the network "
+                             "alone; default: pinn's)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--min-lr", type=float, default=1e-4)
@@ -197,6 +200,21 @@ def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budg
     params = sum(p.numel() for p in model.parameters())
     curve: list[dict] = []
     threads = torch.get_num_threads()
+    steps = model_config.projection_steps
+
+    def measure(m, train_s: float, wall_s: float) -> None:
+        """SSIMs of the stitched reconstruction as the model gives it and, with projection
+        steps, of the network's output alone."""
+        point = {"train_s": train_s, "wall_s": wall_s}
+        for prefix, n_steps in (("", steps), ("network_", 0)) if steps else (("", 0),):
+            result = reconstruct(m, scan, progress=False, device=device, neighbors=4, seed=0,
+                                 projection_steps=n_steps)
+            metrics = evaluate(result, scan.object)
+            point[f"{prefix}amplitude_ssim"] = metrics["amplitude_ssim"]
+            point[f"{prefix}phase_ssim"] = metrics["phase_ssim"]
+        curve.append(point)
+
+    measure(model, 0.0, 0.0)  # the untrained network: with projection steps, the physics alone
     clock = {"wall": time.perf_counter(), "cpu": time.process_time(), "eval_wall": 0.0,
              "eval_cpu": 0.0}
 
@@ -204,11 +222,7 @@ def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budg
         wall_s = time.perf_counter() - clock["wall"] - clock["eval_wall"]
         train_s = (time.process_time() - clock["cpu"] - clock["eval_cpu"]) / threads
         wall_tick, cpu_tick = time.perf_counter(), time.process_time()
-        result = reconstruct(m, scan, progress=False, device=device, neighbors=4, seed=0)
-        metrics = evaluate(result, scan.object)
-        curve.append({"train_s": train_s, "wall_s": wall_s,
-                      "amplitude_ssim": metrics["amplitude_ssim"],
-                      "phase_ssim": metrics["phase_ssim"]})
+        measure(m, train_s, wall_s)
         clock["eval_wall"] += time.perf_counter() - wall_tick
         clock["eval_cpu"] += time.process_time() - cpu_tick
         if train_s >= budget_s:
@@ -231,6 +245,7 @@ def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budg
     finally:
         for module in modules:
             module.time = time
+    untrained, curve = curve[0], curve[1:]
     if not curve:
         curve.append({"train_s": math.nan, "wall_s": math.nan, "amplitude_ssim": math.nan,
                       "phase_ssim": math.nan})
@@ -241,6 +256,13 @@ def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budg
     best_phase = max(point["phase_ssim"] for point in curve)
     reached = {f"time_to_{t}_s": next((p["train_s"] for p in curve
                                        if p["amplitude_ssim"] >= t), None) for t in THRESHOLDS}
+    network = {}
+    if steps:
+        network = {f"final_network_{k}_ssim": curve[-1].get(f"network_{k}_ssim", math.nan)
+                   for k in ("amplitude", "phase")}
+        network.update({f"network_time_to_{t}_s": next(
+            (p["train_s"] for p in curve if p.get("network_amplitude_ssim", -1) >= t), None)
+            for t in THRESHOLDS})
     return {
         "parameters": params,
         "diverged": diverged,
@@ -254,6 +276,9 @@ def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budg
         "train_s": curve[-1]["train_s"],
         "wall_s": curve[-1]["wall_s"],
         **reached,
+        **network,
+        "projection_steps": steps,
+        "untrained": untrained,
         "curve": curve,
     }
 
@@ -278,8 +303,13 @@ def replot(records_path: Path, out: Path) -> None:
         config = entry["config"]
         if "curve" not in entry["figures"]:  # a --refine-baseline record
             continue
-        by_object.setdefault((config["object"], config.get("tag", "")), {})[
-            f"{config['generator']} {config['output']}"] = entry["figures"]["curve"]
+        curves = by_object.setdefault((config["object"], config.get("tag", "")), {})
+        name = f"{config['generator']} {config['output']}"
+        curves[name] = entry["figures"]["curve"]
+        if entry["figures"].get("projection_steps"):
+            curves[f"{name} network"] = [
+                {**p, "amplitude_ssim": p["network_amplitude_ssim"],
+                 "phase_ssim": p["network_phase_ssim"]} for p in entry["figures"]["curve"]]
     for (kind, tag), curves in by_object.items():
         name = f"{kind}_{tag}" if tag else kind
         save_plot(out / f"{name}_amplitude.png", f"{kind}: amplitude ssim", curves,
@@ -313,11 +343,16 @@ def main() -> None:
             model_config = ModelConfig(size_px=64, gridsize=args.gridsize,
                                        generator=generator, output=output,
                                        n_filters_scale=args.n_filters_scale,
-                                       width=args.width, fno_modes=args.fno_modes)
+                                       width=args.width, fno_modes=args.fno_modes,
+                                       projection_steps=args.projection_steps)
             figures = run_case(scan, model_config, train_config, args.budget_s, device,
                                args.target)
             name = f"{generator} {output}" + (" truth" if args.target == "truth" else "")
             curves[name] = figures["curve"]
+            if figures["projection_steps"]:
+                curves[f"{name} network"] = [
+                    {**p, "amplitude_ssim": p["network_amplitude_ssim"],
+                     "phase_ssim": p["network_phase_ssim"]} for p in figures["curve"]]
             settings = {k: v for k, v in vars(args).items()
                         if k not in ("out", "json", "replot")}
             rec.record(f"{kind} {name}{' ' + args.tag if args.tag else ''}",

@@ -161,7 +161,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
                              crop_px=args.crop_px, weighting=args.weighting,
                              neighbors=args.neighbors, seed=args.grouping_seed,
                              transpose=args.transpose, flip_x=args.flip_x, flip_y=args.flip_y,
-                             device=args.device, progress=not args.quiet)
+                             device=args.device, progress=not args.quiet,
+                             projection_steps=args.projection_steps)
     finally:
         if hasattr(scan, "close"):  # a stream (--stream)
             scan.close()
@@ -195,7 +196,8 @@ def _reconstruct_and_refine(args: argparse.Namespace) -> int:
                                  batch_size=args.batch_size, crop_px=args.crop_px,
                                  weighting=args.weighting, neighbors=args.neighbors,
                                  seed=args.grouping_seed, transpose=args.transpose,
-                                 flip_x=args.flip_x, flip_y=args.flip_y)
+                                 flip_x=args.flip_x, flip_y=args.flip_y,
+                                 projection_steps=args.projection_steps)
     network = save_reconstruction(run.network, args.out / "network")
     paths = save_refinement(run.refined, args.out, run.refine_s,
                             start=f"the network's reconstruction (network/{network['npz'].name}, "
@@ -392,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the archive's, i.e. the training's grouping)")
     p.add_argument("--grouping-seed", type=int, default=None, metavar="S",
                    help="seed of the grouping draw at gridsize > 1 (default: the archive's)")
+    p.add_argument("--projection-steps", type=int, default=None, metavar="K",
+                   help="error-reduction updates of each group's object against its own "
+                        "patterns before stitching (default: the archive's "
+                        "model.projection_steps; 0: the network's output as it is)")
     p.add_argument("--transpose", action="store_true", help="swap the axes of each patch")
     p.add_argument("--flip-x", action="store_true", help="negate the x coordinates")
     p.add_argument("--flip-y", action="store_true", help="negate the y coordinates")

@@ -29,7 +29,7 @@ from typing import Any
 
 from pinn.errors import ConfigError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SUPPORTED_SIZES = (64, 128, 256)
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
@@ -123,6 +123,13 @@ class ModelConfig:
             strongest. 1 is the single coherent probe of the reference.
         probe_mode_power: share of the total probe power given to each added mode.
         intensity_scale_trainable: train the intensity scale (a parameter, not a buffer).
+        projection_steps: at inference (:func:`pinn.reconstruct.reconstruct`), each group
+            canvas the network decodes takes this many error-reduction updates against the
+            group's own measured amplitudes (:func:`pinn.ops.project_amplitudes`) before its
+            object is stitched. The network supplies the low-resolution object and its phase,
+            the updates the fine detail the network learns slowest (docs/DESIGN.md §11).
+            Training fits the network alone. 0 is the reference's pure network output
+            (:func:`reference_config`).
     """
 
     size_px: int = 64
@@ -145,6 +152,7 @@ class ModelConfig:
     probe_modes: int = 1
     probe_mode_power: float = 0.02
     intensity_scale_trainable: bool = False
+    projection_steps: int = 8
 
     def __post_init__(self) -> None:
         _check_types(self, "model")
@@ -177,6 +185,9 @@ class ModelConfig:
         _require(0 < self.probe_mode_power * self.probe_modes < 1,
                  f"probe_mode_power is {self.probe_mode_power}; with {self.probe_modes} modes "
                  f"use a share in (0, 1/{self.probe_modes})")
+        _require(self.projection_steps >= 0,
+                 f"projection_steps is {self.projection_steps}; use 0 (the network's output as "
+                 "it is) or more error-reduction steps at inference")
 
     @property
     def channels(self) -> int:
@@ -374,14 +385,16 @@ class Config:
 
 
 #: What :func:`reference_config` changes from pinn's defaults: the reference's CNN width and
-#: learning rate (every other default is already the reference's recipe).
-REFERENCE_RECIPE = {"model": {"n_filters_scale": 2}, "training": {"learning_rate": 1e-3}}
+#: learning rate, and no projection steps at inference (every other default is already the
+#: reference's recipe).
+REFERENCE_RECIPE = {"model": {"n_filters_scale": 2, "projection_steps": 0},
+                    "training": {"learning_rate": 1e-3}}
 
 
 def reference_config(config: Config | None = None) -> Config:
-    """``config`` (default: the defaults) with the reference's CNN width and learning rate
-    (:data:`REFERENCE_RECIPE`): the reference PtychoPINN's network and recipe, as ``pinn train
-    --reference-recipe`` trains it."""
+    """``config`` (default: the defaults) with the reference's CNN width and learning rate and
+    the network's output as it is (:data:`REFERENCE_RECIPE`): the reference PtychoPINN's network
+    and recipe, as ``pinn train --reference-recipe`` trains it."""
     config = config or Config()
     return Config(
         model=dataclasses.replace(config.model, **REFERENCE_RECIPE["model"]),
@@ -530,5 +543,8 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
                                     ("training", "learning_rate", 1e-3)):
             if isinstance(raw.get(section, {}), dict):
                 raw[section] = {key: value, **raw.get(section, {})}
+    if version < 5 and isinstance(raw.get("model", {}), dict):
+        # up to schema 4 the model's output was the network's, with no projection steps
+        raw["model"] = {"projection_steps": 0, **raw.get("model", {})}
     raw["schema_version"] = SCHEMA_VERSION
     return raw

@@ -144,6 +144,7 @@ def reconstruct(
     progress: bool = True,
     groups: Groups | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    projection_steps: int | None = None,
 ) -> Reconstruction:
     """Reconstruct the whole scan with a trained model.
 
@@ -177,6 +178,9 @@ def reconstruct(
         groups: precomputed groups (default: group the scan's positions); they must have
             the model's ``gridsize**2`` members.
         on_batch: called as ``on_batch(done, total)`` after each batch.
+        projection_steps: error-reduction updates of each group canvas against its measured
+            amplitudes before stitching (default: the model's ``config.projection_steps``;
+            0: the network's output as it is; docs/DESIGN.md §11).
 
     Returns:
         The stitched :class:`Reconstruction` (on the CPU).
@@ -204,6 +208,11 @@ def reconstruct(
         raise ConfigError(f"crop_px is {crop_px}; use a value from 1 to the patch size {n}")
     if batch_size < 1:
         raise ConfigError(f"batch_size is {batch_size}; use a positive int")
+    if projection_steps is None:
+        projection_steps = model.config.projection_steps
+    if isinstance(projection_steps, bool) or not isinstance(projection_steps, int) \
+            or projection_steps < 0:
+        raise ConfigError(f"projection_steps is {projection_steps!r}; use an int >= 0")
     device = resolve_device(device)
     gridsize = model.config.gridsize
     positions = scan.positions.clone()
@@ -251,7 +260,8 @@ def reconstruct(
             patterns = scan.read(members.flatten()).reshape(*members.shape, n, n)
             amplitude = patterns.to(device) * scale  # (B, C, N, N) float32
             offsets = groups.offsets[start:stop].to(device=device, dtype=torch.float32)
-            obj = model(amplitude, offsets).object[..., window, window].cpu()  # (B, M, M)
+            obj = model(amplitude, offsets, steps=projection_steps).object  # (B, N, N)
+            obj = obj[..., window, window].cpu()  # (B, M, M)
             if weighting == "probe":
                 weight = model.illumination(offsets)[..., window, window].cpu()  # (B, M, M)
             else:

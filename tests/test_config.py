@@ -199,12 +199,29 @@ def test_older_schemas_keep_the_reference_width_and_rate(version):
         ModelConfig().n_filters_scale, TrainingConfig().learning_rate) == (1, 2e-3)
 
 
-def test_reference_config_changes_only_the_width_and_the_rate():
-    base = Config(model=ModelConfig(gridsize=2, n_filters_scale=4),
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
+def test_older_schemas_have_no_projection_steps(version):
+    """Up to schema 4 a model's output was the network's alone: a configuration of then means
+    no projection steps at inference, unless it says otherwise."""
+    assert Config.from_dict({"schema_version": version}).model.projection_steps == 0
+    given = Config.from_dict({"schema_version": version, "model": {"projection_steps": 3}})
+    assert given.model.projection_steps == 3
+    assert Config.from_dict({}).model.projection_steps == ModelConfig().projection_steps > 0
+
+
+@pytest.mark.parametrize("steps", [-1, 1.5, "8"])
+def test_bad_projection_steps_are_refused(steps):
+    with pytest.raises(ConfigError, match="projection_steps"):
+        ModelConfig(projection_steps=steps)
+
+
+def test_reference_config_changes_only_the_width_the_rate_and_the_projection():
+    base = Config(model=ModelConfig(gridsize=2, n_filters_scale=4, projection_steps=3),
                   training=TrainingConfig(batch_size=8, learning_rate=0.01))
     reference = reference_config(base)
     assert (reference.model.n_filters_scale, reference.training.learning_rate) == (2, 1e-3)
-    assert reference.model == dataclasses.replace(base.model, n_filters_scale=2)
+    assert reference.model == dataclasses.replace(base.model, n_filters_scale=2,
+                                                  projection_steps=0)
     assert reference.training == dataclasses.replace(base.training, learning_rate=1e-3)
     assert reference.data == base.data
     assert reference_config() == reference_config(Config())

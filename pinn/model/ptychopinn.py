@@ -177,17 +177,26 @@ class PtychoPINN(nn.Module):
                                window=self.coverage_window)
         return canvas
 
-    def forward(self, amplitude: torch.Tensor, offsets: torch.Tensor) -> ModelOutput:
+    def forward(self, amplitude: torch.Tensor, offsets: torch.Tensor, *,
+                steps: int = 0) -> ModelOutput:
         """Reconstruct and predict.
 
         Args:
             amplitude: ``(B, C, N, N)`` measured diffraction amplitude in photon units
                 (zero frequency at the centre).
             offsets: ``(B, C, 2)`` member position minus group centroid, (y, x) pixels.
+            steps: error-reduction updates of each group canvas against ``amplitude``
+                (:func:`pinn.ops.project_amplitudes`) between the merge and the object. Training
+                uses 0 (the network alone); inference ``config.projection_steps``
+                (docs/DESIGN.md §11).
         """
         positions = self.canvas_positions(offsets)  # (B, C, 2)
         patches = self.decode(amplitude)  # (B, C_out, N, N)
         canvas = self.merge(patches, positions)  # (B, P, P)
+        if steps:
+            canvas = ops.project_amplitudes(canvas, positions, self.probe_modes,
+                                            amplitude / self.intensity_scale, steps,
+                                            self.probe_mask)
         obj = ops.center_crop(canvas, self.size)  # (B, N, N)
         patches = ops.extract_patches(canvas, positions, self.size)  # (B, C, N, N)
         waves = ops.illuminate(patches[:, :, None], self.probe_modes,
