@@ -72,6 +72,7 @@ class DemoSettings:
     learning_rate: float = 1e-3
     plateau_patience: int = 6
     refine_epochs: int = 10
+    projection_steps: int = ModelConfig().projection_steps
     seed: int = 0
 
 
@@ -113,7 +114,8 @@ def run_demo(out_dir: str | os.PathLike, *, device: str = "cpu", quick: bool = F
         "positions only)")
     config = Config(
         model=ModelConfig(size_px=s.size_px, gridsize=s.gridsize,
-                          n_filters_scale=s.n_filters_scale),
+                          n_filters_scale=s.n_filters_scale,
+                          projection_steps=s.projection_steps),
         training=TrainingConfig(epochs=s.epochs, batch_size=s.batch_size,
                                 learning_rate=s.learning_rate, seed=s.seed,
                                 plateau_patience=s.plateau_patience,
@@ -134,6 +136,12 @@ def run_demo(out_dir: str | os.PathLike, *, device: str = "cpu", quick: bool = F
         "the network's object, and from a flat object for comparison")
     metrics = evaluate(result, scan.object)
     atomic_write_bytes(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    network_alone = None
+    if s.projection_steps:  # the network's own object, for comparison (about a second)
+        tick = time.perf_counter()
+        network_alone = evaluate(reconstruct(archive, scan, device=device, progress=False,
+                                             projection_steps=0), scan.object)
+        timings["reconstruct_network_alone_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
     refined = refine_from_network(result, scan,
                                   network_refine_config(epochs=s.refine_epochs, seed=s.seed),
@@ -146,6 +154,7 @@ def run_demo(out_dir: str | os.PathLike, *, device: str = "cpu", quick: bool = F
                        verbose=False)
     timings["refine_flat_s"] = time.perf_counter() - tick
     comparison = {
+        **({"network_alone": network_alone} if network_alone is not None else {}),
         "network": metrics,
         "network_refined": evaluate(as_reconstruction(refined), scan.object),
         "flat_refined": evaluate(as_reconstruction(flat), scan.object),
@@ -200,14 +209,25 @@ def _comparison_rows(comparison: dict[str, dict], timings: dict[str, float],
         value = timings.get(key, float("nan"))
         return f"{value:.2f} s" if value < 10 else f"{value:.0f} s"
 
-    return [
-        ("network alone", comparison["network"],
+    alone = comparison.get("network_alone")
+    rows = [] if alone is None else [
+        ("network alone, no projection steps", alone,
+         f"{seconds('reconstruct_network_alone_s')} reconstruction")]
+    return rows + [
+        (_model_label(comparison), comparison["network"],
          f"{seconds('train_s')} training + {seconds('reconstruct_s')} reconstruction"),
         (f"network + {refine_epochs} refinement epochs", comparison["network_refined"],
          f"+ {seconds('refine_s')} refinement"),
         (f"{refine_epochs} refinement epochs from a flat object", comparison["flat_refined"],
          f"{seconds('refine_flat_s')}, no network"),
     ]
+
+
+def _model_label(comparison: dict[str, dict]) -> str:
+    """The row of the model's reconstruction: the network with its projection steps
+    (docs/DESIGN.md §11) when the comparison also holds the network alone."""
+    return ("network + projection steps (the model's reconstruction)"
+            if "network_alone" in comparison else "network alone")
 
 
 def _refinement_verdict(comparison: dict[str, dict]) -> str:
@@ -274,8 +294,14 @@ def _report(s: DemoSettings, history: list[dict], metrics: dict, timings: dict,
         "back and "
         "run over every position.",
         "",
-        "## Result: the network alone",
+        "## Result: the network alone" if not s.projection_steps else
+        "## Result: the model's reconstruction",
         "",
+        *([] if not s.projection_steps else [
+            f"The network's object for each group took {s.projection_steps} projection steps "
+            "against the group's own patterns (`model.projection_steps`: error-reduction "
+            "updates at inference, which restore the fine detail the network learns slowest); "
+            "the network's object alone is in the table below.", ""]),
         "| | SSIM | PSNR (dB) | FRC 1/2-bit (cycles/px) |",
         "|---|---|---|---|",
         f"| amplitude | {amp:.3f} | {metrics['amplitude_psnr']:.2f} | "
@@ -344,9 +370,10 @@ def _report(s: DemoSettings, history: list[dict], metrics: dict, timings: dict,
         "- `run/tb/`: TensorBoard logs (`tensorboard --logdir run/tb`)",
         f"- `reconstruction/`: {paths['npz'].name}, {paths['amplitude'].name}, "
         f"{paths['phase'].name}",
-        "- `metrics.json`: every metric (the network alone)",
+        "- `metrics.json`: every metric (the model's reconstruction)",
         "- `refined/`: the refinement from the network's object (reconstruction.npz with the "
-        "probe and positions, figures, report.md) and `refined/metrics.json` (all three results)",
+        "probe and positions, figures, report.md) and `refined/metrics.json` (every result of "
+        "the table)",
         "- `amplitude_vs_truth.png`, `phase_vs_truth.png`, `refined_phase_vs_truth.png`, "
         "`training_curve.png`: the figures",
         "",

@@ -138,14 +138,16 @@ def test_report_shows_the_network_alone_and_followed_by_refinement(demo):
     out, report = demo
     text = report.read_text()
     comparison = json.loads((out / "refined" / "metrics.json").read_text())
-    assert set(comparison) == {"network", "network_refined", "flat_refined"}
+    assert set(comparison) == {"network_alone", "network", "network_refined", "flat_refined"}
+    assert QUICK.projection_steps > 0  # the model's reconstruction has projection steps
     # the network's row is metrics.json; the refined one is what pinn evaluate says of the file
     assert comparison["network"] == json.loads((out / "metrics.json").read_text())
     again = evaluate_files(out / "refined" / "reconstruction.npz", out / "data.npz")
     for key in ("amplitude_ssim", "phase_ssim", "phase_psnr"):
         assert again[key] == pytest.approx(comparison["network_refined"][key], rel=1e-6), key
     epochs = QUICK.refine_epochs
-    for label, key in (("network alone", "network"),
+    for label, key in (("network alone, no projection steps", "network_alone"),
+                       ("network + projection steps (the model's reconstruction)", "network"),
                        (f"network + {epochs} refinement epochs", "network_refined"),
                        (f"{epochs} refinement epochs from a flat object", "flat_refined")):
         m = comparison[key]
@@ -161,6 +163,7 @@ def test_report_shows_the_network_alone_and_followed_by_refinement(demo):
     # well as two epochs of refinement do, so the deviance need not fall between them)
     assert deviance.shape == (epochs,) and np.isfinite(deviance).all() and (deviance > 0).all()
     assert "network's reconstruction" in (out / "refined" / "report.md").read_text()
+    assert f"took {QUICK.projection_steps} projection steps" in text
 
 
 def metrics(amp, phase):
@@ -212,3 +215,15 @@ def test_refinement_verdict_follows_the_numbers(network, refined, flat, words):
     for word in words:
         assert word in text
     assert f"{refined:.3f}" in text and f"{flat:.3f}" in text
+
+
+def test_summary_puts_the_network_alone_before_the_models_reconstruction():
+    comparison = {"network_alone": metrics(0.411, 0.422), "network": metrics(0.811, 0.822),
+                  "network_refined": metrics(0.951, 0.962), "flat_refined": metrics(0.931, 0.912)}
+    timings = {**TIMINGS, "reconstruct_network_alone_s": 0.75}
+    lines = summary(comparison, timings, 10).splitlines()
+    assert len(lines) == 4
+    assert "network alone, no projection steps" in lines[0] and "0.411" in lines[0]
+    assert "0.75 s reconstruction" in lines[0]
+    assert "projection steps (the model's reconstruction)" in lines[1] and "0.822" in lines[1]
+    assert "200 s training" in lines[1]
