@@ -76,6 +76,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--plateau-patience", type=int, default=6)
+    parser.add_argument("--projection-steps", type=int, default=ModelConfig().projection_steps,
+                        help="error-reduction steps per group at inference (default: pinn's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None)
@@ -96,7 +98,8 @@ def main() -> None:
 
     config = Config(
         model=ModelConfig(size_px=scan.N, gridsize=args.gridsize,
-                          n_filters_scale=args.n_filters_scale),
+                          n_filters_scale=args.n_filters_scale,
+                          projection_steps=args.projection_steps),
         training=TrainingConfig(epochs=args.epochs, batch_size=args.batch_size,
                                 learning_rate=args.lr, plateau_patience=args.plateau_patience,
                                 early_stopping_patience=0, seed=args.seed))
@@ -121,6 +124,16 @@ def main() -> None:
     region = covered & box
     metrics = evaluate(dataclasses.replace(result, coverage=result.coverage * region),
                        scan.object)
+    network = {}
+    if args.projection_steps:  # the network's object alone, scored over the same region
+        alone = reconstruct(fit.model, scan, device=device, progress=False,
+                            neighbors=config.data.neighbors, seed=config.data.grouping_seed,
+                            projection_steps=0)
+        alone = evaluate(dataclasses.replace(alone, coverage=alone.coverage * region),
+                         scan.object)
+        network = {"network_phase_ssim": alone["phase_ssim"],
+                   "network_amplitude_ssim": alone["amplitude_ssim"],
+                   "network_phase_frc_half_bit": alone["phase_frc_half_bit"]}
     phase = align_phase(result.object.numpy(), truth.numpy(), region.numpy())
     view = covered.numpy()
     save_side_by_side(out / "phase_pinn_vs_solver.png",
@@ -142,12 +155,15 @@ def main() -> None:
         "final_val_deviance": fit.history[-1].get("val_deviance"),
         "peak_memory_mb": peak_memory_bytes(device) / 2**20,
         "n_pixels": metrics["n_pixels"],
+        "projection_steps": args.projection_steps,
+        **network,
     }
     (out / "metrics.json").write_text(json.dumps({**metrics, **figures}, indent=2) + "\n")
-    rec.record(f"siemens crop={args.crop} gs={args.gridsize} epochs={args.epochs}",
+    rec.record(f"siemens crop={args.crop} gs={args.gridsize} epochs={args.epochs}"
+               + (f" projection={args.projection_steps}" if args.projection_steps else ""),
                {"crop": args.crop, "gridsize": args.gridsize, "epochs": args.epochs,
                 "n_filters_scale": args.n_filters_scale, "batch_size": args.batch_size,
-                "lr": args.lr}, figures)
+                "lr": args.lr, "projection_steps": args.projection_steps}, figures)
 
 
 if __name__ == "__main__":

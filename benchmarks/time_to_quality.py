@@ -138,6 +138,9 @@ def parse_args() -> argparse.Namespace:
                              "the data")
     parser.add_argument("--refine-baseline", type=int, nargs="*", default=[], metavar="E",
                         help="also refine each scan from a flat object for E epochs (no network)")
+    parser.add_argument("--eval-every-s", type=float, default=0.0,
+                        help="evaluate after the first epoch past every S training seconds "
+                             "(and near the end) instead of after every epoch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tag", default="", help="a label added to every case name")
@@ -186,8 +189,9 @@ def refine_baseline(scan, epochs: int) -> dict:
 
 
 def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budget_s: float,
-             device: torch.device, target: str = "physics") -> dict:
-    """Train one case for ``budget_s`` training seconds; the SSIM after every epoch.
+             device: torch.device, target: str = "physics", eval_every_s: float = 0.0) -> dict:
+    """Train one case for ``budget_s`` training seconds; the SSIM after every epoch (with
+    ``eval_every_s``, after the first epoch past each such interval and near the end).
     ``target="truth"``: against the ground truth (:class:`TruthLoss`) instead of the data."""
     groups = group_positions(scan.positions, model_config.gridsize, neighbors=4, seed=0)
     dataset = GroupDataset(scan, groups)
@@ -218,13 +222,22 @@ def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budg
     clock = {"wall": time.perf_counter(), "cpu": time.process_time(), "eval_wall": 0.0,
              "eval_cpu": 0.0}
 
+    epochs = {"last_s": 0.0, "evaluated_s": 0.0, "count": 0}
+
     def after_epoch(m) -> dict:
         wall_s = time.perf_counter() - clock["wall"] - clock["eval_wall"]
         train_s = (time.process_time() - clock["cpu"] - clock["eval_cpu"]) / threads
-        wall_tick, cpu_tick = time.perf_counter(), time.process_time()
-        measure(m, train_s, wall_s)
-        clock["eval_wall"] += time.perf_counter() - wall_tick
-        clock["eval_cpu"] += time.process_time() - cpu_tick
+        epoch_s, epochs["last_s"] = train_s - epochs["last_s"], train_s
+        epochs["count"] += 1
+        # every eval_every_s training seconds, and the epoch that may be the last one
+        if (train_s >= epochs["evaluated_s"] + eval_every_s
+                or train_s + 1.5 * epoch_s >= budget_s):
+            wall_tick, cpu_tick = time.perf_counter(), time.process_time()
+            measure(m, train_s, wall_s)
+            curve[-1]["epoch"] = epochs["count"]
+            epochs["evaluated_s"] = train_s
+            clock["eval_wall"] += time.perf_counter() - wall_tick
+            clock["eval_cpu"] += time.process_time() - cpu_tick
         if train_s >= budget_s:
             raise BudgetReached
         return {}
@@ -250,8 +263,9 @@ def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budg
         curve.append({"train_s": math.nan, "wall_s": math.nan, "amplitude_ssim": math.nan,
                       "phase_ssim": math.nan})
     steps_per_epoch = math.ceil(len(train_set) / train_config.batch_size)
-    epoch_s = [point["train_s"] - previous["train_s"]
-               for previous, point in zip([{"train_s": 0.0}] + curve, curve)]
+    epoch_s = [(point["train_s"] - previous["train_s"])
+               / (point.get("epoch", 1) - previous.get("epoch", 0))
+               for previous, point in zip([{"train_s": 0.0, "epoch": 0}] + curve, curve)]
     best_amp = max(point["amplitude_ssim"] for point in curve)
     best_phase = max(point["phase_ssim"] for point in curve)
     reached = {f"time_to_{t}_s": next((p["train_s"] for p in curve
@@ -266,7 +280,7 @@ def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budg
     return {
         "parameters": params,
         "diverged": diverged,
-        "epochs": len(curve),
+        "epochs": epochs["count"],
         "step_ms": 1000 * statistics.median(epoch_s) / steps_per_epoch,  # compute ms
         "peak_memory_mb": peak_memory_bytes(device) / 2**20,
         "final_amplitude_ssim": curve[-1]["amplitude_ssim"],
@@ -346,7 +360,7 @@ def main() -> None:
                                        width=args.width, fno_modes=args.fno_modes,
                                        projection_steps=args.projection_steps)
             figures = run_case(scan, model_config, train_config, args.budget_s, device,
-                               args.target)
+                               args.target, args.eval_every_s)
             name = f"{generator} {output}" + (" truth" if args.target == "truth" else "")
             curves[name] = figures["curve"]
             if figures["projection_steps"]:

@@ -152,7 +152,7 @@ class ModelConfig:
     probe_modes: int = 1
     probe_mode_power: float = 0.02
     intensity_scale_trainable: bool = False
-    projection_steps: int = 8
+    projection_steps: int = 16
 
     def __post_init__(self) -> None:
         _check_types(self, "model")

@@ -16,6 +16,7 @@ REGULARIZATION = 0.05
 
 def project_amplitudes(canvas: torch.Tensor, positions: torch.Tensor, modes: torch.Tensor,
                        amplitude: torch.Tensor, steps: int, mask: torch.Tensor | None = None,
+                       step_size: float = 1.0,
                        regularization: float = REGULARIZATION) -> torch.Tensor:
     """``steps`` parallel error-reduction updates of each canvas against its patterns.
 
@@ -25,12 +26,15 @@ def project_amplitudes(canvas: torch.Tensor, positions: torch.Tensor, modes: tor
     ``amplitude / sqrt(sum_k |F psi_k|**2)``, the nearest waves whose incoherent sum has the
     measured amplitude), and moves the canvas to the least-squares fit of the corrected waves:
 
-        canvas += reassemble(sum_k conj(P_k) (psi'_k - psi_k)) / (w + regularization * max w),
+        canvas += step_size * reassemble(sum_k conj(P_k) (psi'_k - psi_k))
+                  / (w + regularization * max w),
         w = reassemble(sum_k |P_k|**2)
 
     where ``reassemble`` is :func:`pinn.ops.reassemble_patches` (the adjoint of the
     extraction) and ``P_k`` the masked probe modes. This is a preconditioned gradient step on
-    ``0.5 * sum (|F psi| - amplitude)**2`` that never increases it (docs/DESIGN.md §11).
+    ``0.5 * sum (|F psi| - amplitude)**2`` that never increases it for ``0 < step_size < 2``
+    (1 is error reduction proper; above 1 over-relaxed, which converges faster; docs/DESIGN.md
+    §11).
     Canvas pixels that no probe reaches are left as they are. The far field is
     :func:`pinn.ops.far_field_amplitude`'s: the unitary ``fft2``, zero frequency at
     ``(N//2, N//2)`` of ``amplitude``.
@@ -45,6 +49,7 @@ def project_amplitudes(canvas: torch.Tensor, positions: torch.Tensor, modes: tor
             intensities), zero frequency at the centre.
         steps: number of updates, >= 0 (0 returns ``canvas`` unchanged).
         mask: optional real ``(N, N)`` exit-wave mask (as in :func:`pinn.ops.illuminate`).
+        step_size: the relaxation, in (0, 2); see above.
         regularization: >= 0; see above.
 
     Returns:
@@ -59,6 +64,8 @@ def project_amplitudes(canvas: torch.Tensor, positions: torch.Tensor, modes: tor
     check_min_dims("modes", modes, 2, "(K, N, N)")
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps is {steps!r}; use an int >= 0")
+    if not 0 < step_size < 2:
+        raise ValueError(f"step_size is {step_size}; use a value in (0, 2)")
     if regularization < 0:
         raise ValueError(f"regularization is {regularization}; it must be >= 0")
     modes = modes[None] if modes.dim() == 2 else modes
@@ -96,5 +103,5 @@ def project_amplitudes(canvas: torch.Tensor, positions: torch.Tensor, modes: tor
                                 torch.zeros_like(modulus))
             change = torch.fft.ifft2(spectrum * ratio, norm="ortho") - waves
             patches = (modes.conj() * change).sum(dim=2)  # (B, C, N, N)
-            canvas = canvas + reassemble_patches(patches, positions, size) / weight
+            canvas = canvas + reassemble_patches(patches, positions, size) * (step_size / weight)
         return canvas

@@ -52,17 +52,20 @@ def test_a_step_is_the_preconditioned_gradient_step(k):
     weight = weight + 0.05 * weight.amax(dim=(-2, -1), keepdim=True)
     stepped = project_amplitudes(canvas, positions, modes, amplitude, 1)
     torch.testing.assert_close(stepped, canvas - gradient / weight, rtol=1e-9, atol=1e-9)
+    relaxed = project_amplitudes(canvas, positions, modes, amplitude, 1, step_size=1.5)
+    torch.testing.assert_close(relaxed, canvas - 1.5 * gradient / weight, rtol=1e-9, atol=1e-9)
 
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), k=st.integers(1, 3), count=st.integers(1, 4),
-       regularization=st.sampled_from([0.0, 0.05, 1.0]))
-def test_the_misfit_never_increases(seed, k, count, regularization):
+       regularization=st.sampled_from([0.0, 0.05, 1.0]),
+       step_size=st.sampled_from([0.5, 1.0, 1.5, 1.95]))
+def test_the_misfit_never_increases(seed, k, count, regularization, step_size):
     canvas, _, positions, modes, amplitude = _problem(count=count, k=k, seed=seed)
     before = _misfit(canvas, positions, modes, amplitude)
     for _ in range(3):
         canvas = project_amplitudes(canvas, positions, modes, amplitude, 1,
-                                    regularization=regularization)
+                                    step_size=step_size, regularization=regularization)
         after = _misfit(canvas, positions, modes, amplitude)
         assert after <= before * (1 + 1e-9)
         before = after
@@ -119,6 +122,8 @@ def test_gradients_reach_every_input():
     (lambda c, p, m, a: project_amplitudes(c, p, m, a, -1), "steps"),
     (lambda c, p, m, a: project_amplitudes(c, p, m, a, 1.5), "steps"),
     (lambda c, p, m, a: project_amplitudes(c, p, m, a, 1, regularization=-1), "regularization"),
+    (lambda c, p, m, a: project_amplitudes(c, p, m, a, 1, step_size=2.0), "step_size"),
+    (lambda c, p, m, a: project_amplitudes(c, p, m, a, 1, step_size=0.0), "step_size"),
     (lambda c, p, m, a: project_amplitudes(c[0], p, m, a, 1), "canvas"),
     (lambda c, p, m, a: project_amplitudes(c, p, m, a[:, :1], 1), "amplitude"),
     (lambda c, p, m, a: project_amplitudes(c, p, m[..., :4], a, 1), "modes"),
