@@ -100,7 +100,8 @@ def _training_config(args: argparse.Namespace):
                        ("generator", args.generator), ("output", args.output),
                        ("width", args.width), ("n_filters_scale", args.n_filters_scale),
                        ("probe_trainable", args.probe_trainable or None),
-                       ("probe_modes", args.probe_modes)):
+                       ("probe_modes", args.probe_modes),
+                       ("projection_steps", args.projection_steps)):
         if value is not None:
             model[key] = value
     for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size),
@@ -330,10 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multiplies the CNN's filter counts (default: 1; the reference's is 2)")
     p.add_argument("--lr", type=float, default=None,
                    help="initial learning rate (default: 2e-3; the reference's is 1e-3)")
+    p.add_argument("--projection-steps", type=int, default=None, metavar="K",
+                   help="error-reduction updates of each group's object against its own "
+                        "patterns when the model reconstructs (default: 16; 0: the network's "
+                        "output as it is; recorded in the archive)")
     p.add_argument("--reference-recipe", action="store_true",
-                   help="the reference PtychoPINN's CNN width (--n-filters-scale 2) and learning "
-                        "rate (--lr 1e-3); every other default is already its recipe. Applied "
-                        "after --config, before --set and the options above")
+                   help="the reference PtychoPINN's CNN width (--n-filters-scale 2), learning "
+                        "rate (--lr 1e-3) and pure network output (--projection-steps 0); every "
+                        "other default is already its recipe. Applied after --config, before "
+                        "--set and the options above")
     p.add_argument("--validation-fraction", type=float, default=None, metavar="F",
                    help="fraction of groups held out for validation (default: 0.05)")
     p.add_argument("--nphotons", type=float, default=None,

@@ -754,3 +754,36 @@ def test_reference_recipe_is_one_flag_away():
     # the explicit options still win over the recipe
     mixed = config(["--reference-recipe", "--lr", "5e-4", "--set", "model.n_filters_scale=3"])
     assert (mixed.model.n_filters_scale, mixed.training.learning_rate) == (3, 5e-4)
+    assert (default.model.projection_steps, reference.model.projection_steps) == (16, 0)
+    assert config(["--reference-recipe", "--projection-steps", "4"]).model.projection_steps == 4
+
+
+def test_reconstruct_projection_steps_override_the_archives(tmp_path, capsys):
+    """pinn reconstruct --projection-steps K replaces the archive's model.projection_steps: 0
+    gives the network's object as it is, another K another object; a negative K is refused
+    with one line and nothing written."""
+    data = tmp_path / "scan.npz"
+    status, _, err = run_main(["simulate", data, "--object", "grf", "--n-scans", "30",
+                               "--size", "64", "--photons", "1e5", "--object-size", "96"],
+                              capsys)
+    assert status == 0, err
+    status, _, err = run_main(["train", data, "--out", tmp_path / "run", *TINY,
+                               "--projection-steps", "3"], capsys)
+    assert status == 0, err
+    model = json.loads((tmp_path / "run" / "model" / "config.json").read_text())["config"]
+    assert model["model"]["projection_steps"] == 3
+    objects = {}
+    for steps in (None, "3", "0"):
+        out = tmp_path / f"rec{steps}"
+        extra = [] if steps is None else ["--projection-steps", steps]
+        status, _, err = run_main(["reconstruct", tmp_path / "run", data, "--out", out,
+                                   "--quiet", *extra], capsys)
+        assert status == 0, err
+        with np.load(out / "reconstruction.npz") as saved:
+            objects[steps] = saved["object"]
+    assert np.array_equal(objects[None], objects["3"])  # the archive's 3 steps
+    assert not np.allclose(objects["0"], objects["3"])
+    status, _, err = run_main(["reconstruct", tmp_path / "run", data, "--out",
+                               tmp_path / "bad", "--projection-steps", "-1"], capsys)
+    assert status == 2 and "projection_steps is -1" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad" / "reconstruction.npz").exists()
