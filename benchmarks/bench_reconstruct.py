@@ -181,12 +181,14 @@ class StubNetwork(torch.nn.Module):
 
 
 def run_case(m: int, n: int, gridsize: int, batch_size: int, device: torch.device,
-             n_filters_scale: int, network: str = "unet") -> dict:
-    """One timed end-to-end reconstruct of ``m`` simulated positions; returns the figures."""
+             n_filters_scale: int, network: str = "unet", projection_steps: int = 0) -> dict:
+    """One timed end-to-end reconstruct of ``m`` simulated positions; returns the figures.
+    The network's time includes the model's ``projection_steps`` (the stub has none)."""
     reset_peak_memory(device)
     source = SimulatedScan(m, n)
     model = build_model(ModelConfig(size_px=n, gridsize=gridsize,
-                                    n_filters_scale=n_filters_scale),
+                                    n_filters_scale=n_filters_scale,
+                                    projection_steps=projection_steps),
                         probe=source.probe, intensity_scale=intensity_scale(1e5, n))
     if network == "stub":
         model = StubNetwork(model)
@@ -251,6 +253,9 @@ def main() -> None:
     parser.add_argument("--network", nargs="*", choices=("unet", "stub"), default=["unet"],
                         help="the untrained PtychoPINN (default) and/or a stand-in without the "
                              "CNN (pipeline and memory only)")
+    parser.add_argument("--projection-steps", type=int, default=ModelConfig().projection_steps,
+                        metavar="K", help="the model's projection steps per group (default: "
+                                          "pinn's; the stub network ignores them)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--json", default=None, help="JSONL file to append records to")
     args = parser.parse_args()
@@ -262,17 +267,19 @@ def main() -> None:
     for network in args.network:
         for gridsize in args.gridsize:
             run_case(256, args.N, gridsize, args.batch_size, device, args.n_filters_scale,
-                     network)  # warm-up
+                     network, args.projection_steps)  # warm-up
             for m in args.positions:
                 config = {"positions": m, "N": args.N, "gridsize": gridsize,
                           "batch_size": args.batch_size, "network": network,
                           "n_filters_scale": args.n_filters_scale,
+                          "projection_steps": args.projection_steps,
                           "source": "simulated on the fly (raster, 4 px steps)",
                           "rss_before_case_mb": current_rss_mb()}
                 figures = run_case(m, args.N, gridsize, args.batch_size, device,
-                                   args.n_filters_scale, network)
+                                   args.n_filters_scale, network, args.projection_steps)
+                steps = f" projection={args.projection_steps}" if network != "stub" else ""
                 rec.record(f"reconstruct M={m} N={args.N} gridsize={gridsize} "
-                           f"batch={args.batch_size} network={network}", config, figures)
+                           f"batch={args.batch_size} network={network}{steps}", config, figures)
 
 
 if __name__ == "__main__":
