@@ -349,6 +349,8 @@ def describe(path: str | os.PathLike) -> str:
                      "(used by reconstruct unless overridden)"),
         ("generator", _describe_generator(model)),
         ("parameters", f"{params:,}"),
+        ("projection steps", f"{model.projection_steps} per group at inference"
+                             if model.projection_steps else "none (the network's object as it is)"),
         ("intensity scale", f"{manifest['intensity_scale']:.6g}"),
         ("probe", _describe_probe(archive)),
         ("amp activation", f"{model.amp_activation}; object_big {model.object_big}; "

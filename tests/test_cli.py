@@ -108,6 +108,7 @@ def test_simulate_train_info_reconstruct_evaluate(workspace, capsys, tmp_path):
     assert status == 0 and err == ""
     assert re.search(r"^gridsize +1 ", out, re.M) and "parameters" in out and "weights sha256" in out
     assert re.search(r"^epochs_run +1", out, re.M)
+    assert re.search(r"^projection steps +16 per group at inference$", out, re.M)
 
     recon = tmp_path / "recon"
     status, out, err = run_main(["reconstruct", run / "model", workspace / "scan.npz",
