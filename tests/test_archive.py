@@ -662,3 +662,18 @@ def test_archives_from_before_probe_modes_load_unchanged(saved, model):
     assert loaded.config.model == model.config
     assert_same_state(model, loaded.model)
     assert re.search(r"^probe +\[64, 64\] complex64, 1 mode, fixed$", describe(saved), re.M)
+
+
+def test_archives_from_before_projection_steps_reconstruct_with_the_network_alone(saved, model):
+    """Schema 4 had no projection steps: such an archive means the network's object as it is,
+    and pinn info says so."""
+    assert model.config.projection_steps > 0
+    manifest = manifest_of(saved)
+    manifest["config"]["schema_version"] = 4
+    del manifest["config"]["model"]["projection_steps"]
+    rewrite(saved, manifest=manifest)
+    loaded = load_archive(saved)
+    assert loaded.config.model.projection_steps == 0
+    assert loaded.config.model == dataclasses.replace(model.config, projection_steps=0)
+    assert_same_state(model, loaded.model)
+    assert re.search(r"^projection steps +none", describe(saved), re.M)
