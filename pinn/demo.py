@@ -42,12 +42,13 @@ class DemoSettings:
     on a dense jittered raster (15 x 15 positions, about 4.6 px steps for a probe about 22 px
     across), gridsize 2 so that neighbouring patterns constrain each other, the reference's
     network at its full width (``n_filters_scale`` 2), batch 8 and a patient learning-rate
-    schedule for 40 epochs; the model then reconstructs with its 16 projection steps per group
+    schedule for 30 epochs; the model then reconstructs with its 16 projection steps per group
     (``projection_steps``, docs/DESIGN.md §11), which restore the fine lines the network alone
-    does not reach in minutes. Measured on a quiet 2-core AMD EPYC with AVX-512 (2026-12-05):
-    3 min 14 s in all, amplitude / phase SSIM 0.992 / 0.973 (the network alone 0.398 / 0.396).
-    Before the projection steps the demo enlarged the features 3x and halved the network
-    (90 epochs: 0.879 / 0.896 in 3 min 11 s).
+    does not reach in minutes. Measured on a quiet 2-core AMD EPYC (2026-12-05): 2 min 46 s in
+    all with AVX-512, amplitude / phase SSIM 0.992 / 0.960 (the network alone 0.354 / 0.343);
+    4 min 14 s and 0.992 / 0.971 with the ISA capped at AVX2. 40 epochs took 5 min 10 s there
+    (0.992 / 0.973 in 3 min 14 s with AVX-512), hence 30. Before the projection steps the demo
+    enlarged the features 3x and halved the network (90 epochs: 0.879 / 0.896 in 3 min 11 s).
 
     Then ``refine_epochs`` of physics refinement (:mod:`pinn.refine`, one probe mode, object
     and probe refined) start from the network's object (at the lower learning rate of a
@@ -67,7 +68,7 @@ class DemoSettings:
     size_px: int = 64
     gridsize: int = 2
     n_filters_scale: int = 2
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 8
     learning_rate: float = 1e-3
     plateau_patience: int = 6
