@@ -90,4 +90,11 @@ def main() -> int:
 
 if __name__ == "__main__":
     assert int(os.environ["WORLD_SIZE"]) == 2
-    sys.exit(main())
+    status = main()
+    # Every result is on disk and the process group is gone. Skip the interpreter's teardown:
+    # gloo's threads have been seen to abort it ("terminate called without an active
+    # exception", exit -6) after a run that completed, at random, which says nothing about
+    # the engine under test.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
