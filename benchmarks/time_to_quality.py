@@ -37,6 +37,13 @@ fast the generator can fit the answer when it is given, whatever the physics.
 its defaults, fixed probe) from a flat object for E epochs on the same scan: the quality the
 data allow without a network, and how long it takes.
 
+With projection steps (``--projection-steps K``, pinn's default 16: the model's own
+error-reduction updates of each group at inference, docs/DESIGN.md §11) every evaluation
+scores the model's output and, under ``network_*``, the network's object alone; the record's
+``untrained`` entry scores the untrained network (a nearly flat object) before any training,
+so with the steps it is what the steps alone achieve. ``--eval-every-s S`` evaluates after the
+first epoch past every S training seconds and near the budget instead of after every epoch.
+
 ``--schedule cosine`` trains as ``pinn train --max-time`` with ``training.schedule=cosine``
 does: the learning rate decays from ``--lr`` to ``--min-lr`` over the budget
 (``TrainingConfig.max_time_s``) and the engine stops at it. So that the engine's budget is
@@ -308,6 +315,13 @@ def save_plot(path: Path, title: str, curves: dict[str, list[dict]], key: str) -
     path.write_bytes(encode_png(image))
 
 
+def network_curve(curve: list[dict]) -> list[dict]:
+    """The network-alone SSIMs of a curve with projection steps, under the keys the plots read
+    (NaN where a point has none, e.g. a diverged case's placeholder)."""
+    return [{**p, "amplitude_ssim": p.get("network_amplitude_ssim", math.nan),
+             "phase_ssim": p.get("network_phase_ssim", math.nan)} for p in curve]
+
+
 def replot(records_path: Path, out: Path) -> None:
     """Redraw the PNGs of every object and tag (as a run writes them) from a JSONL file of
     earlier records."""
@@ -321,9 +335,7 @@ def replot(records_path: Path, out: Path) -> None:
         name = f"{config['generator']} {config['output']}"
         curves[name] = entry["figures"]["curve"]
         if entry["figures"].get("projection_steps"):
-            curves[f"{name} network"] = [
-                {**p, "amplitude_ssim": p["network_amplitude_ssim"],
-                 "phase_ssim": p["network_phase_ssim"]} for p in entry["figures"]["curve"]]
+            curves[f"{name} network"] = network_curve(entry["figures"]["curve"])
     for (kind, tag), curves in by_object.items():
         name = f"{kind}_{tag}" if tag else kind
         save_plot(out / f"{name}_amplitude.png", f"{kind}: amplitude ssim", curves,
@@ -364,9 +376,7 @@ def main() -> None:
             name = f"{generator} {output}" + (" truth" if args.target == "truth" else "")
             curves[name] = figures["curve"]
             if figures["projection_steps"]:
-                curves[f"{name} network"] = [
-                    {**p, "amplitude_ssim": p["network_amplitude_ssim"],
-                     "phase_ssim": p["network_phase_ssim"]} for p in figures["curve"]]
+                curves[f"{name} network"] = network_curve(figures["curve"])
             settings = {k: v for k, v in vars(args).items()
                         if k not in ("out", "json", "replot")}
             rec.record(f"{kind} {name}{' ' + args.tag if args.tag else ''}",
