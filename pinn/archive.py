@@ -311,6 +311,15 @@ def load_archive(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     return Archive(model=model, config=config, manifest=manifest)
 
 
+def _describe_projection(model) -> str:
+    """The model's projection steps at inference, for ``pinn info``."""
+    if not model.projection_steps:
+        return "none (the network's object as it is)"
+    start = (f"from the network's object blurred by {model.projection_blur_px:g} px"
+             if model.projection_blur_px else "from the network's object as it is")
+    return f"{model.projection_steps} per group at inference, {start}"
+
+
 def _describe_generator(model: ModelConfig) -> str:
     size = {"cnn": f"n_filters_scale {model.n_filters_scale}", "unet": f"width {model.width}",
             "fno": f"width {model.width}, {model.fno_modes} modes"}[model.generator]
@@ -349,8 +358,7 @@ def describe(path: str | os.PathLike) -> str:
                      "(used by reconstruct unless overridden)"),
         ("generator", _describe_generator(model)),
         ("parameters", f"{params:,}"),
-        ("projection steps", f"{model.projection_steps} per group at inference"
-                             if model.projection_steps else "none (the network's object as it is)"),
+        ("projection steps", _describe_projection(model)),
         ("intensity scale", f"{manifest['intensity_scale']:.6g}"),
         ("probe", _describe_probe(archive)),
         ("amp activation", f"{model.amp_activation}; object_big {model.object_big}; "

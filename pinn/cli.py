@@ -101,7 +101,8 @@ def _training_config(args: argparse.Namespace):
                        ("width", args.width), ("n_filters_scale", args.n_filters_scale),
                        ("probe_trainable", args.probe_trainable or None),
                        ("probe_modes", args.probe_modes),
-                       ("projection_steps", args.projection_steps)):
+                       ("projection_steps", args.projection_steps),
+                       ("projection_blur_px", args.projection_blur)):
         if value is not None:
             model[key] = value
     for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size),
@@ -163,7 +164,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
                              neighbors=args.neighbors, seed=args.grouping_seed,
                              transpose=args.transpose, flip_x=args.flip_x, flip_y=args.flip_y,
                              device=args.device, progress=not args.quiet,
-                             projection_steps=args.projection_steps)
+                             projection_steps=args.projection_steps,
+                             projection_blur_px=args.projection_blur)
     finally:
         if hasattr(scan, "close"):  # a stream (--stream)
             scan.close()
@@ -198,7 +200,8 @@ def _reconstruct_and_refine(args: argparse.Namespace) -> int:
                                  weighting=args.weighting, neighbors=args.neighbors,
                                  seed=args.grouping_seed, transpose=args.transpose,
                                  flip_x=args.flip_x, flip_y=args.flip_y,
-                                 projection_steps=args.projection_steps)
+                                 projection_steps=args.projection_steps,
+                                 projection_blur_px=args.projection_blur)
     network = save_reconstruction(run.network, args.out / "network")
     paths = save_refinement(run.refined, args.out, run.refine_s,
                             start=f"the network's reconstruction (network/{network['npz'].name}, "
@@ -335,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="error-reduction updates of each group's object against its own "
                         "patterns when the model reconstructs (default: 16; 0: the network's "
                         "output as it is; recorded in the archive)")
+    p.add_argument("--projection-blur", type=float, default=None, metavar="PX",
+                   help="standard deviation in pixels of the Gaussian blur of each group's "
+                        "object before its projection steps, which keeps the network's smooth "
+                        "part and drops its fine errors (default: 4; 0: no blur; recorded in "
+                        "the archive)")
     p.add_argument("--reference-recipe", action="store_true",
                    help="the reference PtychoPINN's CNN width (--n-filters-scale 2), learning "
                         "rate (--lr 1e-3) and pure network output (--projection-steps 0); every "
@@ -404,6 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="error-reduction updates of each group's object against its own "
                         "patterns before stitching (default: the archive's "
                         "model.projection_steps; 0: the network's output as it is)")
+    p.add_argument("--projection-blur", type=float, default=None, metavar="PX",
+                   help="standard deviation in pixels of the Gaussian blur of each group's "
+                        "object before its projection steps (default: the archive's "
+                        "model.projection_blur_px; 0: no blur)")
     p.add_argument("--transpose", action="store_true", help="swap the axes of each patch")
     p.add_argument("--flip-x", action="store_true", help="negate the x coordinates")
     p.add_argument("--flip-y", action="store_true", help="negate the y coordinates")

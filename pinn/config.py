@@ -29,7 +29,7 @@ from typing import Any
 
 from pinn.errors import ConfigError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SUPPORTED_SIZES = (64, 128, 256)
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
@@ -130,6 +130,13 @@ class ModelConfig:
             the updates the fine detail the network learns slowest (docs/DESIGN.md §11).
             Training fits the network alone. 0 is the reference's pure network output
             (:func:`reference_config`).
+        projection_blur_px: before its projection steps each group canvas is blurred
+            (:func:`pinn.ops.gaussian_blur`, this standard deviation in pixels): the steps
+            recover the detail the group's own patterns determine, and the blur keeps of the
+            network only what they cannot, the smooth part of the object (its low-resolution
+            amplitude and phase), without the network's fine errors, which the steps would
+            otherwise keep. 0 starts the steps from the network's canvas as it is. Unused
+            without projection steps (docs/DESIGN.md §11).
     """
 
     size_px: int = 64
@@ -153,6 +160,7 @@ class ModelConfig:
     probe_mode_power: float = 0.02
     intensity_scale_trainable: bool = False
     projection_steps: int = 16
+    projection_blur_px: float = 4.0
 
     def __post_init__(self) -> None:
         _check_types(self, "model")
@@ -188,6 +196,9 @@ class ModelConfig:
         _require(self.projection_steps >= 0,
                  f"projection_steps is {self.projection_steps}; use 0 (the network's output as "
                  "it is) or more error-reduction steps at inference")
+        _require(self.projection_blur_px >= 0,
+                 f"projection_blur_px is {self.projection_blur_px}; use 0 (no blur) or a "
+                 "standard deviation in pixels")
 
     @property
     def channels(self) -> int:
@@ -546,5 +557,8 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     if version < 5 and isinstance(raw.get("model", {}), dict):
         # up to schema 4 the model's output was the network's, with no projection steps
         raw["model"] = {"projection_steps": 0, **raw.get("model", {})}
+    if version < 6 and isinstance(raw.get("model", {}), dict):
+        # up to schema 5 the projection steps started from the network's canvas as it was
+        raw["model"] = {"projection_blur_px": 0.0, **raw.get("model", {})}
     raw["schema_version"] = SCHEMA_VERSION
     return raw

@@ -145,6 +145,7 @@ def reconstruct(
     groups: Groups | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     projection_steps: int | None = None,
+    projection_blur_px: float | None = None,
 ) -> Reconstruction:
     """Reconstruct the whole scan with a trained model.
 
@@ -181,6 +182,9 @@ def reconstruct(
         projection_steps: error-reduction updates of each group canvas against its measured
             amplitudes before stitching (default: the model's ``config.projection_steps``;
             0: the network's output as it is; docs/DESIGN.md §11).
+        projection_blur_px: the standard deviation in pixels of the Gaussian blur of each
+            group canvas before its projection steps (default: the model's
+            ``config.projection_blur_px``; 0: no blur).
 
     Returns:
         The stitched :class:`Reconstruction` (on the CPU).
@@ -213,6 +217,12 @@ def reconstruct(
     if isinstance(projection_steps, bool) or not isinstance(projection_steps, int) \
             or projection_steps < 0:
         raise ConfigError(f"projection_steps is {projection_steps!r}; use an int >= 0")
+    if projection_blur_px is None:
+        projection_blur_px = model.config.projection_blur_px
+    if isinstance(projection_blur_px, bool) or not isinstance(projection_blur_px, (int, float)) \
+            or not math.isfinite(projection_blur_px) or projection_blur_px < 0:
+        raise ConfigError(f"projection_blur_px is {projection_blur_px!r}; use 0 (no blur) or a "
+                          "standard deviation in pixels")
     device = resolve_device(device)
     gridsize = model.config.gridsize
     positions = scan.positions.clone()
@@ -260,7 +270,8 @@ def reconstruct(
             patterns = scan.read(members.flatten()).reshape(*members.shape, n, n)
             amplitude = patterns.to(device) * scale  # (B, C, N, N) float32
             offsets = groups.offsets[start:stop].to(device=device, dtype=torch.float32)
-            obj = model(amplitude, offsets, steps=projection_steps).object  # (B, N, N)
+            obj = model(amplitude, offsets, steps=projection_steps,
+                        blur_px=float(projection_blur_px)).object  # (B, N, N)
             obj = obj[..., window, window].cpu()  # (B, M, M)
             if weighting == "probe":
                 weight = model.illumination(offsets)[..., window, window].cpu()  # (B, M, M)

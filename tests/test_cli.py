@@ -108,7 +108,8 @@ def test_simulate_train_info_reconstruct_evaluate(workspace, capsys, tmp_path):
     assert status == 0 and err == ""
     assert re.search(r"^gridsize +1 ", out, re.M) and "parameters" in out and "weights sha256" in out
     assert re.search(r"^epochs_run +1", out, re.M)
-    assert re.search(r"^projection steps +16 per group at inference$", out, re.M)
+    assert re.search(r"^projection steps +16 per group at inference, from the network's "
+                     r"object blurred by 4 px$", out, re.M)
 
     recon = tmp_path / "recon"
     status, out, err = run_main(["reconstruct", run / "model", workspace / "scan.npz",
@@ -769,22 +770,28 @@ def test_reconstruct_projection_steps_override_the_archives(tmp_path, capsys):
                               capsys)
     assert status == 0, err
     status, _, err = run_main(["train", data, "--out", tmp_path / "run", *TINY,
-                               "--projection-steps", "3"], capsys)
+                               "--projection-steps", "3", "--projection-blur", "2"], capsys)
     assert status == 0, err
     model = json.loads((tmp_path / "run" / "model" / "config.json").read_text())["config"]
-    assert model["model"]["projection_steps"] == 3
+    assert (model["model"]["projection_steps"], model["model"]["projection_blur_px"]) == (3, 2)
     objects = {}
-    for steps in (None, "3", "0"):
-        out = tmp_path / f"rec{steps}"
-        extra = [] if steps is None else ["--projection-steps", steps]
+    options = {"default": [], "3": ["--projection-steps", "3"], "0": ["--projection-steps", "0"],
+               "blur 2": ["--projection-blur", "2"], "blur 0": ["--projection-blur", "0"]}
+    for name, extra in options.items():
+        out = tmp_path / f"rec {name}"
         status, _, err = run_main(["reconstruct", tmp_path / "run", data, "--out", out,
                                    "--quiet", *extra], capsys)
         assert status == 0, err
         with np.load(out / "reconstruction.npz") as saved:
-            objects[steps] = saved["object"]
-    assert np.array_equal(objects[None], objects["3"])  # the archive's 3 steps
+            objects[name] = saved["object"]
+    # the archive's 3 steps from a 2 px blur
+    assert np.array_equal(objects["default"], objects["3"])
+    assert np.array_equal(objects["default"], objects["blur 2"])
     assert not np.allclose(objects["0"], objects["3"])
-    status, _, err = run_main(["reconstruct", tmp_path / "run", data, "--out",
-                               tmp_path / "bad", "--projection-steps", "-1"], capsys)
-    assert status == 2 and "projection_steps is -1" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "bad" / "reconstruction.npz").exists()
+    assert not np.allclose(objects["blur 0"], objects["blur 2"])
+    for option, value, message in (("--projection-steps", "-1", "projection_steps is -1"),
+                                   ("--projection-blur", "-1", "projection_blur_px is -1")):
+        status, _, err = run_main(["reconstruct", tmp_path / "run", data, "--out",
+                                   tmp_path / "bad", option, value], capsys)
+        assert status == 2 and message in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "bad" / "reconstruction.npz").exists()

@@ -209,10 +209,25 @@ def test_older_schemas_have_no_projection_steps(version):
     assert Config.from_dict({}).model.projection_steps == ModelConfig().projection_steps > 0
 
 
+@pytest.mark.parametrize("version", [1, 4, 5])
+def test_older_schemas_start_the_projection_unblurred(version):
+    """Up to schema 5 the projection steps started from the network's canvas as it was."""
+    assert Config.from_dict({"schema_version": version}).model.projection_blur_px == 0.0
+    given = Config.from_dict({"schema_version": version, "model": {"projection_blur_px": 2}})
+    assert given.model.projection_blur_px == 2.0
+    assert Config.from_dict({}).model.projection_blur_px == ModelConfig().projection_blur_px > 0
+
+
 @pytest.mark.parametrize("steps", [-1, 1.5, "8"])
 def test_bad_projection_steps_are_refused(steps):
     with pytest.raises(ConfigError, match="projection_steps"):
         ModelConfig(projection_steps=steps)
+
+
+@pytest.mark.parametrize("blur", [-0.5, float("inf"), "4", True])
+def test_bad_projection_blur_is_refused(blur):
+    with pytest.raises(ConfigError, match="projection_blur_px"):
+        ModelConfig(projection_blur_px=blur)
 
 
 def test_reference_config_changes_only_the_width_the_rate_and_the_projection():

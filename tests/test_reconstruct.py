@@ -81,14 +81,16 @@ class Oracle(nn.Module):
         self.value, self.transpose = value, transpose
         self.calls = []  # (member indices (B, C), centroid spread) per call
         self.steps = []  # the projection steps asked for, per call
+        self.blurs = []  # the blur before them, per call
         # the illumination weights of a real model with this scan's probe
         self.lit = build_model(self.config, probe=scan.probe)
 
     def illumination(self, offsets):
         return self.lit.illumination(offsets)
 
-    def forward(self, amplitude, offsets, steps=0):
+    def forward(self, amplitude, offsets, steps=0, blur_px=None):
         self.steps.append(steps)
+        self.blurs.append(blur_px)
         b, c = amplitude.shape[:2]
         flat = amplitude.reshape(b * c, -1).double()
         flat = flat / flat.norm(dim=1, keepdim=True)
@@ -227,9 +229,9 @@ def test_the_network_sees_the_scaled_diffraction(scan):
     seen = []
 
     class Recorder(Oracle):
-        def forward(self, amplitude, offsets, steps=0):
+        def forward(self, amplitude, offsets, steps=0, blur_px=None):
             seen.append(amplitude)
-            return super().forward(amplitude, offsets, steps)
+            return super().forward(amplitude, offsets, steps, blur_px)
 
     reconstruct(Recorder(scan, intensity_scale=2.0), scan, progress=False, batch_size=64)
     factor = normalization_factor(scan.diffraction, group_positions(scan.positions, 1).indices)
@@ -483,9 +485,9 @@ def test_the_normalisation_factor_of_a_stream_is_normalization_factor(scan, tmp_
     seen = []
 
     class Recorder(Oracle):
-        def forward(self, amplitude, offsets, steps=0):
+        def forward(self, amplitude, offsets, steps=0, blur_px=None):
             seen.append(amplitude)
-            return super().forward(amplitude, offsets, steps)
+            return super().forward(amplitude, offsets, steps, blur_px)
 
     with open_scan_stream(path) as stream:
         reconstruct(Recorder(scan, intensity_scale=2.0), stream, progress=False)
@@ -561,18 +563,26 @@ def test_streaming_a_legacy_layout_file_is_refused(scan, tmp_path):
 
 def test_the_models_projection_steps_are_applied_unless_overridden(scan):
     oracle = Oracle(scan)
-    oracle.config = ModelConfig(size_px=N, projection_steps=5)
+    oracle.config = ModelConfig(size_px=N, projection_steps=5, projection_blur_px=2.5)
     reconstruct(oracle, scan, progress=False, batch_size=16)
-    assert set(oracle.steps) == {5}
+    assert (set(oracle.steps), set(oracle.blurs)) == ({5}, {2.5})
     oracle.steps.clear()
-    reconstruct(oracle, scan, progress=False, batch_size=16, projection_steps=0)
-    assert set(oracle.steps) == {0}
+    oracle.blurs.clear()
+    reconstruct(oracle, scan, progress=False, batch_size=16, projection_steps=0,
+                projection_blur_px=1)
+    assert (set(oracle.steps), set(oracle.blurs)) == ({0}, {1.0})
 
 
 @pytest.mark.parametrize("steps", [-1, 1.5, True])
 def test_bad_projection_steps_are_refused(scan, steps):
     with pytest.raises(ConfigError, match="projection_steps"):
         reconstruct(Oracle(scan), scan, progress=False, projection_steps=steps)
+
+
+@pytest.mark.parametrize("blur", [-1.0, float("nan"), "2", True])
+def test_bad_projection_blur_is_refused(scan, blur):
+    with pytest.raises(ConfigError, match="projection_blur_px"):
+        reconstruct(Oracle(scan), scan, progress=False, projection_blur_px=blur)
 
 
 @pytest.mark.parametrize("gridsize", [1, 2])
@@ -583,7 +593,7 @@ def test_projection_steps_bring_a_flat_start_closer_to_the_object(scan, gridsize
     from pinn.data import group_positions, normalization_factor
 
     model = untrained(scan, gridsize)
-    options = dict(progress=False, **GROUPING)
+    options = dict(progress=False, projection_blur_px=0.0, **GROUPING)  # the steps alone
     flat = evaluate(reconstruct(model, scan, projection_steps=0, **options), scan.object)
     stepped = evaluate(reconstruct(model, scan, projection_steps=20, **options), scan.object)
     assert stepped["phase_ssim"] > flat["phase_ssim"] + 0.2, (flat, stepped)
@@ -593,6 +603,7 @@ def test_projection_steps_bring_a_flat_start_closer_to_the_object(scan, gridsize
         scan.diffraction, groups.indices)
     offsets = groups.offsets[:8].float()
     with torch.no_grad():
-        misfit = [(model(amplitude, offsets, steps=k).amplitude - amplitude).square().sum()
+        misfit = [(model(amplitude, offsets, steps=k, blur_px=0.0).amplitude
+                   - amplitude).square().sum()
                   for k in (0, 20)]
     assert misfit[1] < 0.5 * misfit[0]

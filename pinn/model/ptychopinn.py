@@ -184,8 +184,19 @@ class PtychoPINN(nn.Module):
                                window=self.coverage_window)
         return canvas
 
+    def footprint(self, positions: torch.Tensor) -> torch.Tensor:
+        """How much of the network's object each group-canvas pixel holds: ``(B, P, P)``
+        float32, the merge's coverage (0 where no decoded patch reaches)."""
+        size = (self.padded_size, self.padded_size)
+        batch, count = positions.shape[:2]
+        if not self.object_big:
+            ones = torch.ones(batch, self.size, self.size, device=positions.device)
+            return ops.center_pad(ones, size)
+        window = self.coverage_window.expand(batch, count, -1, -1)
+        return ops.reassemble_patches(window, positions, size)
+
     def forward(self, amplitude: torch.Tensor, offsets: torch.Tensor, *,
-                steps: int = 0) -> ModelOutput:
+                steps: int = 0, blur_px: float | None = None) -> ModelOutput:
         """Reconstruct and predict.
 
         Args:
@@ -196,14 +207,21 @@ class PtychoPINN(nn.Module):
                 (:func:`pinn.ops.project_amplitudes`) between the merge and the object. Training
                 uses 0 (the network alone); inference ``config.projection_steps``
                 (docs/DESIGN.md §11).
+            blur_px: with steps, the standard deviation (pixels) of the Gaussian blur
+                (:func:`pinn.ops.gaussian_blur`) of each group canvas before them (default:
+                ``config.projection_blur_px``), a mean over the pixels the network's patches
+                fill (:meth:`footprint`); unused without steps.
         """
         positions = self.canvas_positions(offsets)  # (B, C, 2)
         patches = self.decode(amplitude)  # (B, C_out, N, N)
         canvas = self.merge(patches, positions)  # (B, P, P)
         if steps:
-            canvas = ops.project_amplitudes(canvas, positions, self.probe_modes,
-                                            amplitude / self.intensity_scale, steps,
-                                            self.probe_mask, step_size=PROJECTION_STEP_SIZE)
+            blur_px = self.config.projection_blur_px if blur_px is None else blur_px
+            start = ops.gaussian_blur(canvas, blur_px, weights=self.footprint(positions))
+            canvas = ops.project_amplitudes(start, positions,
+                                            self.probe_modes, amplitude / self.intensity_scale,
+                                            steps, self.probe_mask,
+                                            step_size=PROJECTION_STEP_SIZE)
         obj = ops.center_crop(canvas, self.size)  # (B, N, N)
         patches = ops.extract_patches(canvas, positions, self.size)  # (B, C, N, N)
         waves = ops.illuminate(patches[:, :, None], self.probe_modes,

@@ -6,6 +6,7 @@ in float32/complex64 (float64/complex128 for double input), also under autocast.
 state or draws random numbers.
 """
 
+from pinn.ops.blur import gaussian_blur
 from pinn.ops.crop import center_crop, center_pad
 from pinn.ops.diffract import diffract
 from pinn.ops.disk_mask import disk_mask
@@ -37,6 +38,7 @@ __all__ = [
     "far_field_intensity",
     "fourier_shift",
     "gather_windows",
+    "gaussian_blur",
     "illuminate",
     "mode_powers",
     "normalize_probe",

@@ -114,6 +114,47 @@ def test_forward_shapes_dtypes_and_units(gridsize):
     assert bool((out.amplitude >= 0).all())
 
 
+@pytest.mark.parametrize("blur", [None, 0.0, 3.0])
+def test_projection_steps_start_from_the_blurred_canvas(blur):
+    """With steps the object is the projection of the blurred merged canvas (the config's
+    blur unless given); without steps it is the network's, whatever the blur."""
+    from pinn.model.ptychopinn import PROJECTION_STEP_SIZE
+
+    model = build_model(small(gridsize=2, projection_blur_px=2.0), intensity_scale=5.0).eval()
+    amplitude = torch.rand(2, 4, N, N, generator=torch.Generator().manual_seed(0)) * 10
+    offsets = torch.randn(2, 4, 2, generator=torch.Generator().manual_seed(1)) * 2
+    with torch.no_grad():
+        positions = model.canvas_positions(offsets)
+        canvas = model.merge(model.decode(amplitude), positions)
+        sigma = 2.0 if blur is None else blur
+        start = ops.gaussian_blur(canvas, sigma, weights=model.footprint(positions))
+        expected = ops.project_amplitudes(start, positions,
+                                          model.probe_modes, amplitude / model.intensity_scale,
+                                          3, step_size=PROJECTION_STEP_SIZE)
+        stepped = model(amplitude, offsets, steps=3, blur_px=blur).object
+        plain = model(amplitude, offsets, blur_px=blur).object
+    torch.testing.assert_close(stepped, ops.center_crop(expected, N))
+    torch.testing.assert_close(plain, ops.center_crop(canvas, N))
+    if sigma:
+        unblurred = model(amplitude, offsets, steps=3, blur_px=0.0).object
+        assert not torch.allclose(stepped, unblurred)
+
+
+@pytest.mark.parametrize("changes", [{"gridsize": 2}, {"gridsize": 1},
+                                     {"gridsize": 1, "object_big": False}])
+def test_the_footprint_is_where_the_merge_puts_the_network_object(changes):
+    model = build_model(small(**changes)).eval()
+    c = model.config.channels
+    offsets = torch.randn(2, c, 2, generator=torch.Generator().manual_seed(3)) * 3
+    positions = model.canvas_positions(offsets)
+    footprint = model.footprint(positions)
+    assert footprint.shape == (2, model.padded_size, model.padded_size)
+    ones = torch.ones(2, c, N, N, dtype=torch.complex64)
+    with torch.no_grad():
+        merged = model.merge(ones, positions)
+    assert torch.equal(footprint > 0, merged.abs() > 0)
+
+
 def test_predicted_amplitude_scales_with_the_intensity_scale():
     """The network sees ``amplitude / scale`` and the prediction is ``scale * |F(...)|``: with
     the input scaled too, the prediction scales by the same factor."""
