@@ -317,7 +317,9 @@ def _describe_projection(model) -> str:
         return "none (the network's object as it is)"
     start = (f"from the network's object blurred by {model.projection_blur_px:g} px"
              if model.projection_blur_px else "from the network's object as it is")
-    return f"{model.projection_steps} per group at inference, {start}"
+    sync = (f"{model.projection_sync_rounds} rounds of phase synchronisation"
+            if model.projection_sync_rounds else "no phase synchronisation")
+    return f"{model.projection_steps} per group at inference, {start}; {sync}"
 
 
 def _describe_generator(model: ModelConfig) -> str:

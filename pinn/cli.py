@@ -102,7 +102,8 @@ def _training_config(args: argparse.Namespace):
                        ("probe_trainable", args.probe_trainable or None),
                        ("probe_modes", args.probe_modes),
                        ("projection_steps", args.projection_steps),
-                       ("projection_blur_px", args.projection_blur)):
+                       ("projection_blur_px", args.projection_blur),
+                       ("projection_sync_rounds", args.projection_sync)):
         if value is not None:
             model[key] = value
     for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size),
@@ -165,7 +166,8 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
                              transpose=args.transpose, flip_x=args.flip_x, flip_y=args.flip_y,
                              device=args.device, progress=not args.quiet,
                              projection_steps=args.projection_steps,
-                             projection_blur_px=args.projection_blur)
+                             projection_blur_px=args.projection_blur,
+                             projection_sync_rounds=args.projection_sync)
     finally:
         if hasattr(scan, "close"):  # a stream (--stream)
             scan.close()
@@ -201,7 +203,8 @@ def _reconstruct_and_refine(args: argparse.Namespace) -> int:
                                  seed=args.grouping_seed, transpose=args.transpose,
                                  flip_x=args.flip_x, flip_y=args.flip_y,
                                  projection_steps=args.projection_steps,
-                                 projection_blur_px=args.projection_blur)
+                                 projection_blur_px=args.projection_blur,
+                                 projection_sync_rounds=args.projection_sync)
     network = save_reconstruction(run.network, args.out / "network")
     paths = save_refinement(run.refined, args.out, run.refine_s,
                             start=f"the network's reconstruction (network/{network['npz'].name}, "
@@ -343,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "object before its projection steps, which keeps the network's smooth "
                         "part and drops its fine errors (default: 4; 0: no blur; recorded in "
                         "the archive)")
+    p.add_argument("--projection-sync", type=int, default=None, metavar="K",
+                   help="rounds of phase synchronisation of the groups' objects after their "
+                        "projection steps, before stitching (default: 32; 0: none; recorded in "
+                        "the archive)")
     p.add_argument("--reference-recipe", action="store_true",
                    help="the reference PtychoPINN's CNN width (--n-filters-scale 2), learning "
                         "rate (--lr 1e-3) and pure network output (--projection-steps 0); every "
@@ -416,6 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="standard deviation in pixels of the Gaussian blur of each group's "
                         "object before its projection steps (default: the archive's "
                         "model.projection_blur_px; 0: no blur)")
+    p.add_argument("--projection-sync", type=int, default=None, metavar="K",
+                   help="rounds of phase synchronisation of the groups' objects after their "
+                        "projection steps, before stitching (default: the archive's "
+                        "model.projection_sync_rounds; 0: none)")
     p.add_argument("--transpose", action="store_true", help="swap the axes of each patch")
     p.add_argument("--flip-x", action="store_true", help="negate the x coordinates")
     p.add_argument("--flip-y", action="store_true", help="negate the y coordinates")

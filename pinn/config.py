@@ -137,6 +137,12 @@ class ModelConfig:
             amplitude and phase), without the network's fine errors, which the steps would
             otherwise keep. 0 starts the steps from the network's canvas as it is. Unused
             without projection steps (docs/DESIGN.md §11).
+        projection_sync_rounds: after the projection steps each group's object carries a
+            constant phase of its own (the patterns do not fix it); before stitching, this many
+            rounds of phase synchronisation (:func:`pinn.ops.phase_offsets`) make the groups
+            agree where they overlap. Keeps every group's object in memory until the end of
+            the scan (about 12 bytes per stitched pixel of every group). 0: stitch them as they
+            are. Unused without projection steps (docs/DESIGN.md §11.2).
     """
 
     size_px: int = 64
@@ -161,6 +167,7 @@ class ModelConfig:
     intensity_scale_trainable: bool = False
     projection_steps: int = 16
     projection_blur_px: float = 4.0
+    projection_sync_rounds: int = 32
 
     def __post_init__(self) -> None:
         _check_types(self, "model")
@@ -199,6 +206,9 @@ class ModelConfig:
         _require(self.projection_blur_px >= 0,
                  f"projection_blur_px is {self.projection_blur_px}; use 0 (no blur) or a "
                  "standard deviation in pixels")
+        _require(self.projection_sync_rounds >= 0,
+                 f"projection_sync_rounds is {self.projection_sync_rounds}; use 0 (stitch the "
+                 "groups' objects as they are) or more rounds of phase synchronisation")
 
     @property
     def channels(self) -> int:
@@ -558,7 +568,9 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
         # up to schema 4 the model's output was the network's, with no projection steps
         raw["model"] = {"projection_steps": 0, **raw.get("model", {})}
     if version < 6 and isinstance(raw.get("model", {}), dict):
-        # up to schema 5 the projection steps started from the network's canvas as it was
-        raw["model"] = {"projection_blur_px": 0.0, **raw.get("model", {})}
+        # up to schema 5 the projection steps started from the network's canvas as it was,
+        # and their groups were stitched without phase synchronisation
+        raw["model"] = {"projection_blur_px": 0.0, "projection_sync_rounds": 0,
+                        **raw.get("model", {})}
     raw["schema_version"] = SCHEMA_VERSION
     return raw

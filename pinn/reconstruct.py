@@ -25,6 +25,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,26 @@ def canvas_geometry(centres: torch.Tensor, crop_px: int) -> tuple[tuple[int, int
     return origin, shape
 
 
+#: Bytes per stitched window pixel of every group kept for phase synchronisation: the
+#: complex64 object and its float32 weight.
+SYNC_BYTES_PER_PX = 12
+
+
+def _sync_store(groups: int, crop_px: int) -> list | None:
+    """An empty list to keep every group's window in for phase synchronisation, or None
+    (with a warning) when they would take more than a quarter of the physical memory."""
+    needed = groups * crop_px**2 * SYNC_BYTES_PER_PX
+    memory = _physical_memory()
+    if memory is not None and needed > memory // 4:
+        warnings.warn(f"phase synchronisation skipped: the {groups} groups' windows would take "
+                      f"{needed / 2**30:.3g} GiB, more than a quarter of this machine's "
+                      f"{memory / 2**30:.3g} GiB; they are stitched as they are (pass "
+                      "projection_sync_rounds=0 / --projection-sync 0 to say so, or "
+                      "reconstruct part of the scan)", stacklevel=3)
+        return None
+    return []
+
+
 def _physical_memory() -> int | None:
     """Bytes of physical memory, or None where the OS does not say (e.g. Windows)."""
     try:
@@ -146,6 +167,7 @@ def reconstruct(
     on_batch: Callable[[int, int], None] | None = None,
     projection_steps: int | None = None,
     projection_blur_px: float | None = None,
+    projection_sync_rounds: int | None = None,
 ) -> Reconstruction:
     """Reconstruct the whole scan with a trained model.
 
@@ -185,6 +207,12 @@ def reconstruct(
         projection_blur_px: the standard deviation in pixels of the Gaussian blur of each
             group canvas before its projection steps (default: the model's
             ``config.projection_blur_px``; 0: no blur).
+        projection_sync_rounds: with projection steps, rounds of phase synchronisation of the
+            groups' objects before they are stitched (:func:`pinn.ops.phase_offsets`; default:
+            the model's ``config.projection_sync_rounds``; 0: stitched as they are). The groups'
+            stitched windows are then kept in memory until the end (12 bytes per window pixel);
+            where they would take more than a quarter of this machine's memory they are
+            stitched as they are, with a warning.
 
     Returns:
         The stitched :class:`Reconstruction` (on the CPU).
@@ -223,6 +251,12 @@ def reconstruct(
             or not math.isfinite(projection_blur_px) or projection_blur_px < 0:
         raise ConfigError(f"projection_blur_px is {projection_blur_px!r}; use 0 (no blur) or a "
                           "standard deviation in pixels")
+    if projection_sync_rounds is None:
+        projection_sync_rounds = model.config.projection_sync_rounds
+    if isinstance(projection_sync_rounds, bool) or not isinstance(projection_sync_rounds, int) \
+            or projection_sync_rounds < 0:
+        raise ConfigError(f"projection_sync_rounds is {projection_sync_rounds!r}; use an int "
+                          ">= 0")
     device = resolve_device(device)
     gridsize = model.config.gridsize
     positions = scan.positions.clone()
@@ -262,6 +296,7 @@ def reconstruct(
     # the window keeps the patch's centre pixel N//2 as its own centre pixel crop_px//2, for
     # odd crops too (ops.center_crop refuses a parity change, which would move the centre)
     total = len(groups)
+    kept = _sync_store(total, crop_px) if projection_steps and projection_sync_rounds else None
     bar = _ProgressBar(total, enabled=progress)
     with torch.no_grad():
         for start in range(0, total, batch_size):
@@ -280,11 +315,20 @@ def reconstruct(
             if transpose:
                 obj, weight = obj.transpose(-2, -1), weight.transpose(-2, -1)
             pos = canvas_positions[start:stop].to(torch.float32)[None]  # (1, B, 2)
-            ops.stitch_sums(obj[None], pos, shape, weights=weight[None], out=(sums, coverage))
+            if kept is not None:  # stitched once their phases agree
+                kept.append((obj, weight, pos[0]))
+            else:
+                ops.stitch_sums(obj[None], pos, shape, weights=weight[None],
+                                out=(sums, coverage))
             bar.update(stop)
             if on_batch is not None:
                 on_batch(stop, total)
     bar.close()
+    if kept:
+        obj, weight, pos = (torch.cat(part) for part in zip(*kept))
+        phase = ops.phase_offsets(obj, pos, shape, weight, projection_sync_rounds)
+        obj = obj * torch.polar(torch.ones_like(phase), -phase)[:, None, None]
+        ops.stitch_sums(obj[None], pos[None], shape, weights=weight[None], out=(sums, coverage))
     image = ops.normalize_stitch(sums, coverage, eps * float(coverage.max().clamp_min(1e-30)))
     return Reconstruction(object=image[0], coverage=coverage[0], origin_px=origin, crop_px=crop_px,
                           n_positions=scan.n_scans, n_groups=total)

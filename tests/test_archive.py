@@ -672,25 +672,30 @@ def test_archives_from_before_projection_steps_reconstruct_with_the_network_alon
     manifest["config"]["schema_version"] = 4
     del manifest["config"]["model"]["projection_steps"]
     del manifest["config"]["model"]["projection_blur_px"]  # schema 6's
+    del manifest["config"]["model"]["projection_sync_rounds"]
     rewrite(saved, manifest=manifest)
     loaded = load_archive(saved)
     assert loaded.config.model.projection_steps == 0
     assert loaded.config.model == dataclasses.replace(model.config, projection_steps=0,
-                                                      projection_blur_px=0.0)
+                                                      projection_blur_px=0.0,
+                                                      projection_sync_rounds=0)
     assert_same_state(model, loaded.model)
     assert re.search(r"^projection steps +none", describe(saved), re.M)
 
 
-def test_archives_from_before_the_projection_blur_start_the_steps_unblurred(saved, model):
-    """Schema 5 started the projection steps from the network's canvas as it was: such an
-    archive keeps its steps without the blur, and pinn info says so."""
-    assert model.config.projection_blur_px > 0
+def test_archives_from_before_the_projection_blur_start_unblurred_and_unsynchronised(saved, model):
+    """Schema 5 started the projection steps from the network's canvas as it was and stitched
+    the groups without phase synchronisation: such an archive keeps its steps without either,
+    and pinn info says so."""
+    assert model.config.projection_blur_px > 0 and model.config.projection_sync_rounds > 0
     manifest = manifest_of(saved)
     manifest["config"]["schema_version"] = 5
     del manifest["config"]["model"]["projection_blur_px"]
+    del manifest["config"]["model"]["projection_sync_rounds"]
     rewrite(saved, manifest=manifest)
     loaded = load_archive(saved)
-    assert loaded.config.model == dataclasses.replace(model.config, projection_blur_px=0.0)
+    assert loaded.config.model == dataclasses.replace(model.config, projection_blur_px=0.0,
+                                                      projection_sync_rounds=0)
     assert_same_state(model, loaded.model)
     assert re.search(r"^projection steps +16 per group at inference, from the network's object "
-                     r"as it is$", describe(saved), re.M)
+                     r"as it is; no phase synchronisation$", describe(saved), re.M)

@@ -109,7 +109,7 @@ def test_simulate_train_info_reconstruct_evaluate(workspace, capsys, tmp_path):
     assert re.search(r"^gridsize +1 ", out, re.M) and "parameters" in out and "weights sha256" in out
     assert re.search(r"^epochs_run +1", out, re.M)
     assert re.search(r"^projection steps +16 per group at inference, from the network's "
-                     r"object blurred by 4 px$", out, re.M)
+                     r"object blurred by 4 px; 32 rounds of phase synchronisation$", out, re.M)
 
     recon = tmp_path / "recon"
     status, out, err = run_main(["reconstruct", run / "model", workspace / "scan.npz",
@@ -776,7 +776,8 @@ def test_reconstruct_projection_steps_override_the_archives(tmp_path, capsys):
     assert (model["model"]["projection_steps"], model["model"]["projection_blur_px"]) == (3, 2)
     objects = {}
     options = {"default": [], "3": ["--projection-steps", "3"], "0": ["--projection-steps", "0"],
-               "blur 2": ["--projection-blur", "2"], "blur 0": ["--projection-blur", "0"]}
+               "blur 2": ["--projection-blur", "2"], "blur 0": ["--projection-blur", "0"],
+               "sync 0": ["--projection-sync", "0"]}
     for name, extra in options.items():
         out = tmp_path / f"rec {name}"
         status, _, err = run_main(["reconstruct", tmp_path / "run", data, "--out", out,
@@ -789,8 +790,10 @@ def test_reconstruct_projection_steps_override_the_archives(tmp_path, capsys):
     assert np.array_equal(objects["default"], objects["blur 2"])
     assert not np.allclose(objects["0"], objects["3"])
     assert not np.allclose(objects["blur 0"], objects["blur 2"])
+    assert not np.allclose(objects["sync 0"], objects["default"])
     for option, value, message in (("--projection-steps", "-1", "projection_steps is -1"),
-                                   ("--projection-blur", "-1", "projection_blur_px is -1")):
+                                   ("--projection-blur", "-1", "projection_blur_px is -1"),
+                                   ("--projection-sync", "-1", "projection_sync_rounds is -1")):
         status, _, err = run_main(["reconstruct", tmp_path / "run", data, "--out",
                                    tmp_path / "bad", option, value], capsys)
         assert status == 2 and message in err and len(err.strip().splitlines()) == 1

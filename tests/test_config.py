@@ -216,12 +216,20 @@ def test_older_schemas_start_the_projection_unblurred(version):
     given = Config.from_dict({"schema_version": version, "model": {"projection_blur_px": 2}})
     assert given.model.projection_blur_px == 2.0
     assert Config.from_dict({}).model.projection_blur_px == ModelConfig().projection_blur_px > 0
+    assert Config.from_dict({"schema_version": version}).model.projection_sync_rounds == 0
+    assert ModelConfig().projection_sync_rounds > 0
 
 
 @pytest.mark.parametrize("steps", [-1, 1.5, "8"])
 def test_bad_projection_steps_are_refused(steps):
     with pytest.raises(ConfigError, match="projection_steps"):
         ModelConfig(projection_steps=steps)
+
+
+@pytest.mark.parametrize("rounds", [-1, 2.5, "8"])
+def test_bad_sync_rounds_are_refused(rounds):
+    with pytest.raises(ConfigError, match="projection_sync_rounds"):
+        ModelConfig(projection_sync_rounds=rounds)
 
 
 @pytest.mark.parametrize("blur", [-0.5, float("inf"), "4", True])

@@ -22,6 +22,7 @@ from pinn.ops.project import project_amplitudes
 from pinn.ops.ptycho_intensity import ptycho_intensity
 from pinn.ops.reassemble_patches import reassemble_patches
 from pinn.ops.stitch import normalize_stitch, stitch, stitch_sums
+from pinn.ops.synchronize import phase_offsets
 from pinn.ops.translate import translate
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "normalize_probe_modes",
     "normalize_stitch",
     "orthogonalize_modes",
+    "phase_offsets",
     "poisson_deviance",
     "poisson_nll",
     "project_amplitudes",
