@@ -273,6 +273,8 @@ def main() -> None:
                           "batch_size": args.batch_size, "network": network,
                           "n_filters_scale": args.n_filters_scale,
                           "projection_steps": args.projection_steps,
+                          "projection_blur_px": ModelConfig().projection_blur_px,
+                          "projection_sync_rounds": ModelConfig().projection_sync_rounds,
                           "source": "simulated on the fly (raster, 4 px steps)",
                           "rss_before_case_mb": current_rss_mb()}
                 figures = run_case(m, args.N, gridsize, args.batch_size, device,

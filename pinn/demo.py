@@ -44,10 +44,10 @@ class DemoSettings:
     network at its full width (``n_filters_scale`` 2), batch 8 and a patient learning-rate
     schedule for 30 epochs; the model then reconstructs with its 16 projection steps per group
     (``projection_steps``, docs/DESIGN.md §11), which restore the fine lines the network alone
-    does not reach in minutes. Measured on a quiet 2-core AMD EPYC (2026-12-05): 2 min 27 s in
-    all with AVX-512, amplitude / phase SSIM 0.992 / 0.983 (the network alone 0.354 / 0.343);
-    4 min 14 s and 0.992 / 0.971 with the ISA capped at AVX2 (before the steps started from
-    the blurred network object, 0.992 / 0.960 then with AVX-512). 40 epochs took 5 min 10 s there
+    does not reach in minutes. Measured on a quiet 2-core AMD EPYC (2026-12-05 13:06): 2 min
+    30 s in all with AVX-512, amplitude / phase SSIM 0.992 / 0.991 with the blurred start and
+    the phase synchronisation (the network alone 0.354 / 0.343); 4 min 14 s and 0.992 / 0.971
+    with the ISA capped at AVX2 (11:10, before both, 0.992 / 0.960 then with AVX-512). 40 epochs took 5 min 10 s there
     (0.992 / 0.973 in 3 min 14 s with AVX-512), hence 30. Before the projection steps the demo
     enlarged the features 3x and halved the network (90 epochs: 0.879 / 0.896 in 3 min 11 s).
 
@@ -305,8 +305,10 @@ def _report(s: DemoSettings, history: list[dict], metrics: dict, timings: dict,
             f"{ModelConfig().projection_blur_px:g} px (`model.projection_blur_px`), took "
             f"{s.projection_steps} projection steps against the group's own patterns "
             "(`model.projection_steps`: error-reduction updates at inference, which restore "
-            "the fine detail the network learns slowest); the network's object alone is in the "
-            "table below.", ""]),
+            "the fine detail the network learns slowest), and the groups' constant phases were "
+            f"synchronised in {ModelConfig().projection_sync_rounds} rounds before stitching "
+            "(`model.projection_sync_rounds`); the network's object alone is in the table "
+            "below.", ""]),
         "| | SSIM | PSNR (dB) | FRC 1/2-bit (cycles/px) |",
         "|---|---|---|---|",
         f"| amplitude | {amp:.3f} | {metrics['amplitude_psnr']:.2f} | "
