@@ -315,10 +315,10 @@ def _describe_projection(model) -> str:
     """The model's projection steps at inference, for ``pinn info``."""
     if not model.projection_steps:
         return "none (the network's object as it is)"
-    start = (f"from the network's object blurred by {model.projection_blur_px:g} px"
-             if model.projection_blur_px else "from the network's object as it is")
-    sync = (f"{model.projection_sync_rounds} rounds of phase synchronisation"
-            if model.projection_sync_rounds else "no phase synchronisation")
+    start = (f"from the network's object blurred by {model.blur_px:g} px"
+             if model.blur_px else "from the network's object as it is")
+    sync = (f"{model.sync_rounds} rounds of phase synchronisation"
+            if model.sync_rounds else "no phase synchronisation")
     return f"{model.projection_steps} per group at inference, {start}; {sync}"
 
 

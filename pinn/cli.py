@@ -344,12 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--projection-blur", type=float, default=None, metavar="PX",
                    help="standard deviation in pixels of the Gaussian blur of each group's "
                         "object before its projection steps, which keeps the network's smooth "
-                        "part and drops its fine errors (default: 4; 0: no blur; recorded in "
-                        "the archive)")
+                        "part and drops its fine errors (default: 4 at gridsize 2 and more, 0 "
+                        "at gridsize 1; 0: no blur; recorded in the archive)")
     p.add_argument("--projection-sync", type=int, default=None, metavar="K",
                    help="rounds of phase synchronisation of the groups' objects after their "
-                        "projection steps, before stitching (default: 32; 0: none; recorded in "
-                        "the archive)")
+                        "projection steps, before stitching (default: 32 at gridsize 2 and more, "
+                        "0 at gridsize 1; 0: none; recorded in the archive)")
     p.add_argument("--reference-recipe", action="store_true",
                    help="the reference PtychoPINN's CNN width (--n-filters-scale 2), learning "
                         "rate (--lr 1e-3) and pure network output (--projection-steps 0); every "

@@ -84,6 +84,12 @@ def _check_seed(name: str, seed: int) -> None:
     _require(0 <= seed <= MAX_SEED, f"{name} is {seed}; use an int from 0 to 2**63 - 1")
 
 
+#: The projection settings at gridsize 2 and more (docs/DESIGN.md §11.1-11.3); gridsize 1
+#: defaults to 0 for both.
+PROJECTION_BLUR_PX = 4.0
+PROJECTION_SYNC_ROUNDS = 32
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The PtychoPINN network and its physics.
@@ -130,14 +136,18 @@ class ModelConfig:
             the updates the fine detail the network learns slowest (docs/DESIGN.md §11).
             Training fits the network alone. 0 is the reference's pure network output
             (:func:`reference_config`).
-        projection_blur_px: before its projection steps each group canvas is blurred
+        projection_blur_px: (None, the default: 4 at gridsize 2 and more, 0 at gridsize 1,
+            where one pattern constrains its canvas too little for the network's detail to be
+            given up; docs/DESIGN.md §11.3) before its projection steps each group canvas is
+            blurred
             (:func:`pinn.ops.gaussian_blur`, this standard deviation in pixels): the steps
             recover the detail the group's own patterns determine, and the blur keeps of the
             network only what they cannot, the smooth part of the object (its low-resolution
             amplitude and phase), without the network's fine errors, which the steps would
             otherwise keep. 0 starts the steps from the network's canvas as it is. Unused
             without projection steps (docs/DESIGN.md §11).
-        projection_sync_rounds: after the projection steps each group's object carries a
+        projection_sync_rounds: (None, the default: 32 at gridsize 2 and more, 0 at gridsize
+            1; docs/DESIGN.md §11.3) after the projection steps each group's object carries a
             constant phase of its own (the patterns do not fix it); before stitching, this many
             rounds of phase synchronisation (:func:`pinn.ops.phase_offsets`) make the groups
             agree where they overlap. Keeps every group's object in memory until the end of
@@ -166,8 +176,8 @@ class ModelConfig:
     probe_mode_power: float = 0.02
     intensity_scale_trainable: bool = False
     projection_steps: int = 16
-    projection_blur_px: float = 4.0
-    projection_sync_rounds: int = 32
+    projection_blur_px: float | None = None
+    projection_sync_rounds: int | None = None
 
     def __post_init__(self) -> None:
         _check_types(self, "model")
@@ -203,12 +213,28 @@ class ModelConfig:
         _require(self.projection_steps >= 0,
                  f"projection_steps is {self.projection_steps}; use 0 (the network's output as "
                  "it is) or more error-reduction steps at inference")
-        _require(self.projection_blur_px >= 0,
+        _require(self.projection_blur_px is None or self.projection_blur_px >= 0,
                  f"projection_blur_px is {self.projection_blur_px}; use 0 (no blur) or a "
                  "standard deviation in pixels")
-        _require(self.projection_sync_rounds >= 0,
+        _require(self.projection_sync_rounds is None or self.projection_sync_rounds >= 0,
                  f"projection_sync_rounds is {self.projection_sync_rounds}; use 0 (stitch the "
                  "groups' objects as they are) or more rounds of phase synchronisation")
+
+    @property
+    def blur_px(self) -> float:
+        """The projection blur in effect: ``projection_blur_px``, or when unset the gridsize's
+        default (4 at gridsize 2 and more, 0 at gridsize 1)."""
+        if self.projection_blur_px is not None:
+            return self.projection_blur_px
+        return PROJECTION_BLUR_PX if self.gridsize > 1 else 0.0
+
+    @property
+    def sync_rounds(self) -> int:
+        """The phase synchronisation rounds in effect: ``projection_sync_rounds``, or when
+        unset the gridsize's default (32 at gridsize 2 and more, 0 at gridsize 1)."""
+        if self.projection_sync_rounds is not None:
+            return self.projection_sync_rounds
+        return PROJECTION_SYNC_ROUNDS if self.gridsize > 1 else 0
 
     @property
     def channels(self) -> int:

@@ -302,11 +302,11 @@ def _report(s: DemoSettings, history: list[dict], metrics: dict, timings: dict,
         "",
         *([] if not s.projection_steps else [
             f"The network's object for each group, blurred by "
-            f"{ModelConfig().projection_blur_px:g} px (`model.projection_blur_px`), took "
+            f"{ModelConfig(gridsize=s.gridsize).blur_px:g} px (`model.projection_blur_px`), took "
             f"{s.projection_steps} projection steps against the group's own patterns "
             "(`model.projection_steps`: error-reduction updates at inference, which restore "
             "the fine detail the network learns slowest), and the groups' constant phases were "
-            f"synchronised in {ModelConfig().projection_sync_rounds} rounds before stitching "
+            f"synchronised in {ModelConfig(gridsize=s.gridsize).sync_rounds} rounds before stitching "
             "(`model.projection_sync_rounds`); the network's object alone is in the table "
             "below.", ""]),
         "| | SSIM | PSNR (dB) | FRC 1/2-bit (cycles/px) |",

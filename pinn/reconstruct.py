@@ -206,10 +206,10 @@ def reconstruct(
             0: the network's output as it is; docs/DESIGN.md §11).
         projection_blur_px: the standard deviation in pixels of the Gaussian blur of each
             group canvas before its projection steps (default: the model's
-            ``config.projection_blur_px``; 0: no blur).
+            ``config.blur_px``: its ``projection_blur_px`` or the gridsize's default; 0: no blur).
         projection_sync_rounds: with projection steps, rounds of phase synchronisation of the
             groups' objects before they are stitched (:func:`pinn.ops.phase_offsets`; default:
-            the model's ``config.projection_sync_rounds``; 0: stitched as they are). The groups'
+            the model's ``config.sync_rounds``; 0: stitched as they are). The groups'
             stitched windows are then kept in memory until the end (12 bytes per window pixel);
             where they would take more than a quarter of this machine's memory they are
             stitched as they are, with a warning.
@@ -246,13 +246,13 @@ def reconstruct(
             or projection_steps < 0:
         raise ConfigError(f"projection_steps is {projection_steps!r}; use an int >= 0")
     if projection_blur_px is None:
-        projection_blur_px = model.config.projection_blur_px
+        projection_blur_px = model.config.blur_px
     if isinstance(projection_blur_px, bool) or not isinstance(projection_blur_px, (int, float)) \
             or not math.isfinite(projection_blur_px) or projection_blur_px < 0:
         raise ConfigError(f"projection_blur_px is {projection_blur_px!r}; use 0 (no blur) or a "
                           "standard deviation in pixels")
     if projection_sync_rounds is None:
-        projection_sync_rounds = model.config.projection_sync_rounds
+        projection_sync_rounds = model.config.sync_rounds
     if isinstance(projection_sync_rounds, bool) or not isinstance(projection_sync_rounds, int) \
             or projection_sync_rounds < 0:
         raise ConfigError(f"projection_sync_rounds is {projection_sync_rounds!r}; use an int "

@@ -687,7 +687,7 @@ def test_archives_from_before_the_projection_blur_start_unblurred_and_unsynchron
     """Schema 5 started the projection steps from the network's canvas as it was and stitched
     the groups without phase synchronisation: such an archive keeps its steps without either,
     and pinn info says so."""
-    assert model.config.projection_blur_px > 0 and model.config.projection_sync_rounds > 0
+    assert (model.config.projection_blur_px, model.config.projection_sync_rounds) == (None, None)
     manifest = manifest_of(saved)
     manifest["config"]["schema_version"] = 5
     del manifest["config"]["model"]["projection_blur_px"]

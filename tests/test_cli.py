@@ -108,8 +108,9 @@ def test_simulate_train_info_reconstruct_evaluate(workspace, capsys, tmp_path):
     assert status == 0 and err == ""
     assert re.search(r"^gridsize +1 ", out, re.M) and "parameters" in out and "weights sha256" in out
     assert re.search(r"^epochs_run +1", out, re.M)
+    # gridsize 1: no blur and no synchronisation by default (docs/DESIGN.md §11.3)
     assert re.search(r"^projection steps +16 per group at inference, from the network's "
-                     r"object blurred by 4 px; 32 rounds of phase synchronisation$", out, re.M)
+                     r"object as it is; no phase synchronisation$", out, re.M)
 
     recon = tmp_path / "recon"
     status, out, err = run_main(["reconstruct", run / "model", workspace / "scan.npz",
@@ -770,10 +771,12 @@ def test_reconstruct_projection_steps_override_the_archives(tmp_path, capsys):
                               capsys)
     assert status == 0, err
     status, _, err = run_main(["train", data, "--out", tmp_path / "run", *TINY,
-                               "--projection-steps", "3", "--projection-blur", "2"], capsys)
+                               "--projection-steps", "3", "--projection-blur", "2",
+                               "--projection-sync", "5"], capsys)
     assert status == 0, err
     model = json.loads((tmp_path / "run" / "model" / "config.json").read_text())["config"]
-    assert (model["model"]["projection_steps"], model["model"]["projection_blur_px"]) == (3, 2)
+    assert (model["model"]["projection_steps"], model["model"]["projection_blur_px"],
+            model["model"]["projection_sync_rounds"]) == (3, 2, 5)
     objects = {}
     options = {"default": [], "3": ["--projection-steps", "3"], "0": ["--projection-steps", "0"],
                "blur 2": ["--projection-blur", "2"], "blur 0": ["--projection-blur", "0"],
@@ -785,7 +788,7 @@ def test_reconstruct_projection_steps_override_the_archives(tmp_path, capsys):
         assert status == 0, err
         with np.load(out / "reconstruction.npz") as saved:
             objects[name] = saved["object"]
-    # the archive's 3 steps from a 2 px blur
+    # the archive's 3 steps from a 2 px blur, 5 rounds of synchronisation
     assert np.array_equal(objects["default"], objects["3"])
     assert np.array_equal(objects["default"], objects["blur 2"])
     assert not np.allclose(objects["0"], objects["3"])

@@ -215,9 +215,25 @@ def test_older_schemas_start_the_projection_unblurred(version):
     assert Config.from_dict({"schema_version": version}).model.projection_blur_px == 0.0
     given = Config.from_dict({"schema_version": version, "model": {"projection_blur_px": 2}})
     assert given.model.projection_blur_px == 2.0
-    assert Config.from_dict({}).model.projection_blur_px == ModelConfig().projection_blur_px > 0
     assert Config.from_dict({"schema_version": version}).model.projection_sync_rounds == 0
-    assert ModelConfig().projection_sync_rounds > 0
+    upgraded = Config.from_dict({"schema_version": version, "model": {"gridsize": 2}}).model
+    assert (upgraded.blur_px, upgraded.sync_rounds) == (0.0, 0)
+    assert Config.from_dict({}).model.projection_blur_px is None  # the gridsize's default
+
+
+@pytest.mark.parametrize("gridsize,blur,rounds", [(1, 0.0, 0), (2, 4.0, 32), (3, 4.0, 32)])
+def test_the_projection_defaults_depend_on_the_gridsize(gridsize, blur, rounds):
+    """Unset, the blur and the synchronisation are 4 px and 32 rounds for groups of several
+    patterns and none for one; set, they are what is set, and unset survives a round trip
+    (so that changing the gridsize later changes them too)."""
+    config = ModelConfig(gridsize=gridsize)
+    assert (config.blur_px, config.sync_rounds) == (blur, rounds)
+    assert (config.projection_blur_px, config.projection_sync_rounds) == (None, None)
+    given = ModelConfig(gridsize=gridsize, projection_blur_px=1.5, projection_sync_rounds=3)
+    assert (given.blur_px, given.sync_rounds) == (1.5, 3)
+    again = Config.from_dict(Config(model=config).to_dict()).model
+    assert again == config
+    assert dataclasses.replace(ModelConfig(), gridsize=gridsize).blur_px == blur
 
 
 @pytest.mark.parametrize("steps", [-1, 1.5, "8"])

@@ -209,14 +209,14 @@ class PtychoPINN(nn.Module):
                 (docs/DESIGN.md §11).
             blur_px: with steps, the standard deviation (pixels) of the Gaussian blur
                 (:func:`pinn.ops.gaussian_blur`) of each group canvas before them (default:
-                ``config.projection_blur_px``), a mean over the pixels the network's patches
+                ``config.blur_px``), a mean over the pixels the network's patches
                 fill (:meth:`footprint`); unused without steps.
         """
         positions = self.canvas_positions(offsets)  # (B, C, 2)
         patches = self.decode(amplitude)  # (B, C_out, N, N)
         canvas = self.merge(patches, positions)  # (B, P, P)
         if steps:
-            blur_px = self.config.projection_blur_px if blur_px is None else blur_px
+            blur_px = self.config.blur_px if blur_px is None else blur_px
             start = ops.gaussian_blur(canvas, blur_px, weights=self.footprint(positions))
             canvas = ops.project_amplitudes(start, positions,
                                             self.probe_modes, amplitude / self.intensity_scale,
