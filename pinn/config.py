@@ -151,7 +151,7 @@ class ModelConfig:
             constant phase of its own (the patterns do not fix it); before stitching, this many
             rounds of phase synchronisation (:func:`pinn.ops.phase_offsets`) make the groups
             agree where they overlap. Keeps every group's object in memory until the end of
-            the scan (about 12 bytes per stitched pixel of every group). 0: stitch them as they
+            the scan (about 15 bytes per stitched pixel of every group). 0: stitch them as they
             are. Unused without projection steps (docs/DESIGN.md §11.2).
     """
 

@@ -622,7 +622,8 @@ def test_phase_synchronisation_that_would_not_fit_in_memory_is_skipped_with_a_wa
     oracle.config = ModelConfig(size_px=N, projection_steps=4, projection_sync_rounds=10)
     expected = reconstruct(oracle, scan, progress=False, projection_sync_rounds=0)
     oracle.calls.clear()
-    monkeypatch.setattr(module, "_physical_memory", lambda: 4 * 30 * N * N * 12 - 4)
+    needed = 30 * N * N * module.SYNC_BYTES_PER_PX  # 30 groups, whole windows
+    monkeypatch.setattr(module, "_physical_memory", lambda: 4 * needed - 4)
     with pytest.warns(UserWarning, match="phase synchronisation skipped: the 30 groups"):
         result = reconstruct(oracle, scan, progress=False)
     assert torch.equal(result.object, expected.object)
