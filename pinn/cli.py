@@ -86,8 +86,8 @@ def parse_duration(text: str) -> float:
 
 
 def _training_config(args: argparse.Namespace):
-    from pinn.config import (Config, DataConfig, ModelConfig, TrainingConfig, apply_settings,
-                             read_config_file, reference_config)
+    from pinn.config import Config, DataConfig, ModelConfig, TrainingConfig, reference_config
+    from pinn.config_files import apply_settings, read_config_file
 
     base = read_config_file(args.config) if args.config else Config()
     if args.reference_recipe:

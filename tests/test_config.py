@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from pinn.config import (ARCHIVE_FORMAT, SCHEMA_VERSION, Config, DataConfig, ModelConfig,
-                         TrainingConfig, apply_settings, read_config_file, reference_config)
+                         TrainingConfig, reference_config)
+from pinn.config_files import apply_settings, read_config_file
 from pinn.errors import ConfigError
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from pinn import cli
-from pinn.config import Config, apply_settings
+from pinn.config import Config
+from pinn.config_files import apply_settings
 from pinn.errors import ConfigError
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "CONFIG.md"
