@@ -421,12 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "model.projection_steps; 0: the network's output as it is)")
     p.add_argument("--projection-blur", type=float, default=None, metavar="PX",
                    help="standard deviation in pixels of the Gaussian blur of each group's "
-                        "object before its projection steps (default: the archive's "
-                        "model.projection_blur_px; 0: no blur)")
+                        "object before its projection steps (default: the archive's: "
+                        "model.projection_blur_px if set at training, else 4 at gridsize 2 and "
+                        "more and 0 at gridsize 1; 0: no blur)")
     p.add_argument("--projection-sync", type=int, default=None, metavar="K",
                    help="rounds of phase synchronisation of the groups' objects after their "
-                        "projection steps, before stitching (default: the archive's "
-                        "model.projection_sync_rounds; 0: none)")
+                        "projection steps, before stitching (default: the archive's: "
+                        "model.projection_sync_rounds if set at training, else 32 at gridsize 2 "
+                        "and more and 0 at gridsize 1; 0: none)")
     p.add_argument("--transpose", action="store_true", help="swap the axes of each patch")
     p.add_argument("--flip-x", action="store_true", help="negate the x coordinates")
     p.add_argument("--flip-y", action="store_true", help="negate the y coordinates")
