@@ -276,7 +276,7 @@ def test_bad_durations(text):
 
 def training_config(argv):
     args = cli.build_parser().parse_args(["train", "data.npz", "--out", "run", *argv])
-    return cli._training_config(args).training
+    return cli.commands.training_config(args).training
 
 
 def test_max_time_sets_the_budget_and_a_planned_decay():
@@ -748,7 +748,7 @@ def test_train_generator_options_reach_the_archive(generator, output, workspace,
 def test_reference_recipe_is_one_flag_away():
     def config(argv):
         args = cli.build_parser().parse_args(["train", "data.npz", "--out", "run", *argv])
-        return cli._training_config(args)
+        return cli.commands.training_config(args)
 
     default, reference = config([]), config(["--reference-recipe"])
     assert (default.model.n_filters_scale, default.training.learning_rate) == (1, 2e-3)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from pinn import cli
+from pinn.cli.commands import training_config
 from pinn.config import Config
 from pinn.config_files import apply_settings
 from pinn.errors import ConfigError
@@ -87,7 +88,7 @@ def flag_fields() -> dict[str, list[str]]:
     parser = train_parser()
     formatter = parser._get_formatter()
     base = ["x.npz", "--out", "run"]
-    baseline = cli._training_config(parser.parse_args(base)).to_dict()
+    baseline = training_config(parser.parse_args(base)).to_dict()
     found: dict[str, list[str]] = {}
     for action in parser._actions:
         if not action.option_strings or NOT_CONFIG & set(action.option_strings):
@@ -102,7 +103,7 @@ def flag_fields() -> dict[str, list[str]]:
         for argv in trials:
             try:
                 args = parser.parse_args(base + argv)
-                config = cli._training_config(args).to_dict()
+                config = training_config(args).to_dict()
             except (SystemExit, ConfigError):
                 continue
             given = getattr(args, action.dest)

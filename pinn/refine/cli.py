@@ -1,4 +1,4 @@
-"""``pinn refine``'s work between the argument parser (pinn/cli.py) and :func:`refine_scan`."""
+"""``pinn refine``'s work between the argument parser (pinn/cli/) and :func:`refine_scan`."""
 
 from __future__ import annotations
 

@@ -1,25 +1,19 @@
-"""The ``pinn`` command: simulate, train, reconstruct, refine, evaluate, info, demo.
-
-This module only parses arguments and calls the library. Errors a user can fix are printed as
-one line (``pinn: error: ...``) with exit status 2; ``--debug`` shows the traceback instead.
-An interrupted training run exits with status 130 after saving its checkpoint.
+"""The ``pinn`` command's argument parser: every subcommand's options and help texts
+(``pinn refine``'s in pinn/cli/refine_options.py); each subcommand runs its handler in
+pinn/cli/commands.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
-import sys
 from pathlib import Path
 
 from pinn import __version__
-from pinn.cli_refine import add_refine_command
-from pinn.errors import PinnError
+from pinn.cli import commands
+from pinn.cli.refine_options import add_refine_command
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,26 +43,6 @@ def _add_read_options(parser: argparse.ArgumentParser) -> None:
                             "reconstruction)")
 
 
-def _read_scan(args: argparse.Namespace):
-    from pinn.data import load_scan
-
-    return load_scan(args.data, values=args.values, zero_frequency=args.zero_frequency,
-                     positions=args.positions, crop_px=args.crop_patterns,
-                     probe_path=args.probe_file, stream=getattr(args, "stream", False))
-
-
-def _cmd_simulate(args: argparse.Namespace) -> int:
-    from pinn.data import simulate, write_npz
-
-    scan = simulate(kind=args.object, n_scans=args.n_scans, size=args.size, photons=args.photons,
-                    seed=args.seed, scan=args.scan, probe=args.probe,
-                    object_size=args.object_size, zoom=args.zoom)
-    write_npz(args.out, scan)
-    print(f"wrote {args.out}: {scan.n_scans} patterns of {scan.N} x {scan.N}, object "
-          f"{tuple(scan.object.shape)}, {scan.measured_nphotons:.3g} photons per pattern")
-    return 0
-
-
 _DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s?)?")
 
 
@@ -83,190 +57,6 @@ def parse_duration(text: str) -> float:
     if total <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration")
     return total
-
-
-def _training_config(args: argparse.Namespace):
-    from pinn.config import Config, DataConfig, ModelConfig, TrainingConfig, reference_config
-    from pinn.config_files import apply_settings, read_config_file
-
-    base = read_config_file(args.config) if args.config else Config()
-    if args.reference_recipe:
-        base = reference_config(base)
-    base = apply_settings(base, args.set or [])
-    model = {**base.model.__dict__}
-    training = {**base.training.__dict__}
-    data = {**base.data.__dict__}
-    for key, value in (("size_px", args.size), ("gridsize", args.gridsize),
-                       ("generator", args.generator), ("output", args.output),
-                       ("width", args.width), ("n_filters_scale", args.n_filters_scale),
-                       ("probe_trainable", args.probe_trainable or None),
-                       ("probe_modes", args.probe_modes),
-                       ("projection_steps", args.projection_steps),
-                       ("projection_blur_px", args.projection_blur),
-                       ("projection_sync_rounds", args.projection_sync)):
-        if value is not None:
-            model[key] = value
-    for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size),
-                       ("seed", args.seed), ("learning_rate", args.lr),
-                       ("validation_fraction", args.validation_fraction),
-                       ("compile", args.compile or None), ("max_time_s", args.max_time),
-                       ("schedule", args.schedule)):
-        if value is not None:
-            training[key] = value
-    if args.max_time is not None:
-        if args.epochs is None:  # the budget decides how long
-            training["epochs"] = None
-        if args.schedule is None:  # a decay planned over the budget
-            training["schedule"] = "cosine"
-    if args.amp:
-        training["precision"] = args.amp
-    if args.nphotons is not None:
-        data["nphotons"] = args.nphotons
-    return Config(model=ModelConfig(**model), data=DataConfig(**data),
-                  training=TrainingConfig(**training))
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from pinn.fit import train_scan
-
-    scan = _read_scan(args)
-    config = _training_config(args)
-    from dataclasses import replace
-
-    if args.size is None and scan.N != config.model.size_px:
-        config = replace(config, model=replace(config.model, size_px=scan.N))
-    modes = 1 if scan.probe.dim() == 2 else scan.probe.shape[0]
-    if args.probe_modes is None and modes > config.model.probe_modes:
-        config = replace(config, model=replace(config.model, probe_modes=modes))
-    result = train_scan(scan, config, args.out, resume=args.resume, overwrite=args.overwrite,
-                        device=args.device, data_path=args.data, verbose=not args.quiet,
-                        force_precision=args.amp_force)
-    if result.archive is not None:
-        print(f"model saved to {result.archive}")
-    return 0
-
-
-def _cmd_reconstruct(args: argparse.Namespace) -> int:
-    from pinn.archive import load_archive
-    from pinn.reconstruct import reconstruct, save_reconstruction
-
-    if args.refine is not None:
-        return _reconstruct_and_refine(args)
-    if args.probe_modes is not None or args.refine_positions:
-        from pinn.errors import ConfigError
-
-        raise ConfigError("--probe-modes and --refine-positions belong to the refinement; add "
-                          "--refine E (epochs) or drop them")
-    archive = load_archive(args.model, device=args.device)
-    scan = _read_scan(args)
-    try:
-        result = reconstruct(archive, scan, batch_size=args.batch_size,
-                             crop_px=args.crop_px, weighting=args.weighting,
-                             neighbors=args.neighbors, seed=args.grouping_seed,
-                             transpose=args.transpose, flip_x=args.flip_x, flip_y=args.flip_y,
-                             device=args.device, progress=not args.quiet,
-                             projection_steps=args.projection_steps,
-                             projection_blur_px=args.projection_blur,
-                             projection_sync_rounds=args.projection_sync)
-    finally:
-        if hasattr(scan, "close"):  # a stream (--stream)
-            scan.close()
-    paths = save_reconstruction(result, args.out)
-    print(f"wrote {paths['npz']}, {paths['amplitude']} and {paths['phase']} "
-          f"({result.n_positions} positions, canvas {tuple(result.object.shape)})")
-    return 0
-
-
-def _reconstruct_and_refine(args: argparse.Namespace) -> int:
-    from pinn.archive import load_archive
-    from pinn.errors import ConfigError
-    from pinn.reconstruct import save_reconstruction
-    from pinn.refine.cli import positions_note
-    from pinn.refine.network import network_refine_config, reconstruct_and_refine
-    from pinn.refine.outputs import save_refinement
-
-    if args.refine < 1:
-        raise ConfigError(f"--refine is {args.refine}; give the number of refinement epochs "
-                          "(1 or more), or drop --refine")
-    if args.probe_modes is not None and args.probe_modes < 1:
-        raise ConfigError(f"--probe-modes is {args.probe_modes}; use 1 or more modes")
-    if args.stream:
-        raise ConfigError("--refine needs every pattern in memory; drop --stream")
-    config = network_refine_config(epochs=args.refine, probe_modes=args.probe_modes,
-                                   refine_positions=args.refine_positions)
-    archive = load_archive(args.model, device=args.device)
-    scan = _read_scan(args)
-    run = reconstruct_and_refine(archive, scan, config=config, out_dir=args.out,
-                                 device=args.device, verbose=not args.quiet,
-                                 batch_size=args.batch_size, crop_px=args.crop_px,
-                                 weighting=args.weighting, neighbors=args.neighbors,
-                                 seed=args.grouping_seed, transpose=args.transpose,
-                                 flip_x=args.flip_x, flip_y=args.flip_y,
-                                 projection_steps=args.projection_steps,
-                                 projection_blur_px=args.projection_blur,
-                                 projection_sync_rounds=args.projection_sync)
-    network = save_reconstruction(run.network, args.out / "network")
-    paths = save_refinement(run.refined, args.out, run.refine_s,
-                            start=f"the network's reconstruction (network/{network['npz'].name}, "
-                                  f"{run.network_s:.1f} s)")
-    history = run.refined.history
-    note = positions_note(config, run.refined)
-    if note:
-        print(note, file=sys.stderr)
-    print(f"wrote {paths['npz']} and its figures and report: the network ({run.network_s:.1f} s, "
-          f"in {network['npz'].parent}), then {len(history)} epochs of refinement "
-          f"({run.refine_s:.1f} s, deviance {history[0]['train_deviance']:.3f} -> "
-          f"{history[-1]['train_deviance']:.3f} per pixel, {run.refined.probe.shape[0]} probe "
-          "modes)")
-    return 0
-
-
-def _cmd_refine(args: argparse.Namespace) -> int:
-    import time
-
-    from pinn.refine.cli import refine_command
-
-    start = time.perf_counter()
-    paths, result = refine_command(args, _read_scan(args))
-    deviance = result.history[-1]["train_deviance"]
-    print(f"wrote {paths['npz']} and its figures and report ({len(result.history)} epochs in "
-          f"{time.perf_counter() - start:.1f} s, deviance {deviance:.3f} per pixel, "
-          f"{result.probe.shape[0]} probe modes)")
-    return 0
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from pinn.evaluate import evaluate_files, poor_match
-
-    metrics = evaluate_files(args.reconstruction, args.reference, register=not args.no_register,
-                             phase_ssim_compat=args.phase_ssim_compat)
-    width = max(len(k) for k in metrics)
-    for key, value in metrics.items():
-        print(f"{key:<{width}}  {value:.6g}" if isinstance(value, float) else
-              f"{key:<{width}}  {value}")
-    if args.json:
-        from pinn.atomic import atomic_write_bytes
-
-        atomic_write_bytes(args.json, (json.dumps(metrics, indent=2) + "\n").encode())
-    warning = poor_match(metrics)
-    if warning:  # last, where it is seen
-        print(f"pinn: warning: {warning}", file=sys.stderr)
-    return 0
-
-
-def _cmd_info(args: argparse.Namespace) -> int:
-    from pinn.archive import describe
-
-    print(describe(args.model))
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from pinn.demo import run_demo
-
-    report = run_demo(args.out, device=args.device, quick=args.quick, verbose=not args.quiet)
-    print(f"report written to {report}")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="object side in pixels (default: just large enough for the scan)")
     p.add_argument("--zoom", type=int, default=1, metavar="Z",
                    help="make the object's features Z times larger (default: 1)")
-    p.set_defaults(func=_cmd_simulate)
+    p.set_defaults(func=commands.cmd_simulate)
 
     p = sub.add_parser("train", help="train a model on a scan and save its archive",
                        description="Train PtychoPINN on a scan (unsupervised). Writes the archive "
@@ -389,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "override it")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     _add_read_options(p)
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=commands.cmd_train)
 
     p = sub.add_parser("reconstruct", help="reconstruct a scan with a trained model",
                        description="Run a trained model over every position of a scan and "
@@ -451,9 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("--refine-positions", action="store_true",
                         help="with --refine: also correct every scan position")
     _add_read_options(p)
-    p.set_defaults(func=_cmd_reconstruct)
+    p.set_defaults(func=commands.cmd_reconstruct)
 
-    add_refine_command(sub, _cmd_refine, _add_read_options)
+    add_refine_command(sub, commands.cmd_refine, _add_read_options)
 
     p = sub.add_parser("evaluate", help="compare a reconstruction with a ground truth",
                        description="Register the reconstruction to the ground truth (objectGuess "
@@ -471,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase-ssim-compat", action="store_true",
                    help="also report the reference implementation's phase SSIM "
                         "((phase+pi)/2pi, data range 1; not a meaningful headline figure)")
-    p.set_defaults(func=_cmd_evaluate)
+    p.set_defaults(func=commands.cmd_evaluate)
 
     p = sub.add_parser("info", help="show what a model archive holds",
                        description="Check a model archive (schema version, weights checksum, "
@@ -481,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, metavar="MODEL",
                    help="archive directory or .zip, or a training run directory RUN "
                         "(reads RUN/model)")
-    p.set_defaults(func=_cmd_info)
+    p.set_defaults(func=commands.cmd_info)
 
     p = sub.add_parser("demo", help="simulate, train, reconstruct, evaluate and report",
                        description="The end-to-end demo on built-in simulated data: writes "
@@ -491,47 +281,5 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="a much shorter run (seconds) that checks the pipeline, not quality")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=_cmd_demo)
+    p.set_defaults(func=commands.cmd_demo)
     return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    # OpenMP threads that spin while waiting for each other turn any other load on the machine
-    # into a 10-20x slowdown of every convolution (2 cores, one other busy process: 4.2 s
-    # against 0.17 s per training step). Only effective before torch is imported, which
-    # pinn's command does lazily; an explicit setting in the environment wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("pinn: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - the one place that turns errors into one line
-        if args.debug:
-            raise
-        from pinn.engine import TrainingInterrupted
-
-        if isinstance(exc, TrainingInterrupted):
-            print(f"pinn: {exc}; run the same command with --resume to continue",
-                  file=sys.stderr)
-            return EXIT_INTERRUPTED
-        if isinstance(exc, PinnError):
-            message = " ".join(str(exc).split())  # one line, whatever a message embeds
-        elif isinstance(exc, OSError):
-            message = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-        else:
-            raise
-        print(f"pinn: error: {message}", file=sys.stderr)
-        from pinn.engine.distributed import CollectiveFailure
-
-        if isinstance(exc, CollectiveFailure):  # torch's threads wait on a dead connection:
-            sys.stdout.flush()  # the interpreter's clean-up could abort in them (a second,
-            sys.stderr.flush()  # misleading line and status 134), so end here
-            os._exit(EXIT_USAGE)
-        return EXIT_USAGE
-
-
-if __name__ == "__main__":
-    sys.exit(main())

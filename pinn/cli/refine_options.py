@@ -1,5 +1,6 @@
-"""The options of ``pinn refine``: argparse only, kept apart from pinn/cli.py, which builds
-the whole command (one subcommand's options per function keeps that module one concept)."""
+"""The options of ``pinn refine``: argparse only, kept apart from pinn/cli/parser.py, which
+builds the whole command (one subcommand's options per function keeps that module one
+concept)."""
 
 from __future__ import annotations
 
