@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _cli import run_main
 from pinn import cli
 from pinn.archive import load_archive, read_manifest
 from pinn.errors import DataError
@@ -29,16 +30,6 @@ TINY = ["--epochs", "1", "--batch-size", "8", "--n-filters-scale", "1", "--quiet
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run_main(argv, capsys):
-    """``pinn.cli.main(argv)`` -> (status, stdout, stderr); SystemExit counts as a status."""
-    try:
-        status = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        status = exc.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 def subcommands():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from _cli import run_main
 from pinn import cli
 from pinn.archive import load_archive, save_archive
 from pinn.config import Config, ModelConfig
@@ -43,15 +44,6 @@ def scan_path(scan, tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "scan.npz"
     write_npz(path, scan)
     return path
-
-
-def run_main(argv, capsys):
-    try:
-        status = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        status = exc.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 def test_reconstruct_refine_writes_the_refined_outputs_and_fits_better(

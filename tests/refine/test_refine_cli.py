@@ -5,19 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _cli import run_main
 from pinn import cli
 from pinn.evaluate import load_reconstruction
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run_main(argv, capsys):
-    try:
-        status = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        status = exc.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
