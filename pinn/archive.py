@@ -313,13 +313,15 @@ def load_archive(path: str | os.PathLike, device: str | torch.device = "cpu") ->
 
 def _describe_projection(model) -> str:
     """The model's projection steps at inference, for ``pinn info``."""
+    passes = (f"; then {model.projection_passes} passes over the whole scan"
+              if model.projection_passes else "")
     if not model.projection_steps:
-        return "none (the network's object as it is)"
+        return "none (the network's object as it is)" + passes
     start = (f"from the network's object blurred by {model.blur_px:g} px"
              if model.blur_px else "from the network's object as it is")
     sync = (f"{model.sync_rounds} rounds of phase synchronisation"
             if model.sync_rounds else "no phase synchronisation")
-    return f"{model.projection_steps} per group at inference, {start}; {sync}"
+    return f"{model.projection_steps} per group at inference, {start}; {sync}{passes}"
 
 
 def _describe_generator(model: ModelConfig) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 from pinn.errors import ConfigError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 SUPPORTED_SIZES = (64, 128, 256)
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
@@ -83,6 +83,9 @@ def _check_seed(name: str, seed: int) -> None:
 #: defaults to 0 for both.
 PROJECTION_BLUR_PX = 4.0
 PROJECTION_SYNC_ROUNDS = 32
+#: Passes of error reduction over the whole scan after stitching, at every gridsize
+#: (docs/DESIGN.md §11.4).
+PROJECTION_PASSES = 4
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,12 @@ class ModelConfig:
             agree where they overlap. Keeps every group's object in memory until the end of
             the scan (about 15 bytes per stitched pixel of every group). 0: stitch them as they
             are. Unused without projection steps (docs/DESIGN.md §11.2).
+        projection_passes: after stitching, this many passes of error reduction over the
+            whole scan refine the stitched object against every measured pattern (blocks of
+            positions in a seeded random order, :func:`pinn.ops.project_amplitudes` on the
+            scan's canvas). Unlike the per-group steps they share what overlapping groups
+            measure, which the per-group steps cannot (docs/DESIGN.md §11.4). 0: the stitched
+            object as it is.
     """
 
     size_px: int = 64
@@ -173,6 +182,7 @@ class ModelConfig:
     projection_steps: int = 16
     projection_blur_px: float | None = None
     projection_sync_rounds: int | None = None
+    projection_passes: int = PROJECTION_PASSES
 
     def __post_init__(self) -> None:
         _check_types(self, "model")
@@ -214,6 +224,9 @@ class ModelConfig:
         _require(self.projection_sync_rounds is None or self.projection_sync_rounds >= 0,
                  f"projection_sync_rounds is {self.projection_sync_rounds}; use 0 (stitch the "
                  "groups' objects as they are) or more rounds of phase synchronisation")
+        _require(self.projection_passes >= 0,
+                 f"projection_passes is {self.projection_passes}; use 0 (the stitched object "
+                 "as it is) or more passes of error reduction over the scan")
 
     @property
     def blur_px(self) -> float:
@@ -427,9 +440,10 @@ class Config:
 
 
 #: What :func:`reference_config` changes from pinn's defaults: the reference's CNN width and
-#: learning rate, and no projection steps at inference (every other default is already the
-#: reference's recipe).
-REFERENCE_RECIPE = {"model": {"n_filters_scale": 2, "projection_steps": 0},
+#: learning rate, and neither projection steps nor passes at inference (every other default is
+#: already the reference's recipe).
+REFERENCE_RECIPE = {"model": {"n_filters_scale": 2, "projection_steps": 0,
+                              "projection_passes": 0},
                     "training": {"learning_rate": 1e-3}}
 
 
@@ -496,5 +510,8 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
         # and their groups were stitched without phase synchronisation
         raw["model"] = {"projection_blur_px": 0.0, "projection_sync_rounds": 0,
                         **raw.get("model", {})}
+    if version < 7 and isinstance(raw.get("model", {}), dict):
+        # up to schema 6 the stitched object was the result, with no passes over the scan
+        raw["model"] = {"projection_passes": 0, **raw.get("model", {})}
     raw["schema_version"] = SCHEMA_VERSION
     return raw

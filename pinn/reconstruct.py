@@ -40,6 +40,7 @@ from pinn.data.normalize import normalization_from_energy
 from pinn.engine.distributed import resolve_device
 from pinn.errors import ConfigError, DataError
 from pinn.model import PtychoPINN
+from pinn.model.ptychopinn import PROJECTION_STEP_SIZE
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ def reconstruct(
     projection_steps: int | None = None,
     projection_blur_px: float | None = None,
     projection_sync_rounds: int | None = None,
+    projection_passes: int | None = None,
 ) -> Reconstruction:
     """Reconstruct the whole scan with a trained model.
 
@@ -246,6 +248,11 @@ def reconstruct(
             stitched windows are then kept in memory until the end (15 bytes per window pixel);
             where they would take more than a quarter of this machine's memory they are
             stitched as they are, with a warning.
+        projection_passes: passes of error reduction over the whole scan after stitching
+            (:func:`scan_passes`; default: the model's ``config.projection_passes``; 0: the
+            stitched object as it is). Each pass reads every pattern once more. Not with
+            ``transpose``, whose stitched frame is not the patterns' (given explicitly: an
+            error; from the model's config: no passes).
 
     Returns:
         The stitched :class:`Reconstruction` (on the CPU).
@@ -290,6 +297,14 @@ def reconstruct(
             or projection_sync_rounds < 0:
         raise ConfigError(f"projection_sync_rounds is {projection_sync_rounds!r}; use an int "
                           ">= 0")
+    if projection_passes is None:
+        projection_passes = 0 if transpose else model.config.projection_passes
+    if isinstance(projection_passes, bool) or not isinstance(projection_passes, int) \
+            or projection_passes < 0:
+        raise ConfigError(f"projection_passes is {projection_passes!r}; use an int >= 0")
+    if projection_passes and transpose:
+        raise ConfigError("projection_passes needs the patterns' own frame, which transpose "
+                          "swaps; pass projection_passes=0 with transpose")
     device = resolve_device(device)
     gridsize = model.config.gridsize
     positions = scan.positions.clone()
@@ -366,9 +381,64 @@ def reconstruct(
             ops.stitch_sums((obj * turn[:, None, None])[None], pos, shape,
                             weights=weight[None], out=(sums, coverage))
             done += len(obj)
-    image = ops.normalize_stitch(sums, coverage, eps * float(coverage.max().clamp_min(1e-30)))
-    return Reconstruction(object=image[0], coverage=coverage[0], origin_px=origin, crop_px=crop_px,
+    image = ops.normalize_stitch(sums, coverage,
+                                 eps * float(coverage.max().clamp_min(1e-30)))[0]  # (H, W)
+    if projection_passes:
+        member_positions = (positions - torch.tensor(origin, dtype=torch.float64))
+        image = scan_passes(image, member_positions.to(torch.float32), scan, float(factor),
+                            model, projection_passes, device=device, progress=progress)
+    return Reconstruction(object=image, coverage=coverage[0], origin_px=origin, crop_px=crop_px,
                           n_positions=scan.n_scans, n_groups=total)
+
+
+#: Positions per block of :func:`scan_passes`: a block's update is one parallel error-reduction
+#: step over its patterns, the blocks of a pass follow one another.
+PASS_BLOCK = 64
+
+
+def scan_passes(image: torch.Tensor, positions: torch.Tensor, scan: ScanSource, factor: float,
+                model: PtychoPINN, passes: int, *, block: int = PASS_BLOCK,
+                device: str | torch.device = "cpu", progress: bool = False) -> torch.Tensor:
+    """Passes of error reduction over a whole scan's stitched object (docs/DESIGN.md §11.4).
+
+    Each pass visits every position once, in blocks of ``block`` positions in a random order
+    drawn from a generator seeded with the pass's number (so the result is reproducible); each
+    block moves the object by one over-relaxed error-reduction step against its patterns
+    (:func:`pinn.ops.project_amplitudes` with the model's probe modes, mask and
+    ``PROJECTION_STEP_SIZE``). Pixels no probe reaches keep their value.
+
+    Args:
+        image: ``(H, W)`` complex64 stitched object (the canvas of :func:`reconstruct`).
+        positions: ``(M, 2)`` float32 ``(y, x)`` canvas pixels of every scan position's centre
+            pixel ``N//2`` (row ``i``: pattern ``i`` of ``scan``).
+        scan: the scan; its patterns are read block by block with ``scan.read``.
+        factor: the scan's normalisation factor: ``factor * pattern`` is the amplitude the
+            model's probe and object predict (:func:`pinn.data.normalize.normalization_from_energy`).
+        model: the model whose probe modes and mask light the object.
+        passes: number of passes, >= 1.
+        block: positions per block.
+        device: where the steps run.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        ``(H, W)`` complex64 on the CPU.
+    """
+    modes = model.probe_modes.detach().to(device)
+    mask = None if model.probe_mask is None else model.probe_mask.to(device)
+    canvas = image.to(device)[None]  # (1, H, W)
+    count = positions.shape[0]
+    bar = _ProgressBar(passes * count, enabled=progress, label="passes", unit="positions")
+    with torch.no_grad():
+        for turn in range(passes):
+            order = torch.randperm(count, generator=torch.Generator().manual_seed(turn))
+            for index, members in enumerate(order.split(block)):
+                amplitude = scan.read(members).to(device) * factor  # (b, N, N)
+                canvas = ops.project_amplitudes(canvas, positions[members].to(device)[None],
+                                                modes, amplitude[None], 1, mask,
+                                                step_size=PROJECTION_STEP_SIZE)
+                bar.update(turn * count + min((index + 1) * block, count))
+    bar.close()
+    return canvas[0].cpu()
 
 
 def save_reconstruction(result: Reconstruction, out_dir: str | Path) -> dict[str, Path]:
@@ -403,8 +473,10 @@ def save_reconstruction(result: Reconstruction, out_dir: str | Path) -> dict[str
 class _ProgressBar:
     """A minimal progress bar on stderr (rewritten in place on a terminal)."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, label: str = "reconstruct",
+                 unit: str = "groups") -> None:
         self.total, self.enabled = total, enabled
+        self.label, self.unit = label, unit
         self.tty = sys.stderr.isatty()
         self.start = time.monotonic()
         self.last = 0.0
@@ -418,8 +490,8 @@ class _ProgressBar:
         eta = (self.total - done) / rate if rate > 0 else math.inf
         width = 30
         filled = int(width * done / max(self.total, 1))
-        line = (f"reconstruct [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} groups "
-                f"{rate:.0f}/s ETA {eta:.0f}s")
+        line = (f"{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
+                f"{self.unit} {rate:.0f}/s ETA {eta:.0f}s")
         sys.stderr.write(("\r\033[K" + line) if self.tty else line + "\n")
         sys.stderr.flush()
 

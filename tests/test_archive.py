@@ -673,12 +673,14 @@ def test_archives_from_before_projection_steps_reconstruct_with_the_network_alon
     del manifest["config"]["model"]["projection_steps"]
     del manifest["config"]["model"]["projection_blur_px"]  # schema 6's
     del manifest["config"]["model"]["projection_sync_rounds"]
+    del manifest["config"]["model"]["projection_passes"]  # schema 7's
     rewrite(saved, manifest=manifest)
     loaded = load_archive(saved)
     assert loaded.config.model.projection_steps == 0
     assert loaded.config.model == dataclasses.replace(model.config, projection_steps=0,
                                                       projection_blur_px=0.0,
-                                                      projection_sync_rounds=0)
+                                                      projection_sync_rounds=0,
+                                                      projection_passes=0)
     assert_same_state(model, loaded.model)
     assert re.search(r"^projection steps +none", describe(saved), re.M)
 
@@ -692,10 +694,30 @@ def test_archives_from_before_the_projection_blur_start_unblurred_and_unsynchron
     manifest["config"]["schema_version"] = 5
     del manifest["config"]["model"]["projection_blur_px"]
     del manifest["config"]["model"]["projection_sync_rounds"]
+    del manifest["config"]["model"]["projection_passes"]  # schema 7's
     rewrite(saved, manifest=manifest)
     loaded = load_archive(saved)
     assert loaded.config.model == dataclasses.replace(model.config, projection_blur_px=0.0,
-                                                      projection_sync_rounds=0)
+                                                      projection_sync_rounds=0,
+                                                      projection_passes=0)
     assert_same_state(model, loaded.model)
     assert re.search(r"^projection steps +16 per group at inference, from the network's object "
                      r"as it is; no phase synchronisation$", describe(saved), re.M)
+
+
+def test_archives_from_before_the_scan_passes_stitch_without_them(saved, model):
+    """Schema 6 ended with the stitched object: such an archive keeps its steps, blur and
+    synchronisation and makes no passes over the scan; a current archive records its passes,
+    and pinn info says which."""
+    assert model.config.projection_passes == 4
+    assert re.search(r"^projection steps +16 per group at inference, .*; then 4 passes over the "
+                     r"whole scan$", describe(saved), re.M)
+    manifest = manifest_of(saved)
+    manifest["config"]["schema_version"] = 6
+    del manifest["config"]["model"]["projection_passes"]
+    rewrite(saved, manifest=manifest)
+    loaded = load_archive(saved)
+    assert loaded.config.model == dataclasses.replace(model.config, projection_passes=0)
+    assert_same_state(model, loaded.model)
+    assert re.search(r"^projection steps +16 per group at inference, [^;]*; [^;]*synchronisation$",
+                     describe(saved), re.M)

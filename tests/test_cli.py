@@ -101,7 +101,8 @@ def test_simulate_train_info_reconstruct_evaluate(workspace, capsys, tmp_path):
     assert re.search(r"^epochs_run +1", out, re.M)
     # gridsize 1: no blur and no synchronisation by default (docs/DESIGN.md §11.3)
     assert re.search(r"^projection steps +16 per group at inference, from the network's "
-                     r"object as it is; no phase synchronisation$", out, re.M)
+                     r"object as it is; no phase synchronisation; then 4 passes over the whole "
+                     r"scan$", out, re.M)
 
     recon = tmp_path / "recon"
     status, out, err = run_main(["reconstruct", run / "model", workspace / "scan.npz",

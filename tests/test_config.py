@@ -261,7 +261,7 @@ def test_reference_config_changes_only_the_width_the_rate_and_the_projection():
     reference = reference_config(base)
     assert (reference.model.n_filters_scale, reference.training.learning_rate) == (2, 1e-3)
     assert reference.model == dataclasses.replace(base.model, n_filters_scale=2,
-                                                  projection_steps=0)
+                                                  projection_steps=0, projection_passes=0)
     assert reference.training == dataclasses.replace(base.training, learning_rate=1e-3)
     assert reference.data == base.data
     assert reference_config() == reference_config(Config())

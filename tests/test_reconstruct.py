@@ -72,7 +72,7 @@ class Oracle(nn.Module):
     def __init__(self, scan, gridsize=1, intensity_scale=3.5, value=None, transpose=False):
         super().__init__()
         self.size = scan.N
-        self.config = ModelConfig(size_px=scan.N, gridsize=gridsize)
+        self.config = ModelConfig(size_px=scan.N, gridsize=gridsize, projection_passes=0)
         self.register_buffer("intensity_scale", torch.tensor(float(intensity_scale)))
         flat = scan.diffraction.reshape(scan.n_scans, -1).double()
         self.patterns = flat / flat.norm(dim=1, keepdim=True)
@@ -465,7 +465,8 @@ def test_reconstruct_uses_only_the_protocol_and_reads_in_batches(scan, tmp_path)
     model = untrained(scan, 2)
     with FileCounting(path, chunk_bytes=8 * pattern) as stream:
         source = ProtocolOnly(stream)
-        result = reconstruct(model, source, batch_size=3, progress=False, **GROUPING)
+        result = reconstruct(model, source, batch_size=3, progress=False, projection_passes=0,
+                             **GROUPING)
         assert source.energy_calls == 1
         assert max(source.read_sizes) <= 3 * 4  # batch_size groups of gridsize**2 patterns
         assert sum(source.read_sizes) == result.n_groups * 4  # every group read once
@@ -473,7 +474,20 @@ def test_reconstruct_uses_only_the_protocol_and_reads_in_batches(scan, tmp_path)
         # all 30 patterns at once: one energy pass plus each batch's distinct patterns
         assert max(stream.file_reads) <= 12 * pattern
         assert sum(stream.file_reads) <= (scan.n_scans + result.n_groups * 4) * pattern
-    in_memory = reconstruct(model, scan, batch_size=3, progress=False, **GROUPING)
+    in_memory = reconstruct(model, scan, batch_size=3, progress=False, projection_passes=0,
+                            **GROUPING)
+    assert torch.equal(result.object, in_memory.object)
+    # each pass over the scan reads every pattern once more, a block at a time
+    from pinn.reconstruct import PASS_BLOCK
+
+    with FileCounting(path, chunk_bytes=8 * pattern) as stream:
+        source = ProtocolOnly(stream)
+        result = reconstruct(model, source, batch_size=3, progress=False, projection_passes=2,
+                             **GROUPING)
+        assert sum(source.read_sizes) == result.n_groups * 4 + 2 * scan.n_scans
+        assert max(source.read_sizes) <= max(3 * 4, PASS_BLOCK)
+    in_memory = reconstruct(model, scan, batch_size=3, progress=False, projection_passes=2,
+                            **GROUPING)
     assert torch.equal(result.object, in_memory.object)
 
 
@@ -563,7 +577,8 @@ def test_streaming_a_legacy_layout_file_is_refused(scan, tmp_path):
 
 def test_the_models_projection_steps_are_applied_unless_overridden(scan):
     oracle = Oracle(scan)
-    oracle.config = ModelConfig(size_px=N, projection_steps=5, projection_blur_px=2.5)
+    oracle.config = ModelConfig(size_px=N, projection_steps=5, projection_blur_px=2.5,
+                                projection_passes=0)
     reconstruct(oracle, scan, progress=False, batch_size=16)
     assert (set(oracle.steps), set(oracle.blurs)) == ({5}, {2.5})
     oracle.steps.clear()
@@ -600,7 +615,8 @@ def test_phase_synchronisation_repairs_the_groups_constant_phases(scan):
     """Stitched as they are, groups with random constant phases smear the phase; the model's
     synchronisation rounds repair it, and without projection steps none run."""
     oracle = Rotating(scan)
-    oracle.config = ModelConfig(size_px=N, projection_steps=4, projection_sync_rounds=60)
+    oracle.config = ModelConfig(size_px=N, projection_steps=4, projection_sync_rounds=60,
+                                projection_passes=0)
     options = dict(progress=False, batch_size=8)
     plain = evaluate(reconstruct(oracle, scan, projection_sync_rounds=0, **options),
                      scan.object)
@@ -619,7 +635,8 @@ def test_phase_synchronisation_that_would_not_fit_in_memory_is_skipped_with_a_wa
     import pinn.reconstruct as module
 
     oracle = Rotating(scan)
-    oracle.config = ModelConfig(size_px=N, projection_steps=4, projection_sync_rounds=10)
+    oracle.config = ModelConfig(size_px=N, projection_steps=4, projection_sync_rounds=10,
+                                projection_passes=0)
     expected = reconstruct(oracle, scan, progress=False, projection_sync_rounds=0)
     oracle.calls.clear()
     needed = 30 * N * N * module.SYNC_BYTES_PER_PX  # 30 groups, whole windows
@@ -643,7 +660,8 @@ def test_projection_steps_bring_a_flat_start_closer_to_the_object(scan, gridsize
     from pinn.data import group_positions, normalization_factor
 
     model = untrained(scan, gridsize)
-    options = dict(progress=False, projection_blur_px=0.0, **GROUPING)  # the steps alone
+    options = dict(progress=False, projection_blur_px=0.0, projection_passes=0,
+                   **GROUPING)  # the steps alone
     flat = evaluate(reconstruct(model, scan, projection_steps=0, **options), scan.object)
     stepped = evaluate(reconstruct(model, scan, projection_steps=20, **options), scan.object)
     assert stepped["phase_ssim"] > flat["phase_ssim"] + 0.2, (flat, stepped)
@@ -657,3 +675,101 @@ def test_projection_steps_bring_a_flat_start_closer_to_the_object(scan, gridsize
                    - amplitude).square().sum()
                   for k in (0, 20)]
     assert misfit[1] < 0.5 * misfit[0]
+
+
+# ------------------------------------------------------------------------- passes over the scan
+
+
+def passes_case(count=40, side=120, seed=3):
+    """A smooth object on a canvas, ``count`` positions well inside it, the untrained model's
+    probe, and the noise-free amplitudes that object gives at those positions (factor 1)."""
+    rng = np.random.default_rng(seed)
+    field = (0.8 + 0.1 * smooth_field((side, side), 3, rng)) * np.exp(
+        0.6j * smooth_field((side, side), 3, rng))
+    truth = torch.from_numpy(field).to(torch.complex64)
+    positions = torch.from_numpy(rng.uniform(N // 2 + 4, side - N // 2 - 4, (count, 2))
+                                 ).to(torch.float32)
+    model = build_model(ModelConfig(size_px=N), probe=make_probe("default", N))
+    modes = model.probe_modes.detach()
+    waves = ops.extract_patches(truth[None], positions[None], N)[0][:, None] * modes
+    amplitude = ops.far_field_amplitude(waves)  # (M, N, N)
+    source = SimpleNamespace(read=lambda index: amplitude[index])
+    return truth, positions, model, source, amplitude
+
+
+def misfit(canvas, positions, model, amplitude):
+    waves = ops.extract_patches(canvas[None], positions[None], N)[0][:, None] * model.probe_modes
+    return float((ops.far_field_amplitude(waves) - amplitude).square().sum())
+
+
+def test_scan_passes_keep_the_object_that_fits_every_pattern():
+    from pinn.reconstruct import scan_passes
+
+    truth, positions, model, source, _ = passes_case()
+    kept = scan_passes(truth, positions, source, 1.0, model, 3, block=16)
+    assert (kept - truth).abs().max() < 1e-4
+
+
+def test_scan_passes_fit_the_patterns_better_pass_after_pass():
+    """From a start whose phase is wrong, every pass lowers the misfit to all the patterns and
+    brings the lit object closer to the truth; pixels no probe reaches keep their value; the
+    same call gives the same object."""
+    from pinn.reconstruct import scan_passes
+
+    truth, positions, model, source, amplitude = passes_case()
+    start = truth.abs() * torch.exp(1j * 0.3 * torch.ones_like(truth.real))  # flat phase
+    start[:4, :4] = 7.0  # far from every position: no probe reaches it
+    lit = ops.reassemble_patches(model.probe_modes.abs().square().sum(0).expand(40, -1, -1)[None],
+                                 positions[None], tuple(truth.shape))[0] > 0.05
+    misfits, errors, canvas = [], [], start
+    for _ in range(4):
+        misfits.append(misfit(canvas, positions, model, amplitude))
+        phase = torch.angle((canvas * truth.conj())[lit].sum())  # a global phase is free
+        errors.append(float((canvas[lit] * torch.exp(-1j * phase) - truth[lit]).abs().mean()))
+        canvas = scan_passes(canvas, positions, source, 1.0, model, 1, block=16)
+    assert all(b < a for a, b in zip(misfits, misfits[1:])), misfits
+    assert misfits[-1] < 0.2 * misfits[0], misfits
+    assert errors[-1] < 0.5 * errors[0], errors
+    assert torch.equal(canvas[:4, :4], start[:4, :4])
+    again = scan_passes(start, positions, source, 1.0, model, 2, block=16)
+    assert torch.equal(again, scan_passes(start, positions, source, 1.0, model, 2, block=16))
+
+
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_reconstruct_ends_with_the_models_passes_over_the_scan(scan, gridsize, capsys):
+    """The model's projection_passes run over the stitched object, with the scan's own
+    normalisation, and bring the untrained network's flat object much closer to the truth;
+    the progress bar shows them."""
+    from pinn.data import group_positions
+    from pinn.data.normalize import normalization_from_energy
+    from pinn.reconstruct import scan_passes
+
+    model = untrained(scan, gridsize)
+    assert model.config.projection_passes == 4
+    options = dict(projection_steps=0, **GROUPING)
+    stitched = reconstruct(model, scan, projection_passes=0, progress=False, **options)
+    passed = reconstruct(model, scan, progress=True, **options)
+    assert "passes [" in capsys.readouterr().err
+    groups = group_positions(scan.positions, gridsize, **GROUPING)
+    factor = float(normalization_from_energy(scan.pattern_energy(), groups.indices, N))
+    positions = (scan.positions - torch.tensor(stitched.origin_px, dtype=torch.float64)).float()
+    expected = scan_passes(stitched.object, positions, scan, factor, model, 4)
+    assert torch.equal(passed.object, expected)
+    assert torch.equal(passed.coverage, stitched.coverage)
+    before, after = evaluate(stitched, scan.object), evaluate(passed, scan.object)
+    assert after["phase_ssim"] > before["phase_ssim"] + 0.3, (before, after)
+
+
+@pytest.mark.parametrize("passes", [-1, 2.0, True])
+def test_bad_passes_are_refused(scan, passes):
+    with pytest.raises(ConfigError, match="projection_passes"):
+        reconstruct(Oracle(scan), scan, progress=False, projection_passes=passes)
+
+
+def test_transpose_makes_no_passes_and_refuses_them_when_asked(scan):
+    model = untrained(scan, 1)
+    plain = reconstruct(model, scan, progress=False, transpose=True, projection_passes=0)
+    assert torch.equal(reconstruct(model, scan, progress=False, transpose=True).object,
+                       plain.object)
+    with pytest.raises(ConfigError, match="projection_passes needs the patterns' own frame"):
+        reconstruct(model, scan, progress=False, transpose=True, projection_passes=2)

@@ -52,7 +52,8 @@ def training_config(args: argparse.Namespace):
                        ("probe_modes", args.probe_modes),
                        ("projection_steps", args.projection_steps),
                        ("projection_blur_px", args.projection_blur),
-                       ("projection_sync_rounds", args.projection_sync)):
+                       ("projection_sync_rounds", args.projection_sync),
+                       ("projection_passes", args.projection_passes)):
         if value is not None:
             model[key] = value
     for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size),
@@ -116,7 +117,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
                              device=args.device, progress=not args.quiet,
                              projection_steps=args.projection_steps,
                              projection_blur_px=args.projection_blur,
-                             projection_sync_rounds=args.projection_sync)
+                             projection_sync_rounds=args.projection_sync,
+                             projection_passes=args.projection_passes)
     finally:
         if hasattr(scan, "close"):  # a stream (--stream)
             scan.close()
@@ -153,7 +155,8 @@ def _reconstruct_and_refine(args: argparse.Namespace) -> int:
                                  flip_x=args.flip_x, flip_y=args.flip_y,
                                  projection_steps=args.projection_steps,
                                  projection_blur_px=args.projection_blur,
-                                 projection_sync_rounds=args.projection_sync)
+                                 projection_sync_rounds=args.projection_sync,
+                             projection_passes=args.projection_passes)
     network = save_reconstruction(run.network, args.out / "network")
     paths = save_refinement(run.refined, args.out, run.refine_s,
                             start=f"the network's reconstruction (network/{network['npz'].name}, "

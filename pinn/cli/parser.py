@@ -140,9 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rounds of phase synchronisation of the groups' objects after their "
                         "projection steps, before stitching (default: 32 at gridsize 2 and more, "
                         "0 at gridsize 1; 0: none; recorded in the archive)")
+    p.add_argument("--projection-passes", type=int, default=None, metavar="K",
+                   help="passes of error reduction over the whole scan after stitching, "
+                        "against every pattern (default: 4; 0: the stitched object as it is; "
+                        "recorded in the archive)")
     p.add_argument("--reference-recipe", action="store_true",
                    help="the reference PtychoPINN's CNN width (--n-filters-scale 2), learning "
-                        "rate (--lr 1e-3) and pure network output (--projection-steps 0); every "
+                        "rate (--lr 1e-3) and pure network output (--projection-steps 0, "
+                        "--projection-passes 0); every "
                         "other default is already its recipe. Applied after --config, before "
                         "--set and the options above")
     p.add_argument("--validation-fraction", type=float, default=None, metavar="F",
@@ -219,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "projection steps, before stitching (default: the archive's: "
                         "model.projection_sync_rounds if set at training, else 32 at gridsize 2 "
                         "and more and 0 at gridsize 1; 0: none)")
+    p.add_argument("--projection-passes", type=int, default=None, metavar="K",
+                   help="passes of error reduction over the whole scan after stitching, "
+                        "against every pattern (default: the archive's model.projection_passes; "
+                        "0: the stitched object as it is; not with --transpose)")
     p.add_argument("--transpose", action="store_true", help="swap the axes of each patch")
     p.add_argument("--flip-x", action="store_true", help="negate the x coordinates")
     p.add_argument("--flip-y", action="store_true", help="negate the y coordinates")
