@@ -38,10 +38,11 @@ its defaults, fixed probe) from a flat object for E epochs on the same scan: the
 data allow without a network, and how long it takes.
 
 With projection steps (``--projection-steps K``, pinn's default 16: the model's own
-error-reduction updates of each group at inference, docs/DESIGN.md §11) every evaluation
-scores the model's output and, under ``network_*``, the network's object alone; the record's
-``untrained`` entry scores the untrained network (a nearly flat object) before any training,
-so with the steps it is what the steps alone achieve. ``--eval-every-s S`` evaluates after the
+error-reduction updates of each group at inference, docs/DESIGN.md §11) or passes over the
+scan (``--projection-passes K``, pinn's default 4, §11.4) every evaluation scores the model's
+output and, under ``network_*``, the network's object alone; the record's ``untrained`` entry
+scores the untrained network (a nearly flat object) before any training, so with the steps
+and passes it is what they achieve alone. ``--eval-every-s S`` evaluates after the
 first epoch past every S training seconds and near the budget instead of after every epoch.
 
 ``--schedule cosine`` trains as ``pinn train --max-time`` with ``training.schedule=cosine``
@@ -129,6 +130,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--projection-steps", type=int, default=ModelConfig().projection_steps,
                         help="error-reduction steps per group at inference (0: the network "
                              "alone; default: pinn's)")
+    parser.add_argument("--projection-passes", type=int,
+                        default=ModelConfig().projection_passes,
+                        help="passes of error reduction over the whole scan after stitching "
+                             "(0: none; default: pinn's)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--min-lr", type=float, default=1e-4)
@@ -211,21 +216,23 @@ def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budg
     params = sum(p.numel() for p in model.parameters())
     curve: list[dict] = []
     threads = torch.get_num_threads()
-    steps = model_config.projection_steps
+    steps, passes = model_config.projection_steps, model_config.projection_passes
+    physics = bool(steps or passes)  # the model's output is more than the network's
 
     def measure(m, train_s: float, wall_s: float) -> None:
         """SSIMs of the stitched reconstruction as the model gives it and, with projection
-        steps, of the network's output alone."""
+        steps or passes, of the network's output alone."""
         point = {"train_s": train_s, "wall_s": wall_s}
-        for prefix, n_steps in (("", steps), ("network_", 0)) if steps else (("", 0),):
+        alone = {"projection_steps": 0, "projection_passes": 0}
+        for prefix, options in (("", {}), ("network_", alone)) if physics else (("", {}),):
             result = reconstruct(m, scan, progress=False, device=device, neighbors=4, seed=0,
-                                 projection_steps=n_steps)
+                                 **options)
             metrics = evaluate(result, scan.object)
             point[f"{prefix}amplitude_ssim"] = metrics["amplitude_ssim"]
             point[f"{prefix}phase_ssim"] = metrics["phase_ssim"]
         curve.append(point)
 
-    measure(model, 0.0, 0.0)  # the untrained network: with projection steps, the physics alone
+    measure(model, 0.0, 0.0)  # the untrained network: with steps or passes, the physics alone
     clock = {"wall": time.perf_counter(), "cpu": time.process_time(), "eval_wall": 0.0,
              "eval_cpu": 0.0}
 
@@ -278,7 +285,7 @@ def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budg
     reached = {f"time_to_{t}_s": next((p["train_s"] for p in curve
                                        if p["amplitude_ssim"] >= t), None) for t in THRESHOLDS}
     network = {}
-    if steps:
+    if physics:
         network = {f"final_network_{k}_ssim": curve[-1].get(f"network_{k}_ssim", math.nan)
                    for k in ("amplitude", "phase")}
         network.update({f"network_time_to_{t}_s": next(
@@ -299,6 +306,7 @@ def run_case(scan, model_config: ModelConfig, train_config: TrainingConfig, budg
         **reached,
         **network,
         "projection_steps": steps,
+        "projection_passes": passes,
         "untrained": untrained,
         "curve": curve,
     }
@@ -334,7 +342,7 @@ def replot(records_path: Path, out: Path) -> None:
         curves = by_object.setdefault((config["object"], config.get("tag", "")), {})
         name = f"{config['generator']} {config['output']}"
         curves[name] = entry["figures"]["curve"]
-        if entry["figures"].get("projection_steps"):
+        if entry["figures"].get("projection_steps") or entry["figures"].get("projection_passes"):
             curves[f"{name} network"] = network_curve(entry["figures"]["curve"])
     for (kind, tag), curves in by_object.items():
         name = f"{kind}_{tag}" if tag else kind
@@ -370,12 +378,13 @@ def main() -> None:
                                        generator=generator, output=output,
                                        n_filters_scale=args.n_filters_scale,
                                        width=args.width, fno_modes=args.fno_modes,
-                                       projection_steps=args.projection_steps)
+                                       projection_steps=args.projection_steps,
+                                       projection_passes=args.projection_passes)
             figures = run_case(scan, model_config, train_config, args.budget_s, device,
                                args.target, args.eval_every_s)
             name = f"{generator} {output}" + (" truth" if args.target == "truth" else "")
             curves[name] = figures["curve"]
-            if figures["projection_steps"]:
+            if figures["projection_steps"] or figures["projection_passes"]:
                 curves[f"{name} network"] = network_curve(figures["curve"])
             settings = {k: v for k, v in vars(args).items()
                         if k not in ("out", "json", "replot")}

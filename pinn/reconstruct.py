@@ -4,9 +4,12 @@ Every scan position is used. Positions are grouped as the model was trained: its
 the neighbours and seed its archive records (docs/DESIGN.md §3). The diffraction is normalised
 with the scan's own factor and scaled by the model's intensity scale, the network runs in
 batches, and the centre ``crop_px`` window of each group's object is added onto a canvas in
-the object's pixel frame with :func:`pinn.ops.stitch_sums`, together with its coverage. The canvas sums are streamed: memory stays bounded by the batch and the canvas,
-whatever the number of positions. The result is the sum divided by the coverage
+the object's pixel frame with :func:`pinn.ops.stitch_sums`, together with its coverage. The
+canvas sums are streamed: memory stays bounded by the batch and the canvas, whatever the number
+of positions. The stitched object is the sum divided by the coverage
 (:func:`pinn.ops.normalize_stitch`): the same stitch as the model's merge, with other weights.
+The model's passes over the scan (:func:`scan_passes`, docs/DESIGN.md §11.4) then refine it
+against every pattern, reading the scan once more per pass.
 
 Canvas geometry: canvas pixel ``(i, j)`` is object pixel ``(i + origin_y, j + origin_x)``,
 where positions are the object pixels of each window's centre pixel ``N//2``.
@@ -413,7 +416,8 @@ def scan_passes(image: torch.Tensor, positions: torch.Tensor, scan: ScanSource, 
             pixel ``N//2`` (row ``i``: pattern ``i`` of ``scan``).
         scan: the scan; its patterns are read block by block with ``scan.read``.
         factor: the scan's normalisation factor: ``factor * pattern`` is the amplitude the
-            model's probe and object predict (:func:`pinn.data.normalize.normalization_from_energy`).
+            model's probe and object predict
+            (:func:`pinn.data.normalize.normalization_from_energy`).
         model: the model whose probe modes and mask light the object.
         passes: number of passes, >= 1.
         block: positions per block.

@@ -113,7 +113,10 @@ def reconstruct_and_refine(model: Archive, scan, epochs: int | None = None, *,
         device: torch device of both steps.
         verbose: print the refinement's progress (and the network's progress bar).
         reconstruct_options: passed to :func:`~pinn.reconstruct.reconstruct` (``batch_size``,
-            ``crop_px``, ``weighting``, ``neighbors``, ``seed``...).
+            ``crop_px``, ``weighting``, ``neighbors``, ``seed``...). ``projection_passes``
+            defaults to 0 here, not to the model's: the refinement is the pass over the whole
+            scan, and from an object the passes have already fitted its first Adam steps lose
+            fit (docs/DESIGN.md §11.4).
 
     Returns:
         :class:`NetworkRefinement`.
@@ -125,6 +128,8 @@ def reconstruct_and_refine(model: Archive, scan, epochs: int | None = None, *,
     config = config or network_refine_config()
     if epochs is not None:
         config = replace(config, epochs=epochs)
+    if reconstruct_options.get("projection_passes") is None:
+        reconstruct_options["projection_passes"] = 0
     start = time.perf_counter()
     network = reconstruct(model, scan, device=device, progress=verbose, **reconstruct_options)
     network_s = time.perf_counter() - start

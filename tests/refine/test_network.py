@@ -105,7 +105,7 @@ def test_the_refinement_starts_from_the_network_object_and_the_model_probe(archi
     # a vanishing learning rate and a fixed probe: the refined state is the start itself
     still = RefineConfig(epochs=1, learning_rate=1e-12, refine_probe=False)
     run = reconstruct_and_refine(archive, scan, config=still)
-    network = reconstruct(archive, scan, progress=False)
+    network = reconstruct(archive, scan, progress=False, projection_passes=0)  # refine's start
     assert torch.equal(run.network.object, network.object)
     start = unit_amplitude(network)
     oy = network.origin_px[0] - run.refined.origin_px[0]
@@ -149,6 +149,20 @@ def test_epochs_override_and_refinement_improves_the_fit(archive_path, scan):
     deviance = [h["train_deviance"] for h in run.refined.history]
     assert len(deviance) == 3
     assert deviance[-1] < deviance[0]
+
+
+def test_the_refinement_starts_from_the_stitched_object_without_passes(archive_path, scan):
+    """The refinement replaces the model's passes over the scan (their object is already
+    fitted, and the refiner's first steps would lose that fit); passes given explicitly run."""
+    archive = load_archive(archive_path)
+    assert archive.config.model.projection_passes > 0
+    stitched = reconstruct(archive, scan, progress=False, projection_passes=0)
+    run = reconstruct_and_refine(archive, scan, 1)
+    assert torch.equal(run.network.object, stitched.object)
+    passed = reconstruct(archive, scan, progress=False, projection_passes=2)
+    run = reconstruct_and_refine(archive, scan, 1, projection_passes=2)
+    assert torch.equal(run.network.object, passed.object)
+    assert not torch.equal(passed.object, stitched.object)
 
 
 def test_unit_amplitude_and_as_reconstruction(archive_path, scan):
