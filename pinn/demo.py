@@ -133,6 +133,10 @@ def run_demo(out_dir: str | os.PathLike, *, device: str = "cpu", quick: bool = F
     result = reconstruct(archive, scan, device=device, progress=verbose)
     paths = save_reconstruction(result, out / "reconstruction")
     timings["reconstruct_s"] = time.perf_counter() - tick
+    # the refinement starts, as pinn reconstruct --refine does, from the stitched object
+    # without the passes over the scan (docs/DESIGN.md §11.4)
+    start_object = result if not archive.config.model.projection_passes else reconstruct(
+        archive, scan, device=device, progress=False, projection_passes=0)
 
     say(f"[4/5] evaluating against the ground truth; refining for {s.refine_epochs} epochs from "
         "the network's object, and from a flat object for comparison")
@@ -142,15 +146,17 @@ def run_demo(out_dir: str | os.PathLike, *, device: str = "cpu", quick: bool = F
     if s.projection_steps:  # the network's own object, for comparison (about a second)
         tick = time.perf_counter()
         network_alone = evaluate(reconstruct(archive, scan, device=device, progress=False,
-                                             projection_steps=0), scan.object)
+                                             projection_steps=0, projection_passes=0),
+                                 scan.object)
         timings["reconstruct_network_alone_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    refined = refine_from_network(result, scan,
+    refined = refine_from_network(start_object, scan,
                                   network_refine_config(epochs=s.refine_epochs, seed=s.seed),
                                   probe=model_probe(archive.model), device=device)
     timings["refine_s"] = time.perf_counter() - tick
     save_refinement(refined, out / "refined", timings["refine_s"],
-                    start="the network's reconstruction (../reconstruction/reconstruction.npz)")
+                    start="the network's stitched object before the passes over the scan "
+                          "(../reconstruction/ holds it after them)")
     tick = time.perf_counter()
     flat = refine_scan(scan, RefineConfig(epochs=s.refine_epochs, seed=s.seed), device=device,
                        verbose=False)
@@ -213,7 +219,7 @@ def _comparison_rows(comparison: dict[str, dict], timings: dict[str, float],
 
     alone = comparison.get("network_alone")
     rows = [] if alone is None else [
-        ("network alone, no projection steps", alone,
+        ("network alone, no projection steps or passes", alone,
          f"{seconds('reconstruct_network_alone_s')} reconstruction")]
     return rows + [
         (_model_label(comparison), comparison["network"],
@@ -228,7 +234,7 @@ def _comparison_rows(comparison: dict[str, dict], timings: dict[str, float],
 def _model_label(comparison: dict[str, dict]) -> str:
     """The row of the model's reconstruction: the network with its projection steps
     (docs/DESIGN.md §11) when the comparison also holds the network alone."""
-    return ("network + projection steps (the model's reconstruction)"
+    return ("network + projection steps and passes (the model's reconstruction)"
             if "network_alone" in comparison else "network alone")
 
 
@@ -307,8 +313,10 @@ def _report(s: DemoSettings, history: list[dict], metrics: dict, timings: dict,
             "(`model.projection_steps`: error-reduction updates at inference, which restore "
             "the fine detail the network learns slowest), and the groups' constant phases were "
             f"synchronised in {ModelConfig(gridsize=s.gridsize).sync_rounds} rounds before stitching "
-            "(`model.projection_sync_rounds`); the network's object alone is in the table "
-            "below.", ""]),
+            "(`model.projection_sync_rounds`); then "
+            f"{ModelConfig().projection_passes} passes of error reduction over the whole scan "
+            "fitted the stitched object to every pattern (`model.projection_passes`). The "
+            "network's object alone is in the table below.", ""]),
         "| | SSIM | PSNR (dB) | FRC 1/2-bit (cycles/px) |",
         "|---|---|---|---|",
         f"| amplitude | {amp:.3f} | {metrics['amplitude_psnr']:.2f} | "

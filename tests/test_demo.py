@@ -146,8 +146,9 @@ def test_report_shows_the_network_alone_and_followed_by_refinement(demo):
     for key in ("amplitude_ssim", "phase_ssim", "phase_psnr"):
         assert again[key] == pytest.approx(comparison["network_refined"][key], rel=1e-6), key
     epochs = QUICK.refine_epochs
-    for label, key in (("network alone, no projection steps", "network_alone"),
-                       ("network + projection steps (the model's reconstruction)", "network"),
+    for label, key in (("network alone, no projection steps or passes", "network_alone"),
+                       ("network + projection steps and passes (the model's reconstruction)",
+                        "network"),
                        (f"network + {epochs} refinement epochs", "network_refined"),
                        (f"{epochs} refinement epochs from a flat object", "flat_refined")):
         m = comparison[key]
@@ -223,7 +224,8 @@ def test_summary_puts_the_network_alone_before_the_models_reconstruction():
     timings = {**TIMINGS, "reconstruct_network_alone_s": 0.75}
     lines = summary(comparison, timings, 10).splitlines()
     assert len(lines) == 4
-    assert "network alone, no projection steps" in lines[0] and "0.411" in lines[0]
+    assert "network alone, no projection steps or passes" in lines[0] and "0.411" in lines[0]
     assert "0.75 s reconstruction" in lines[0]
-    assert "projection steps (the model's reconstruction)" in lines[1] and "0.822" in lines[1]
+    assert "projection steps and passes (the model's reconstruction)" in lines[1]
+    assert "0.822" in lines[1]
     assert "200 s training" in lines[1]
