@@ -3,7 +3,8 @@
 For each object family (``lines`` at the reference's scale, ``grf``, ``siemens``) a scan is
 simulated with the geometry of ``quality_lines.py`` (N = 64, gridsize 2, a dense 26 x 26
 raster of 676 patterns over a 192 x 192 object, 0.5 px jitter, 1e9 photons per pattern,
-pinn's default probe). Each case (a generator and an output parameterisation) is trained
+pinn's default probe; ``--size``, ``--gridsize``, ``--object-size`` and ``--n-scans`` change
+it, e.g. to the reference's other case, N = 128 at gridsize 1). Each case (a generator and an output parameterisation) is trained
 from the same seed with the engine ``pinn train`` uses, for a budget of training time;
 after every epoch the whole scan is reconstructed and stitched (probe-weighted) and its
 amplitude and phase SSIM against the ground truth are recorded (``pinn.evaluate``, after
@@ -120,6 +121,7 @@ def parse_args() -> argparse.Namespace:
                              "no network, e.g. only --refine-baseline)")
     parser.add_argument("--budget-s", type=float, default=120.0,
                         help="training compute seconds per case (evaluation not counted)")
+    parser.add_argument("--size", type=int, default=64, help="pattern side N")
     parser.add_argument("--n-scans", type=int, default=676)
     parser.add_argument("--object-size", type=int, default=192)
     parser.add_argument("--photons", type=float, default=1e9)
@@ -164,8 +166,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def make_scan(kind: str, args: argparse.Namespace):
-    return simulate(kind, n_scans=args.n_scans, size=64, photons=args.photons, seed=args.seed,
-                    scan="raster", object_size=args.object_size, jitter_px=0.5)
+    return simulate(kind, n_scans=args.n_scans, size=args.size, photons=args.photons,
+                    seed=args.seed, scan="raster", object_size=args.object_size,
+                    jitter_px=0.5)
 
 
 class TruthLoss:
@@ -374,7 +377,7 @@ def main() -> None:
         pairs = ([tuple(case.split(":")) for case in args.cases] if args.cases is not None else
                  [(g, o) for g in args.generators for o in args.outputs])
         for generator, output in pairs:
-            model_config = ModelConfig(size_px=64, gridsize=args.gridsize,
+            model_config = ModelConfig(size_px=args.size, gridsize=args.gridsize,
                                        generator=generator, output=output,
                                        n_filters_scale=args.n_filters_scale,
                                        width=args.width, fno_modes=args.fno_modes,
