@@ -31,6 +31,7 @@ One JSON record per case goes to results/bench_reconstruct.jsonl (or --json).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ from pinn.config import ModelConfig
 from pinn.data import intensity_scale, make_probe
 from pinn.data.scan import check_read_indices, pattern_energy
 from pinn.model import build_model
+import pinn.reconstruct as reconstruct_module
 from pinn.reconstruct import reconstruct
 
 
@@ -168,34 +170,42 @@ class StubNetwork(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
-        self.size, self.config, self.real = model.size, model.config, model
+        # no passes over the scan either: they need the real model's probe and read it again
+        self.config = dataclasses.replace(model.config, projection_passes=0)
+        self.size, self.real = model.size, model
         self.register_buffer("intensity_scale", model.intensity_scale.detach().clone())
 
     def illumination(self, offsets: torch.Tensor) -> torch.Tensor:
         return self.real.illumination(offsets)
 
-    def forward(self, amplitude: torch.Tensor, offsets: torch.Tensor, steps: int = 0):
+    def forward(self, amplitude: torch.Tensor, offsets: torch.Tensor, steps: int = 0,
+                blur_px: float | None = None):
         from types import SimpleNamespace
 
         return SimpleNamespace(object=amplitude[:, 0].to(torch.complex64))  # (B, N, N)
 
 
 def run_case(m: int, n: int, gridsize: int, batch_size: int, device: torch.device,
-             n_filters_scale: int, network: str = "unet", projection_steps: int = 0) -> dict:
+             n_filters_scale: int, network: str = "unet", projection_steps: int = 0,
+             projection_passes: int = 0) -> dict:
     """One timed end-to-end reconstruct of ``m`` simulated positions; returns the figures.
-    The network's time includes the model's ``projection_steps`` (the stub has none)."""
+    The network's time includes the model's ``projection_steps``; ``passes_s`` is the time of
+    the passes over the scan (the stub makes none): the part of ``other_s`` that is theirs plus
+    their pattern reads, which ``source_s`` counts too."""
     reset_peak_memory(device)
     source = SimulatedScan(m, n)
     model = build_model(ModelConfig(size_px=n, gridsize=gridsize,
                                     n_filters_scale=n_filters_scale,
-                                    projection_steps=projection_steps),
+                                    projection_steps=projection_steps,
+                                    projection_passes=projection_passes),
                         probe=source.probe, intensity_scale=intensity_scale(1e5, n))
     if network == "stub":
         model = StubNetwork(model)
     network = network_stopwatch(model, device)
-    stitching = Stopwatch(device)
-    original = ops.stitch_sums
+    stitching, passing = Stopwatch(device), Stopwatch(device)
+    original, original_passes = ops.stitch_sums, reconstruct_module.scan_passes
     ops.stitch_sums = stitching.wrap(original)  # reconstruct calls ops.stitch_sums
+    reconstruct_module.scan_passes = passing.wrap(original_passes)
     try:
         synchronize(device)
         tick = time.perf_counter()
@@ -205,6 +215,7 @@ def run_case(m: int, n: int, gridsize: int, batch_size: int, device: torch.devic
         total = time.perf_counter() - tick
     finally:
         ops.stitch_sums = original
+        reconstruct_module.scan_passes = original_passes
     peak = peak_memory_bytes(device)
     assert result.n_positions == m and bool(torch.isfinite(result.object).all())
     data_bytes = m * n * n * 4
@@ -217,6 +228,7 @@ def run_case(m: int, n: int, gridsize: int, batch_size: int, device: torch.devic
         "source_s": source.seconds,
         "network_s": network.seconds,
         "stitch_s": stitching.seconds,
+        "passes_s": passing.seconds,
         "other_s": rest,
         "source_share": source.seconds / total,
         "network_share": network.seconds / total,
@@ -256,6 +268,10 @@ def main() -> None:
     parser.add_argument("--projection-steps", type=int, default=ModelConfig().projection_steps,
                         metavar="K", help="the model's projection steps per group (default: "
                                           "pinn's; the stub network ignores them)")
+    parser.add_argument("--projection-passes", type=int,
+                        default=ModelConfig().projection_passes, metavar="K",
+                        help="the model's passes over the scan (default: pinn's; the stub "
+                             "network makes none)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--json", default=None, help="JSONL file to append records to")
     args = parser.parse_args()
@@ -267,7 +283,7 @@ def main() -> None:
     for network in args.network:
         for gridsize in args.gridsize:
             run_case(256, args.N, gridsize, args.batch_size, device, args.n_filters_scale,
-                     network, args.projection_steps)  # warm-up
+                     network, args.projection_steps, args.projection_passes)  # warm-up
             for m in args.positions:
                 config = {"positions": m, "N": args.N, "gridsize": gridsize,
                           "batch_size": args.batch_size, "network": network,
@@ -275,11 +291,15 @@ def main() -> None:
                           "projection_steps": args.projection_steps,
                           "projection_blur_px": ModelConfig().projection_blur_px,
                           "projection_sync_rounds": ModelConfig().projection_sync_rounds,
+                          "projection_passes": args.projection_passes if network != "stub"
+                          else 0,
                           "source": "simulated on the fly (raster, 4 px steps)",
                           "rss_before_case_mb": current_rss_mb()}
                 figures = run_case(m, args.N, gridsize, args.batch_size, device,
-                                   args.n_filters_scale, network, args.projection_steps)
-                steps = f" projection={args.projection_steps}" if network != "stub" else ""
+                                   args.n_filters_scale, network, args.projection_steps,
+                                   args.projection_passes)
+                steps = (f" projection={args.projection_steps} passes={args.projection_passes}"
+                         if network != "stub" else "")
                 rec.record(f"reconstruct M={m} N={args.N} gridsize={gridsize} "
                            f"batch={args.batch_size} network={network}{steps}", config, figures)
 

@@ -78,6 +78,9 @@ def main() -> None:
     parser.add_argument("--plateau-patience", type=int, default=6)
     parser.add_argument("--projection-steps", type=int, default=ModelConfig().projection_steps,
                         help="error-reduction steps per group at inference (default: pinn's)")
+    parser.add_argument("--projection-passes", type=int,
+                        default=ModelConfig().projection_passes,
+                        help="passes over the whole scan after stitching (default: pinn's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None)
@@ -99,7 +102,8 @@ def main() -> None:
     config = Config(
         model=ModelConfig(size_px=scan.N, gridsize=args.gridsize,
                           n_filters_scale=args.n_filters_scale,
-                          projection_steps=args.projection_steps),
+                          projection_steps=args.projection_steps,
+                          projection_passes=args.projection_passes),
         training=TrainingConfig(epochs=args.epochs, batch_size=args.batch_size,
                                 learning_rate=args.lr, plateau_patience=args.plateau_patience,
                                 early_stopping_patience=0, seed=args.seed))
@@ -125,15 +129,22 @@ def main() -> None:
     metrics = evaluate(dataclasses.replace(result, coverage=result.coverage * region),
                        scan.object)
     network = {}
-    if args.projection_steps:  # the network's object alone, scored over the same region
-        alone = reconstruct(fit.model, scan, device=device, progress=False,
+    # the network's object alone, and (with passes) the model's without its passes, scored
+    # over the same region
+    variants = {}
+    if args.projection_steps or args.projection_passes:
+        variants["network"] = {"projection_steps": 0, "projection_passes": 0}
+    if args.projection_passes:
+        variants["no_passes"] = {"projection_passes": 0}
+    for name, options in variants.items():
+        other = reconstruct(fit.model, scan, device=device, progress=False,
                             neighbors=config.data.neighbors, seed=config.data.grouping_seed,
-                            projection_steps=0)
-        alone = evaluate(dataclasses.replace(alone, coverage=alone.coverage * region),
+                            **options)
+        other = evaluate(dataclasses.replace(other, coverage=other.coverage * region),
                          scan.object)
-        network = {"network_phase_ssim": alone["phase_ssim"],
-                   "network_amplitude_ssim": alone["amplitude_ssim"],
-                   "network_phase_frc_half_bit": alone["phase_frc_half_bit"]}
+        network.update({f"{name}_phase_ssim": other["phase_ssim"],
+                        f"{name}_amplitude_ssim": other["amplitude_ssim"],
+                        f"{name}_phase_frc_half_bit": other["phase_frc_half_bit"]})
     phase = align_phase(result.object.numpy(), truth.numpy(), region.numpy())
     view = covered.numpy()
     save_side_by_side(out / "phase_pinn_vs_solver.png",
@@ -156,14 +167,17 @@ def main() -> None:
         "peak_memory_mb": peak_memory_bytes(device) / 2**20,
         "n_pixels": metrics["n_pixels"],
         "projection_steps": args.projection_steps,
+        "projection_passes": args.projection_passes,
         **network,
     }
     (out / "metrics.json").write_text(json.dumps({**metrics, **figures}, indent=2) + "\n")
     rec.record(f"siemens crop={args.crop} gs={args.gridsize} epochs={args.epochs}"
-               + (f" projection={args.projection_steps}" if args.projection_steps else ""),
+               + (f" projection={args.projection_steps}" if args.projection_steps else "")
+               + (f" passes={args.projection_passes}" if args.projection_passes else ""),
                {"crop": args.crop, "gridsize": args.gridsize, "epochs": args.epochs,
                 "n_filters_scale": args.n_filters_scale, "batch_size": args.batch_size,
-                "lr": args.lr, "projection_steps": args.projection_steps}, figures)
+                "lr": args.lr, "projection_steps": args.projection_steps,
+                "projection_passes": args.projection_passes}, figures)
 
 
 if __name__ == "__main__":

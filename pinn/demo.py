@@ -43,17 +43,20 @@ class DemoSettings:
     across), gridsize 2 so that neighbouring patterns constrain each other, the reference's
     network at its full width (``n_filters_scale`` 2), batch 8 and a patient learning-rate
     schedule for 30 epochs; the model then reconstructs with its 16 projection steps per group
-    (``projection_steps``, docs/DESIGN.md §11), which restore the fine lines the network alone
-    does not reach in minutes. Measured on a quiet 2-core AMD EPYC (2026-12-05 13:06): 2 min
-    30 s in all with AVX-512, amplitude / phase SSIM 0.992 / 0.991 with the blurred start and
-    the phase synchronisation (the network alone 0.354 / 0.343); 4 min 14 s and 0.992 / 0.971
-    with the ISA capped at AVX2 (11:10, before both, 0.992 / 0.960 then with AVX-512). 40 epochs took 5 min 10 s there
-    (0.992 / 0.973 in 3 min 14 s with AVX-512), hence 30. Before the projection steps the demo
-    enlarged the features 3x and halved the network (90 epochs: 0.879 / 0.896 in 3 min 11 s).
+    and 4 passes over the scan (``projection_steps``, ``projection_passes``, docs/DESIGN.md
+    §11), which restore the fine lines the network alone does not reach in minutes. Measured on
+    a quiet 2-core AMD EPYC (2026-12-05 15:15): 2 min 34 s in all with AVX-512, amplitude /
+    phase SSIM 0.994 / 0.994 (13:06, before the passes: 0.992 / 0.991; the network alone 0.354
+    / 0.343); 4 min 14 s and 0.992 / 0.971 with the ISA capped at AVX2 (11:10, before the blur,
+    the synchronisation and the passes; 0.992 / 0.960 then with AVX-512). 40 epochs took 5 min
+    10 s there (0.992 / 0.973 in 3 min 14 s with AVX-512), hence 30. Before the projection
+    steps the demo enlarged the features 3x and halved the network (90 epochs: 0.879 / 0.896 in
+    3 min 11 s).
 
     Then ``refine_epochs`` of physics refinement (:mod:`pinn.refine`, one probe mode, object
-    and probe refined) start from the network's object (at the lower learning rate of a
-    network start, :func:`pinn.refine.network_refine_config`), and as many from a flat object
+    and probe refined) start from the model's stitched object before its passes (at the lower
+    learning rate of a network start, :func:`pinn.refine.network_refine_config`), and as many
+    from a flat object
     (at the flat start's default): on this scan 10 epochs took 0.5-2 s each way (2 cores of an
     AMD EPYC with AVX-512, shared).
     """

@@ -386,10 +386,12 @@ def reconstruct(
             done += len(obj)
     image = ops.normalize_stitch(sums, coverage,
                                  eps * float(coverage.max().clamp_min(1e-30)))[0]  # (H, W)
-    if projection_passes:
-        member_positions = (positions - torch.tensor(origin, dtype=torch.float64))
-        image = scan_passes(image, member_positions.to(torch.float32), scan, float(factor),
-                            model, projection_passes, device=device, progress=progress)
+    if projection_passes:  # over the positions the groups hold (all, unless groups were given)
+        members = torch.unique(groups.indices)
+        frame = positions[members] - torch.tensor(origin, dtype=torch.float64)
+        image = scan_passes(image, frame.to(torch.float32), scan, float(factor), model,
+                            projection_passes, indices=members, device=device,
+                            progress=progress)
     return Reconstruction(object=image, coverage=coverage[0], origin_px=origin, crop_px=crop_px,
                           n_positions=scan.n_scans, n_groups=total)
 
@@ -400,8 +402,9 @@ PASS_BLOCK = 64
 
 
 def scan_passes(image: torch.Tensor, positions: torch.Tensor, scan: ScanSource, factor: float,
-                model: PtychoPINN, passes: int, *, block: int = PASS_BLOCK,
-                device: str | torch.device = "cpu", progress: bool = False) -> torch.Tensor:
+                model: PtychoPINN, passes: int, *, indices: torch.Tensor | None = None,
+                block: int = PASS_BLOCK, device: str | torch.device = "cpu",
+                progress: bool = False) -> torch.Tensor:
     """Passes of error reduction over a whole scan's stitched object (docs/DESIGN.md §11.4).
 
     Each pass visits every position once, in blocks of ``block`` positions in a random order
@@ -412,14 +415,16 @@ def scan_passes(image: torch.Tensor, positions: torch.Tensor, scan: ScanSource, 
 
     Args:
         image: ``(H, W)`` complex64 stitched object (the canvas of :func:`reconstruct`).
-        positions: ``(M, 2)`` float32 ``(y, x)`` canvas pixels of every scan position's centre
-            pixel ``N//2`` (row ``i``: pattern ``i`` of ``scan``).
+        positions: ``(M, 2)`` float32 ``(y, x)`` canvas pixels of the centre pixel ``N//2`` of
+            each pattern used (row ``i``: pattern ``indices[i]`` of ``scan``).
         scan: the scan; its patterns are read block by block with ``scan.read``.
         factor: the scan's normalisation factor: ``factor * pattern`` is the amplitude the
             model's probe and object predict
             (:func:`pinn.data.normalize.normalization_from_energy`).
         model: the model whose probe modes and mask light the object.
         passes: number of passes, >= 1.
+        indices: ``(M,)`` int64 scan rows of the positions (default: ``0 .. M-1``, every
+            pattern of the scan).
         block: positions per block.
         device: where the steps run.
         progress: show a progress bar on stderr.
@@ -436,7 +441,8 @@ def scan_passes(image: torch.Tensor, positions: torch.Tensor, scan: ScanSource, 
         for turn in range(passes):
             order = torch.randperm(count, generator=torch.Generator().manual_seed(turn))
             for index, members in enumerate(order.split(block)):
-                amplitude = scan.read(members).to(device) * factor  # (b, N, N)
+                rows = members if indices is None else indices[members]
+                amplitude = scan.read(rows).to(device) * factor  # (b, N, N)
                 canvas = ops.project_amplitudes(canvas, positions[members].to(device)[None],
                                                 modes, amplitude[None], 1, mask,
                                                 step_size=PROJECTION_STEP_SIZE)

@@ -760,6 +760,29 @@ def test_reconstruct_ends_with_the_models_passes_over_the_scan(scan, gridsize, c
     assert after["phase_ssim"] > before["phase_ssim"] + 0.3, (before, after)
 
 
+def test_passes_use_only_the_positions_of_the_given_groups(scan):
+    """Given a few groups (a training preview), the passes read and fit only their members'
+    patterns."""
+    from pinn.data import group_positions
+
+    model = untrained(scan, 2)
+    groups = group_positions(scan.positions, 2, **GROUPING)
+    few = type(groups)(indices=groups.indices[:3], offsets=groups.offsets[:3],
+                       centroids=groups.centroids[:3])
+    members = torch.unique(few.indices)
+    assert len(members) < scan.n_scans
+    source = ProtocolOnly(scan)
+    rows = []
+    read = source.read
+    source.read = lambda indices: rows.append(indices.clone()) or read(indices)
+    result = reconstruct(model, source, groups=few, progress=False, projection_passes=2)
+    assert sum(source.read_sizes) == 3 * 4 + 2 * len(members)
+    passes = torch.cat(rows[1:])  # after the one batch of the network's pass
+    assert sorted(passes.tolist()) == sorted(2 * members.tolist())
+    stitched = reconstruct(model, scan, groups=few, progress=False, projection_passes=0)
+    assert not torch.equal(result.object, stitched.object)
+
+
 @pytest.mark.parametrize("passes", [-1, 2.0, True])
 def test_bad_passes_are_refused(scan, passes):
     with pytest.raises(ConfigError, match="projection_passes"):

@@ -53,7 +53,9 @@ def model_start(model_path: Path, scan, device: str) -> tuple[torch.Tensor, tupl
     from pinn.refine.network import unit_amplitude
 
     archive = load_archive(model_path, device=device)
-    result = reconstruct(archive, scan, device=device, progress=False)
+    # without the model's passes over the scan: the refinement replaces them (docs/DESIGN.md
+    # §11.4)
+    result = reconstruct(archive, scan, device=device, progress=False, projection_passes=0)
     return unit_amplitude(result), result.origin_px
 
 

@@ -140,8 +140,11 @@ def reconstruct_product(archive: Archive | str | os.PathLike, inp: ReconstructIn
         raise DataError(f"the patterns are {scan.N} x {scan.N} but the loaded model was trained "
                         f"on {size} x {size}; crop the detector to {size} "
                         "in Ptychodus or train a model on this size")
+    # a refinement starts, as pinn reconstruct --refine does, from the stitched object without
+    # the model's passes over the scan (docs/DESIGN.md §11.4)
     result = reconstruct(archive, scan, batch_size=options.infer_batch_size,
-                         crop_px=options.crop_px, device=options.infer_device, progress=False)
+                         crop_px=options.crop_px, device=options.infer_device, progress=False,
+                         projection_passes=0 if options.refine is not None else None)
     if options.refine is not None:
         from pinn.interop.ptychodus.refinement import refine_product
 
