@@ -163,8 +163,10 @@ def test_report_shows_the_network_alone_and_followed_by_refinement(demo):
     # (the network's object, with its projection steps, already fits the patterns about as
     # well as two epochs of refinement do, so the deviance need not fall between them)
     assert deviance.shape == (epochs,) and np.isfinite(deviance).all() and (deviance > 0).all()
-    assert "network's reconstruction" in (out / "refined" / "report.md").read_text()
+    assert "network's stitched object before the passes" in (
+        out / "refined" / "report.md").read_text()
     assert f"took {QUICK.projection_steps} projection steps" in text
+    assert "passes of error reduction over the whole scan" in text
 
 
 def metrics(amp, phase):

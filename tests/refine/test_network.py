@@ -186,7 +186,8 @@ def test_pinn_refine_model_starts_like_reconstruct_refine(archive_path, scan_pat
     from pinn.refine.cli import model_start
 
     start, origin = model_start(archive_path, scan, "cpu")
-    network = reconstruct(load_archive(archive_path), scan, progress=False)
+    # the stitched object before the model's passes, as reconstruct --refine starts
+    network = reconstruct(load_archive(archive_path), scan, progress=False, projection_passes=0)
     assert origin == network.origin_px
     torch.testing.assert_close(start, unit_amplitude(network))
     assert float(start.abs()[network.covered()].mean()) == pytest.approx(1.0, rel=1e-5)
