@@ -143,9 +143,9 @@ def _optimizer_step(s: Session, state: TrainingState, window_ok: bool, step: int
                                 "zeros/NaN, or use precision 'off'")
     else:
         s.set_learning_rate(state)
-        eps = keras_adam_eps(adam_steps_taken(s.optimizer) + 1)
-        for group in s.optimizer.param_groups:
-            group["eps"] = eps
+        step = adam_steps_taken(s.optimizer) + 1
+        for group in s.optimizer.param_groups:  # each group's own second-moment decay
+            group["eps"] = keras_adam_eps(step, beta2=group["betas"][1])
         s.scaler.step(s.optimizer)
         s.scaler.update()
         hooks.after_step(s.model)

@@ -12,7 +12,8 @@ def keras_adam_eps(step: int, epsilon: float = 1e-7, beta2: float = 0.999) -> fl
 
     Keras adds its epsilon (1e-7) to the uncorrected ``sqrt(v)``, torch adds its own to the
     bias-corrected ``sqrt(v / (1 - beta2**t))``; the two updates agree exactly when torch's
-    epsilon is ``1e-7 / sqrt(1 - beta2**t)``.
+    epsilon is ``1e-7 / sqrt(1 - beta2**t)``, with the ``beta2`` (second-moment decay) the
+    update uses: each parameter group's own.
     """
     return epsilon / math.sqrt(1.0 - beta2**step)
 

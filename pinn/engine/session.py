@@ -154,7 +154,8 @@ def set_up(model: nn.Module, loss_fn: LossFn, train_set: Any, val_set: Any | Non
     # without validation items would never join. (Compiling the module again reuses the code.)
     evaluator = torch.compile(model) if config.compile else model
     optimizer = torch.optim.Adam(hooks.optimizer_groups(model), lr=config.learning_rate,
-                                 betas=(0.9, config.adam_beta2), eps=keras_adam_eps(1))
+                                 betas=(0.9, config.adam_beta2),
+                                 eps=keras_adam_eps(1, beta2=config.adam_beta2))
     world_batch = config.batch_size * runtime.world_size
     return Session(
         config=config, runtime=runtime, model=model, wrapped=wrapped, evaluator=evaluator,

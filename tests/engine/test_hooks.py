@@ -119,9 +119,34 @@ def _by_hand(betas_a: tuple[float, float], betas_b: tuple[float, float], lr: flo
         optimizer.zero_grad()
         ((a - 1.0) ** 2 + (b - 1.0) ** 2).sum().backward()
         for group in optimizer.param_groups:
-            group["eps"] = keras_adam_eps(step)
+            group["eps"] = keras_adam_eps(step, beta2=group["betas"][1])
         optimizer.step()
     return a.item(), b.item()
+
+
+def test_each_groups_epsilon_follows_its_own_second_moment_decay(monkeypatch):
+    """Keras adds 1e-7 to the uncorrected sqrt(v); torch's equivalent epsilon divides it by
+    sqrt(1 - beta2**t) with the beta2 of the group being updated, not a fixed 0.999."""
+    from pinn.engine.optim import keras_adam_eps
+
+    config = TrainingConfig(epochs=2, batch_size=4, validation_fraction=0.0, learning_rate=0.1,
+                            early_stopping_patience=0, adam_beta2=0.5)
+    model = _Pair([{}, {"betas": (0.9, 0.99)}])
+    seen = []
+    original = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        seen.append([(group["betas"][1], group["eps"]) for group in self.param_groups])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    train(model, _loss, _Data(), None, config, verbose=False)  # 2 steps per epoch
+    assert len(seen) == 4
+    for t, groups in enumerate(seen, start=1):
+        assert [beta2 for beta2, _ in groups] == [0.5, 0.99]
+        for beta2, eps in groups:
+            assert eps == pytest.approx(1e-7 / math.sqrt(1 - beta2**t), rel=1e-12)
+    assert keras_adam_eps(1, beta2=0.5) == pytest.approx(1e-7 / math.sqrt(0.5))
 
 
 def test_adam_second_moment_decay_is_the_configs_unless_a_group_sets_its_own():
