@@ -12,6 +12,7 @@ from pathlib import Path
 from pinn import __version__
 from pinn.cli import commands
 from pinn.cli.refine_options import add_refine_command
+from pinn.config import PROJECTION_BLUR_PX, PROJECTION_SYNC_ROUNDS, ModelConfig
 
 EXIT_USAGE = 2
 
@@ -57,6 +58,38 @@ def parse_duration(text: str) -> float:
     if total <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration")
     return total
+
+
+#: The model's inference physics (docs/DESIGN.md §11), for pinn train (recorded in the archive)
+#: and pinn reconstruct (overriding the archive's): flag, type, metavar, what it does, its
+#: default at training, the archive's field (``{}``: the default at training), and what 0
+#: means.
+_GRIDSIZE_DEFAULT = "{} at gridsize 2 and more, 0 at gridsize 1"
+_PROJECTION_OPTIONS = (
+    ("--projection-steps", int, "K", "error-reduction updates of each group's object against "
+     "its own patterns before stitching", str(ModelConfig().projection_steps),
+     "model.projection_steps", "0: the network's output as it is"),
+    ("--projection-blur", float, "PX", "standard deviation in pixels of the Gaussian blur of "
+     "each group's object before its projection steps, which keeps the network's smooth part "
+     "and drops its fine errors", _GRIDSIZE_DEFAULT.format(f"{PROJECTION_BLUR_PX:g}"),
+     "model.projection_blur_px if set at training, else {}", "0: no blur"),
+    ("--projection-sync", int, "K", "rounds of phase synchronisation of the groups' objects "
+     "after their projection steps, before stitching",
+     _GRIDSIZE_DEFAULT.format(PROJECTION_SYNC_ROUNDS),
+     "model.projection_sync_rounds if set at training, else {}", "0: none"),
+    ("--projection-passes", int, "K", "passes of error reduction over the whole scan after "
+     "stitching, against every pattern", str(ModelConfig().projection_passes),
+     "model.projection_passes; none with --transpose", "0: the stitched object as it is"),
+)
+
+
+def _add_projection_options(parser: argparse.ArgumentParser, training: bool) -> None:
+    """The --projection-* options of pinn train (``training``) or pinn reconstruct."""
+    for flag, kind, metavar, what, trained, field, off in _PROJECTION_OPTIONS:
+        default = (f"{trained}; {off}; recorded in the archive" if training
+                   else f"the archive's {field.format(trained)}; {off}")
+        parser.add_argument(flag, type=kind, default=None, metavar=metavar,
+                            help=f"{what} (default: {default})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,23 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multiplies the CNN's filter counts (default: 1; the reference's is 2)")
     p.add_argument("--lr", type=float, default=None,
                    help="initial learning rate (default: 2e-3; the reference's is 1e-3)")
-    p.add_argument("--projection-steps", type=int, default=None, metavar="K",
-                   help="error-reduction updates of each group's object against its own "
-                        "patterns when the model reconstructs (default: 16; 0: the network's "
-                        "output as it is; recorded in the archive)")
-    p.add_argument("--projection-blur", type=float, default=None, metavar="PX",
-                   help="standard deviation in pixels of the Gaussian blur of each group's "
-                        "object before its projection steps, which keeps the network's smooth "
-                        "part and drops its fine errors (default: 4 at gridsize 2 and more, 0 "
-                        "at gridsize 1; 0: no blur; recorded in the archive)")
-    p.add_argument("--projection-sync", type=int, default=None, metavar="K",
-                   help="rounds of phase synchronisation of the groups' objects after their "
-                        "projection steps, before stitching (default: 32 at gridsize 2 and more, "
-                        "0 at gridsize 1; 0: none; recorded in the archive)")
-    p.add_argument("--projection-passes", type=int, default=None, metavar="K",
-                   help="passes of error reduction over the whole scan after stitching, "
-                        "against every pattern (default: 4; 0: the stitched object as it is; "
-                        "recorded in the archive)")
+    _add_projection_options(p, training=True)
     p.add_argument("--reference-recipe", action="store_true",
                    help="the reference PtychoPINN's CNN width (--n-filters-scale 2), learning "
                         "rate (--lr 1e-3) and pure network output (--projection-steps 0, "
@@ -210,24 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the archive's, i.e. the training's grouping)")
     p.add_argument("--grouping-seed", type=int, default=None, metavar="S",
                    help="seed of the grouping draw at gridsize > 1 (default: the archive's)")
-    p.add_argument("--projection-steps", type=int, default=None, metavar="K",
-                   help="error-reduction updates of each group's object against its own "
-                        "patterns before stitching (default: the archive's "
-                        "model.projection_steps; 0: the network's output as it is)")
-    p.add_argument("--projection-blur", type=float, default=None, metavar="PX",
-                   help="standard deviation in pixels of the Gaussian blur of each group's "
-                        "object before its projection steps (default: the archive's: "
-                        "model.projection_blur_px if set at training, else 4 at gridsize 2 and "
-                        "more and 0 at gridsize 1; 0: no blur)")
-    p.add_argument("--projection-sync", type=int, default=None, metavar="K",
-                   help="rounds of phase synchronisation of the groups' objects after their "
-                        "projection steps, before stitching (default: the archive's: "
-                        "model.projection_sync_rounds if set at training, else 32 at gridsize 2 "
-                        "and more and 0 at gridsize 1; 0: none)")
-    p.add_argument("--projection-passes", type=int, default=None, metavar="K",
-                   help="passes of error reduction over the whole scan after stitching, "
-                        "against every pattern (default: the archive's model.projection_passes; "
-                        "0: the stitched object as it is; not with --transpose)")
+    _add_projection_options(p, training=False)
     p.add_argument("--transpose", action="store_true", help="swap the axes of each patch")
     p.add_argument("--flip-x", action="store_true", help="negate the x coordinates")
     p.add_argument("--flip-y", action="store_true", help="negate the y coordinates")
