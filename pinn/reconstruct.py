@@ -177,6 +177,12 @@ def _synchronise(kept: list, shape: tuple[int, int], crop_px: int, rounds: int
                              rounds)
 
 
+def _check_count(name: str, value: object) -> None:
+    """``value`` must be an int >= 0 (not a bool): a number of steps, rounds or passes."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name} is {value!r}; use an int >= 0")
+
+
 def _physical_memory() -> int | None:
     """Bytes of physical memory, or None where the OS does not say (e.g. Windows)."""
     try:
@@ -285,9 +291,7 @@ def reconstruct(
         raise ConfigError(f"batch_size is {batch_size}; use a positive int")
     if projection_steps is None:
         projection_steps = model.config.projection_steps
-    if isinstance(projection_steps, bool) or not isinstance(projection_steps, int) \
-            or projection_steps < 0:
-        raise ConfigError(f"projection_steps is {projection_steps!r}; use an int >= 0")
+    _check_count("projection_steps", projection_steps)
     if projection_blur_px is None:
         projection_blur_px = model.config.blur_px
     if isinstance(projection_blur_px, bool) or not isinstance(projection_blur_px, (int, float)) \
@@ -296,15 +300,10 @@ def reconstruct(
                           "standard deviation in pixels")
     if projection_sync_rounds is None:
         projection_sync_rounds = model.config.sync_rounds
-    if isinstance(projection_sync_rounds, bool) or not isinstance(projection_sync_rounds, int) \
-            or projection_sync_rounds < 0:
-        raise ConfigError(f"projection_sync_rounds is {projection_sync_rounds!r}; use an int "
-                          ">= 0")
+    _check_count("projection_sync_rounds", projection_sync_rounds)
     if projection_passes is None:
         projection_passes = 0 if transpose else model.config.projection_passes
-    if isinstance(projection_passes, bool) or not isinstance(projection_passes, int) \
-            or projection_passes < 0:
-        raise ConfigError(f"projection_passes is {projection_passes!r}; use an int >= 0")
+    _check_count("projection_passes", projection_passes)
     if projection_passes and transpose:
         raise ConfigError("projection_passes needs the patterns' own frame, which transpose "
                           "swaps; pass projection_passes=0 with transpose")
