@@ -13,7 +13,12 @@ or each of --network-lr), and each is scored: phase SSIM vs the solver, final de
 pixel, seconds.
 
     python benchmarks/refine_network.py --net-epochs 20 --epochs 3 5 10 15
+    python benchmarks/refine_network.py --solver-modes --epochs 5 10
     python benchmarks/refine_network.py --epochs 5 10 --network-lr 0.05 0.02 0.01 0.005
+
+With ``--solver-modes`` the solver's ``--probe-modes`` strongest modes replace its dominant
+mode everywhere: the network trains with them and both refinements start from them. The
+model's own reconstruction (network, per-group steps, passes over the scan) is scored too.
 
 One JSON record per run goes to results/refine_network.jsonl, the table to --out/table.md
 and the phases (network alone, both refinements at the largest E, the solver) to --out. The data is read from ../shared/data.
@@ -37,14 +42,16 @@ from pinn.config import Config, ModelConfig, TrainingConfig
 from pinn.data import load_scan
 from pinn.fit import train_scan
 from pinn.plotting import save_side_by_side
-from pinn.reconstruct import Reconstruction
+from pinn.reconstruct import Reconstruction, reconstruct
 from pinn.refine import (RefineConfig, network_refine_config, reconstruct_and_refine,
                          refine_scan)
 from pinn.refine.network import NETWORK_LEARNING_RATE
 
 
 def network_config(args: argparse.Namespace) -> Config:
-    return Config(model=ModelConfig(size_px=128, gridsize=1, n_filters_scale=1),
+    modes = args.probe_modes if args.solver_modes else 1
+    return Config(model=ModelConfig(size_px=128, gridsize=1, n_filters_scale=1,
+                                    probe_modes=modes),
                   training=TrainingConfig(epochs=args.net_epochs, batch_size=8,
                                           learning_rate=1e-3, plateau_patience=6,
                                           early_stopping_patience=0, seed=args.seed))
@@ -89,15 +96,24 @@ def main() -> None:
     parser.add_argument("--network-lr", type=float, nargs="+", default=[NETWORK_LEARNING_RATE],
                         help="object learning rates of the network start (default: pinn's; "
                              "the flat start always uses RefineConfig's)")
+    parser.add_argument("--solver-modes", action="store_true",
+                        help="start from the solver's --probe-modes strongest modes (the network "
+                             "trains with them, the refinements start from them) instead of its "
+                             "dominant mode and added modes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--cache", type=Path, default=RESULTS / "refine_network")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="default: results/refine_network (with --solver-modes: "
+                             "results/refine_network_solver-modes)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if not MEASURED.exists():
         raise SystemExit(f"the measured data is not at {MEASURED}")
     device = device_from(args.device)
+    if args.cache is None:
+        args.cache = RESULTS / ("refine_network_solver-modes" if args.solver_modes
+                                else "refine_network")
     out = args.out or args.cache
     out.mkdir(parents=True, exist_ok=True)
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -105,13 +121,27 @@ def main() -> None:
 
     solver = dict(np.load(SOLVER))
     scan = load_scan(MEASURED, probe_path=SOLVER)
-    scan = dataclasses.replace(scan, probe=scan.dominant_probe)  # the solver's dominant mode
+    if not args.solver_modes:
+        scan = dataclasses.replace(scan, probe=scan.dominant_probe)  # the solver's dominant mode
     truth = solver_object_in_pinn_frame(scan, solver).numpy()
     centres = scan.positions.numpy()
     archive, train_s = trained_model(scan, args, device)
 
     rows = []
     images = {}
+    # the model's own reconstruction (network, per-group steps, passes over the scan)
+    start = time.perf_counter()
+    model_result = reconstruct(archive.model, scan, device=str(device), progress=False)
+    model_s = time.perf_counter() - start
+    figures = score(network_in_frame(model_result, truth.shape), truth, centres)
+    images["model"] = figures.pop("images")[0]
+    rows.append({"start": "model (no refinement)", "epochs": 0, "learning_rate": None,
+                 "phase_ssim": figures["phase_ssim"], "deviance": None, "seconds": model_s,
+                 "train_s": train_s})
+    rec.record(f"siemens model K={archive.config.model.probe_modes}"
+               + (" solver modes" if args.solver_modes else ""),
+               {"net_epochs": args.net_epochs, "model": dataclasses.asdict(archive.config.model)},
+               rows[-1])
     network = None
     for epochs in sorted(args.epochs):
         starts = [("flat", RefineConfig(epochs=epochs, probe_modes=args.probe_modes,
@@ -130,8 +160,8 @@ def main() -> None:
                 if network is None:
                     network = run.network
                     figures = score(network_in_frame(network, truth.shape), truth, centres)
-                    images["network alone"] = figures.pop("images")[0]
-                    rows.insert(0, {"start": "network alone", "epochs": 0, "learning_rate": None,
+                    images["network start"] = figures.pop("images")[0]
+                    rows.insert(1, {"start": "network start (the model without its passes)", "epochs": 0, "learning_rate": None,
                                     "phase_ssim": figures["phase_ssim"], "deviance": None,
                                     "seconds": network_s, "train_s": train_s})
             figures = score(object_in_frame(result, truth.shape), truth, centres)
@@ -145,6 +175,7 @@ def main() -> None:
                    "power_fraction": [round(float(p), 4) for p in result.power_fraction]}
             rows.append(row)
             rec.record(f"siemens refine from {label} E={epochs} K={args.probe_modes} "
+                       + ("solver modes " if args.solver_modes else "") +
                        f"lr={config.learning_rate:g}",
                        {"start": label, "net_epochs": args.net_epochs,
                         **dataclasses.asdict(config)}, row)
@@ -153,9 +184,9 @@ def main() -> None:
     longest = max(args.epochs)
     flat_lr, net_lr = RefineConfig().learning_rate, args.network_lr[0]
     save_side_by_side(out / "phase_network_refine_vs_solver.png",
-                      [images["network alone"], images[("flat", flat_lr)],
+                      [images["model"], images[("flat", flat_lr)],
                        images[("network", net_lr)], images["solver"]],
-                      ["network alone", f"refined from flat, {longest} epochs",
+                      ["the model (no refinement)", f"refined from flat, {longest} epochs",
                        f"refined from the network, {longest} epochs", "pty-chi lsqml"],
                       [np.ones_like(images["solver"], bool)] * 4, cmap="twilight")
     lines = ["| start | object learning rate | refinement epochs | phase SSIM vs solver | "
