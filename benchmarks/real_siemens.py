@@ -14,7 +14,9 @@ same spectrum crop as the patterns.
     python benchmarks/real_siemens.py --crop 128 --epochs 20 --probe-modes 4
 
 ``--probe-modes K`` gives the model the solver's K strongest probe modes instead of its
-dominant one (the data are partially coherent: one mode cannot fit their amplitude). Besides
+dominant one (the data are partially coherent: one mode cannot fit their amplitude);
+``--probe-file`` takes the probe from another NPZ instead of the solver's, e.g. the
+``reconstruction.npz`` of ``pinn refine --probe-modes 4`` started from the data's own guess. Besides
 the model's reconstruction, the record scores the network's object alone (``network_*``), the
 model without its passes over the scan (``no_passes_*``) and an untrained network of the same
 configuration with the model's inference (``untrained_*``: what the physics alone gives).
@@ -91,7 +93,11 @@ def main() -> None:
                         default=ModelConfig().projection_passes,
                         help="passes over the whole scan after stitching (default: pinn's)")
     parser.add_argument("--probe-modes", type=int, default=1,
-                        help="the solver's K strongest probe modes (1: its dominant mode)")
+                        help="the probe file's K strongest modes (1: its dominant mode)")
+    parser.add_argument("--probe-file", type=Path, default=SOLVER,
+                        help="the NPZ the probe comes from (default: the solver's; e.g. a "
+                             "`pinn refine` reconstruction.npz, whose modes were learned from "
+                             "the data's own guess)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None)
@@ -105,7 +111,7 @@ def main() -> None:
     rec = Recorder("real_siemens", device, args.json)
 
     solver = dict(np.load(SOLVER))
-    full = load_scan(MEASURED, probe_path=SOLVER)
+    full = load_scan(MEASURED, probe_path=args.probe_file)
     if args.probe_modes == 1:
         full = dataclasses.replace(full, probe=full.dominant_probe)  # the solver's dominant mode
     full = dataclasses.replace(full, object=solver_object_in_pinn_frame(full, solver))
@@ -191,13 +197,14 @@ def main() -> None:
     (out / "metrics.json").write_text(json.dumps({**metrics, **figures}, indent=2) + "\n")
     rec.record(f"siemens crop={args.crop} gs={args.gridsize} epochs={args.epochs}"
                + (f" modes={args.probe_modes}" if args.probe_modes > 1 else "")
+               + (f" probe={args.probe_file.name}" if args.probe_file != SOLVER else "")
                + (f" projection={args.projection_steps}" if args.projection_steps else "")
                + (f" passes={args.projection_passes}" if args.projection_passes else ""),
                {"crop": args.crop, "gridsize": args.gridsize, "epochs": args.epochs,
                 "n_filters_scale": args.n_filters_scale, "batch_size": args.batch_size,
                 "lr": args.lr, "projection_steps": args.projection_steps,
                 "projection_passes": args.projection_passes,
-                "probe_modes": args.probe_modes}, figures)
+                "probe_modes": args.probe_modes, "probe_file": str(args.probe_file)}, figures)
 
 
 if __name__ == "__main__":
