@@ -41,7 +41,8 @@ def _add_read_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--probe-file", type=Path, default=None, metavar="NPZ",
                        help="take the probe from this NPZ instead of the scan file's, with all "
                             "its modes (key probe_modes, probeGuess or probe, e.g. a solver's "
-                            "reconstruction)")
+                            "reconstruction or the reconstruction.npz of pinn refine "
+                            "--probe-modes K)")
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s?)?")
