@@ -16,10 +16,11 @@ same spectrum crop as the patterns.
 ``--probe-modes K`` gives the model the solver's K strongest probe modes instead of its
 dominant one (the data are partially coherent: one mode cannot fit their amplitude);
 ``--probe-file`` takes the probe from another NPZ instead of the solver's, e.g. the
-``reconstruction.npz`` of ``pinn refine --probe-modes 4`` started from the data's own guess. Besides
-the model's reconstruction, the record scores the network's object alone (``network_*``), the
-model without its passes over the scan (``no_passes_*``) and an untrained network of the same
-configuration with the model's inference (``untrained_*``: what the physics alone gives).
+``reconstruction.npz`` of ``pinn refine --probe-modes 4`` started from the data's own guess.
+Besides the model's reconstruction, the record scores the network's object alone
+(``network_*``), the model without its passes over the scan (``no_passes_*``) and an untrained
+network of the same configuration with the model's inference (``untrained_*``: what the
+physics alone gives).
 
 Writes figures and metrics to --out (default benchmarks/results/real_siemens_<crop>/) and one
 JSON record to results/real_siemens.jsonl. The data is read from ../shared/data (never
@@ -113,7 +114,7 @@ def main() -> None:
     solver = dict(np.load(SOLVER))
     full = load_scan(MEASURED, probe_path=args.probe_file)
     if args.probe_modes == 1:
-        full = dataclasses.replace(full, probe=full.dominant_probe)  # the solver's dominant mode
+        full = dataclasses.replace(full, probe=full.dominant_probe)  # the file's dominant mode
     full = dataclasses.replace(full, object=solver_object_in_pinn_frame(full, solver))
     scan = crop_scan(full, args.crop) if args.crop != full.N else full
 
@@ -161,7 +162,8 @@ def main() -> None:
                             intensity_scale=float(fit.model.intensity_scale))
     variants["untrained"] = {}
     for name, options in variants.items():
-        other = reconstruct(untrained if name == "untrained" else fit.model, scan, device=device, progress=False,
+        model = untrained if name == "untrained" else fit.model
+        other = reconstruct(model, scan, device=device, progress=False,
                             neighbors=config.data.neighbors, seed=config.data.grouping_seed,
                             **options)
         other = evaluate(dataclasses.replace(other, coverage=other.coverage * region),

@@ -21,7 +21,8 @@ mode everywhere: the network trains with them and both refinements start from th
 model's own reconstruction (network, per-group steps, passes over the scan) is scored too.
 
 One JSON record per run goes to results/refine_network.jsonl, the table to --out/table.md
-and the phases (network alone, both refinements at the largest E, the solver) to --out. The data is read from ../shared/data.
+and the phases (the model's reconstruction, both refinements at the largest E, the solver) to
+--out. The data is read from ../shared/data.
 """
 
 from __future__ import annotations
@@ -161,7 +162,8 @@ def main() -> None:
                     network = run.network
                     figures = score(network_in_frame(network, truth.shape), truth, centres)
                     images["network start"] = figures.pop("images")[0]
-                    rows.insert(1, {"start": "network start (the model without its passes)", "epochs": 0, "learning_rate": None,
+                    rows.insert(1, {"start": "network start (the model without its passes)",
+                                    "epochs": 0, "learning_rate": None,
                                     "phase_ssim": figures["phase_ssim"], "deviance": None,
                                     "seconds": network_s, "train_s": train_s})
             figures = score(object_in_frame(result, truth.shape), truth, centres)
