@@ -47,11 +47,11 @@ class DemoSettings:
     §11), which restore the fine lines the network alone does not reach in minutes. Measured on
     a quiet 2-core AMD EPYC (2026-12-05 15:15): 2 min 34 s in all with AVX-512, amplitude /
     phase SSIM 0.994 / 0.994 (13:06, before the passes: 0.992 / 0.991; the network alone 0.354
-    / 0.343); 4 min 14 s and 0.992 / 0.971 with the ISA capped at AVX2 (11:10, before the blur,
-    the synchronisation and the passes; 0.992 / 0.960 then with AVX-512). 40 epochs took 5 min
-    10 s there (0.992 / 0.973 in 3 min 14 s with AVX-512), hence 30. Before the projection
-    steps the demo enlarged the features 3x and halved the network (90 epochs: 0.879 / 0.896 in
-    3 min 11 s).
+    / 0.343); 3 min 46 s and 0.994 / 0.994 with the ISA capped at AVX2 (17:41; at 11:10, before
+    the blur, the synchronisation and the passes, 4 min 14 s and 0.992 / 0.971). 40 epochs took
+    5 min 10 s there then (0.992 / 0.973 in 3 min 14 s with AVX-512), hence 30. Before the
+    projection steps the demo enlarged the features 3x and halved the network (90 epochs: 0.879
+    / 0.896 in 3 min 11 s).
 
     Then ``refine_epochs`` of physics refinement (:mod:`pinn.refine`, one probe mode, object
     and probe refined) start from the model's stitched object before its passes (at the lower

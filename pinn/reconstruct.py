@@ -421,7 +421,7 @@ def scan_passes(image: torch.Tensor, positions: torch.Tensor, scan: ScanSource, 
             model's probe and object predict
             (:func:`pinn.data.normalize.normalization_from_energy`).
         model: the model whose probe modes and mask light the object.
-        passes: number of passes, >= 1.
+        passes: number of passes, >= 0 (0 returns ``image`` on the CPU as it is).
         indices: ``(M,)`` int64 scan rows of the positions (default: ``0 .. M-1``, every
             pattern of the scan).
         block: positions per block.
